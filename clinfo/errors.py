@@ -1,0 +1,47 @@
+"""Typed exceptions. Every failure a user can cause or meet maps to one of these."""
+
+from __future__ import annotations
+
+
+class ClinfoError(Exception):
+    """Base class; the CLI prints ``str(exc)`` as one line and exits non-zero."""
+
+
+class InvalidQuestion(ClinfoError, ValueError):
+    """The question is empty, too long or otherwise unusable."""
+
+
+class ConfigError(ClinfoError, ValueError):
+    """Bad settings: unknown LLM spec or source, missing API key, unreadable prompt directory."""
+
+
+class LLMError(ClinfoError):
+    """The LLM backend failed."""
+
+
+class LLMUnavailable(LLMError):
+    """The LLM server cannot be reached, or rejected our credentials."""
+
+
+class LLMResponseError(LLMError):
+    """The LLM answered with empty or unusable text."""
+
+
+class SourceError(ClinfoError):
+    """A literature source failed (network, HTTP status, malformed response)."""
+
+
+class SourceUnavailable(SourceError):
+    """The source cannot be reached after retries."""
+
+
+class MalformedResponse(SourceError):
+    """The source answered with XML/JSON we cannot parse (truncated, corrupted)."""
+
+
+class QuerySyntaxError(ClinfoError, ValueError):
+    """A PubMed query is malformed (unbalanced parentheses or quotes, unknown field tag)."""
+
+
+class CorpusError(ClinfoError):
+    """A local corpus file is missing, corrupt or built by an incompatible version."""

@@ -1,0 +1,162 @@
+"""Typed records that cross module boundaries: articles, summaries, the answer and its trace."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from pydantic import BaseModel, Field
+
+PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
+
+
+class AbstractSection(BaseModel):
+    label: str = ""
+    text: str
+
+
+class Article(BaseModel):
+    pmid: str
+    title: str = ""
+    abstract_sections: list[AbstractSection] = Field(default_factory=list)
+    authors: list[str] = Field(default_factory=list)
+    journal: str = ""
+    year: int | None = None
+    doi: str | None = None
+    mesh: list[str] = Field(default_factory=list)
+    publication_types: list[str] = Field(default_factory=list)
+
+    @property
+    def abstract(self) -> str:
+        """The abstract as one text, section labels kept inline ("METHODS: ...")."""
+        parts = [f"{s.label}: {s.text}" if s.label else s.text for s in self.abstract_sections]
+        return "\n".join(p for p in parts if p.strip())
+
+    @property
+    def url(self) -> str:
+        return PUBMED_URL.format(pmid=self.pmid)
+
+    @property
+    def citation(self) -> str:
+        """A Vancouver-style citation built from this article's own metadata."""
+        authors = self.authors[:3]
+        author_text = ", ".join(authors) + (", et al." if len(self.authors) > 3 else "")
+        bits = [b for b in (author_text, self.title.rstrip("."), self.journal) if b]
+        text = ". ".join(bits)
+        if self.year:
+            text += f". {self.year}"
+        if self.doi:
+            text += f". doi:{self.doi}"
+        return f"{text}. PMID: {self.pmid}"
+
+
+class ArticleSummary(BaseModel):
+    """The LLM's judgement of one article against the question."""
+
+    article: Article
+    relevant: bool
+    score: int = Field(0, ge=0, le=10, description="relevance 0-10")
+    reason: str = ""
+    summary: str = ""
+    design: str = ""
+    sample_size: str = ""
+    population: str = ""
+    risk_of_bias: str = ""
+    rank: int = 0  # position after the prefilter (0 = best); ties in score fall back to it
+
+    @property
+    def pmid(self) -> str:
+        return self.article.pmid
+
+
+class Reference(BaseModel):
+    n: int
+    pmid: str
+    citation: str
+    url: str
+    title: str = ""
+
+
+class QueryRecord(BaseModel):
+    query: str
+    hits: int = 0
+    note: str = ""  # "broadened after zero hits", "invalid: ..." and the like
+
+
+class StepTiming(BaseModel):
+    name: str
+    seconds: float
+
+
+class Trace(BaseModel):
+    steps: list[StepTiming] = Field(default_factory=list)
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0  # None once any call's price is unknown
+    llm_cache_hits: int = 0
+    source_cache_hits: int = 0
+    source_requests: int = 0
+    articles_found: int = 0
+    articles_without_abstract: int = 0
+    articles_screened: int = 0
+    invalid_citations_removed: int = 0
+    invalid_queries: int = 0
+    zero_hit_queries: int = 0
+    unparseable_llm_outputs: int = 0
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(s.seconds for s in self.steps)
+
+
+# Upstream Clinfo.ai returned a dict; these keys keep its users' code working.
+_UPSTREAM_KEYS = {
+    "synthesis": lambda a: a.synthesis,
+    "tldr": lambda a: a.tldr,
+    "article_summaries": lambda a: [s.model_dump() for s in a.article_summaries],
+    "irrelevant_articles": lambda a: [s.model_dump() for s in a.irrelevant_articles],
+    "queries": lambda a: [q.query for q in a.queries],
+    "references": lambda a: [r.model_dump() for r in a.references],
+    "question": lambda a: a.question,
+}
+
+
+class Answer(BaseModel):
+    question: str
+    queries: list[QueryRecord] = Field(default_factory=list)
+    synthesis: str = ""
+    tldr: str = ""
+    references: list[Reference] = Field(default_factory=list)
+    article_summaries: list[ArticleSummary] = Field(default_factory=list)
+    irrelevant_articles: list[ArticleSummary] = Field(default_factory=list)
+    no_evidence: bool = False
+    llm: str = ""
+    source: str = ""
+    trace: Trace = Field(default_factory=Trace)
+
+    # dict-like access, as upstream's ``forward()`` returned a dict
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return _UPSTREAM_KEYS[key](self)
+        except KeyError:
+            raise KeyError(f"{key!r} (available: {', '.join(_UPSTREAM_KEYS)})") from None
+
+    def keys(self) -> Iterator[str]:
+        return iter(_UPSTREAM_KEYS)
+
+    def __contains__(self, key: object) -> bool:
+        return key in _UPSTREAM_KEYS
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return self.model_dump_json(indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Answer":
+        return cls.model_validate(json.loads(text))
+
+    def to_markdown(self) -> str:
+        from clinfo.render import answer_markdown
+
+        return answer_markdown(self)

@@ -1,0 +1,95 @@
+"""One settings object for the whole product.
+
+Precedence: constructor arguments / CLI flags > environment variables > defaults.
+Environment names are ``CLINFO_*`` plus the standard ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``,
+``NCBI_API_KEY`` and ``NCBI_EMAIL``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
+DEFAULT_VLLM_BASE_URL = "http://localhost:8000/v1"
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLINFO_", extra="forbid", populate_by_name=True)
+
+    # --- what to use
+    llm: str = Field("openai:gpt-4o-mini", description="LLM spec: openai:<model>, vllm:<model>, local[:path.gguf], vllm-offline:<model>")
+    source: str = Field("pubmed", description="Literature source: pubmed, demo, local:/path/corpus.db")
+    base_url: str | None = Field(None, description="Base URL of the LLM server (overrides OPENAI_BASE_URL)")
+
+    # --- credentials and endpoints (standard names, no CLINFO_ prefix)
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("openai_api_key", "OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("openai_base_url", "OPENAI_BASE_URL"))
+    ncbi_api_key: SecretStr | None = Field(None, validation_alias=_env("ncbi_api_key", "NCBI_API_KEY"))
+    ncbi_email: str | None = Field(None, validation_alias=_env("ncbi_email", "NCBI_EMAIL"))
+    ncbi_tool: str = "clinfo"
+    eutils_base_url: str = DEFAULT_EUTILS
+
+    # --- cache and prompts
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "clinfo")
+    use_cache: bool = True
+    prompt_dir: Path | None = None
+
+    # --- pipeline knobs
+    num_queries: int = Field(3, ge=1, le=10)
+    results_per_query: int = Field(20, ge=1, le=500)
+    prefilter_k: int = Field(16, ge=1, le=200, description="articles kept by BM25 before any per-article LLM call")
+    max_concurrency: int = Field(16, ge=1, le=256, description="LLM calls in flight for one question")
+    restriction_date: dt.date | None = Field(None, description="only literature published on or before this date")
+    date_window_years: int | None = Field(None, ge=1, description="with restriction_date: only this many years before it")
+    max_question_chars: int = Field(2000, ge=10)
+    synthesis_context_chars: int = Field(24000, ge=2000, description="budget for article summaries in the synthesis prompt")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    structured_output: Literal["auto", "json_schema", "none"] = "auto"
+
+    # --- transport
+    http_timeout: float = Field(30.0, gt=0)
+    http_retries: int = Field(4, ge=0, le=10)
+    llm_timeout: float = Field(120.0, gt=0)
+    llm_retries: int = Field(2, ge=0, le=10)
+
+    @field_validator("restriction_date", mode="before")
+    @classmethod
+    def _parse_date(cls, v: Any) -> Any:
+        if isinstance(v, dt.datetime):
+            return v.date()
+        if isinstance(v, str) and v.strip():
+            try:
+                return dt.date.fromisoformat(v.strip()[:10])
+            except ValueError:
+                raise ValueError(f"restriction_date must be an ISO date (YYYY-MM-DD), got {v!r}") from None
+        return v
+
+    @field_validator("eutils_base_url")
+    @classmethod
+    def _slash(cls, v: str) -> str:
+        return v if v.endswith("/") else v + "/"
+
+    def public_dict(self) -> dict[str, Any]:
+        """Everything needed to reproduce a run, with secrets left out (for configs, traces, exports)."""
+        data = self.model_dump(mode="json", exclude={"openai_api_key", "ncbi_api_key"})
+        data["openai_api_key_set"] = self.openai_api_key is not None
+        data["ncbi_api_key_set"] = self.ncbi_api_key is not None
+        return data
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        """A copy with the non-None overrides applied and validated."""
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        if not clean:
+            return self
+        data = self.model_dump()
+        data.update(clean)
+        return type(self).model_validate(data)

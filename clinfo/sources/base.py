@@ -1,0 +1,62 @@
+"""The ``Source`` seam: ranked PMIDs for a query, then full records."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:
+    from clinfo.models import Article
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Publication-date window, both ends inclusive; either end may be open."""
+
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+    @classmethod
+    def ending(cls, end: dt.date | None, years: int | None = None) -> "DateRange | None":
+        if end is None:
+            return None
+        start = None
+        if years:
+            try:
+                start = end.replace(year=end.year - years)
+            except ValueError:  # 29 February
+                start = end.replace(year=end.year - years, day=28)
+        return cls(start=start, end=end)
+
+
+@dataclass
+class SearchResult:
+    query: str
+    pmids: list[str]  # best first
+    count: int  # total hits the source reports (may exceed len(pmids))
+    translation: str | None = None  # how the source understood the query, when it says
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SourceStats:
+    requests: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+
+
+@runtime_checkable
+class Source(Protocol):
+    name: str
+    stats: SourceStats
+
+    async def search(self, query: str, *, limit: int = 20, dates: DateRange | None = None) -> SearchResult:
+        """PMIDs for a PubMed-syntax query, best first."""
+        ...
+
+    async def fetch(self, pmids: Sequence[str]) -> list["Article"]:
+        """Full records, in the order asked; PMIDs the source does not have are left out."""
+        ...
+
+    async def aclose(self) -> None: ...
