@@ -1,0 +1,5 @@
+"""Shared pytest setup. Each area keeps its fixtures in tests/support/<area>.py."""
+
+pytest_plugins = [
+    "tests.support.common",
+]
