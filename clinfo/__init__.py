@@ -1,0 +1,1 @@
+"""clinfo: cited answers to clinical questions from the biomedical literature."""
