@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(2000, ge=10)
     synthesis_context_chars: int = Field(24000, ge=2000, description="budget for article summaries in the synthesis prompt")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
-    structured_output: Literal["auto", "json_schema", "none"] = "auto"
+    structured_output: Literal["auto", "json_schema", "json_object", "none"] = Field(
+        "auto", description="auto tries json_schema, then json_object with a schema (llama.cpp), then plain text"
+    )
 
     # --- transport
     http_timeout: float = Field(30.0, gt=0)
