@@ -1,1 +1,34 @@
-"""clinfo: cited answers to clinical questions from the biomedical literature."""
+"""clinfo: cited answers to clinical questions from the biomedical literature.
+
+Heavy parts (LLM clients, sources, the pipeline) load on first use so ``import clinfo`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["ClinfoAI", "Answer", "Article", "ArticleSummary", "Reference", "Settings", "Event", "__version__"]
+
+if TYPE_CHECKING:
+    from clinfo.models import Answer, Article, ArticleSummary, Reference
+    from clinfo.pipeline import ClinfoAI, Event
+    from clinfo.settings import Settings
+
+_LAZY = {
+    "ClinfoAI": "clinfo.pipeline",
+    "Event": "clinfo.pipeline",
+    "Answer": "clinfo.models",
+    "Article": "clinfo.models",
+    "ArticleSummary": "clinfo.models",
+    "Reference": "clinfo.models",
+    "Settings": "clinfo.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'clinfo' has no attribute {name!r}")

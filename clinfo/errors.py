@@ -7,7 +7,11 @@ class ClinfoError(Exception):
     """Base class; the CLI prints ``str(exc)`` as one line and exits non-zero."""
 
 
-class InvalidQuestion(ClinfoError, ValueError):
+class InvalidArgument(ClinfoError, ValueError):
+    """A per-call argument is unusable (a malformed PMID in ``ignore``, a bad date)."""
+
+
+class InvalidQuestion(InvalidArgument):
     """The question is empty, too long or otherwise unusable."""
 
 

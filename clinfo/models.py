@@ -75,6 +75,7 @@ class Reference(BaseModel):
     citation: str
     url: str
     title: str = ""
+    cited: bool = False  # whether the synthesis cites it (every listed article was given to the LLM)
 
 
 class QueryRecord(BaseModel):

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     restriction_date: dt.date | None = Field(None, description="only literature published on or before this date")
     date_window_years: int | None = Field(None, ge=1, description="with restriction_date: only this many years before it")
     max_question_chars: int = Field(2000, ge=10)
+    screen_abstract_chars: int = Field(3000, ge=200, description="abstract text shown to the LLM per article (small models need less)")
     synthesis_context_chars: int = Field(24000, ge=2000, description="budget for article summaries in the synthesis prompt")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     structured_output: Literal["auto", "json_schema", "json_object", "none"] = Field(

@@ -1,0 +1,92 @@
+"""Checks every ``[n]`` citation against the reference list, also while the text streams.
+
+A bracket group is held back until it closes, then re-emitted with only valid numbers
+(``[2, 9]`` with 5 references becomes ``[2]``; ``[9]`` disappears). Ranges such as ``[1-3]``
+are expanded. Brackets that are not citations (``[95% CI]``) pass through untouched.
+"""
+
+from __future__ import annotations
+
+import re
+
+_GROUP = re.compile(r"^\s*\d+(?:\s*(?:[,;]|[-\u2013])\s*\d+)*\s*$")
+_PART = re.compile(r"(\d+)\s*[-\u2013]\s*(\d+)|(\d+)")
+_MAX_BRACKET = 40  # longer "brackets" are prose, not citations: stop holding text back
+
+
+class CitationFilter:
+    def __init__(self, n_refs: int) -> None:
+        self.n_refs = n_refs
+        self.removed = 0
+        self.cited: list[int] = []  # in order of first citation
+        self._pending = ""  # an open "[" and what followed it
+        self._out: list[str] = []
+
+    def _check(self, inner: str) -> str:
+        if not _GROUP.match(inner):
+            return f"[{inner}]"
+        numbers: list[int] = []
+        for lo, hi, single in _PART.findall(inner):
+            if single:
+                numbers.append(int(single))
+            else:
+                a, b = int(lo), int(hi)
+                numbers.extend(range(a, b + 1) if 0 < b - a < 50 else [a, b])
+        kept: list[int] = []
+        for n in numbers:
+            if 1 <= n <= self.n_refs:
+                if n not in kept:
+                    kept.append(n)
+            else:
+                self.removed += 1
+        for n in kept:
+            if n not in self.cited:
+                self.cited.append(n)
+        return f"[{', '.join(map(str, kept))}]" if kept else ""
+
+    def feed(self, chunk: str) -> str:
+        """Returns the part of the text that is safe to show now."""
+        out: list[str] = []
+        for ch in chunk:
+            if self._pending:
+                if ch == "]":
+                    out.append(self._check(self._pending[1:]))
+                    self._pending = ""
+                elif ch == "[":
+                    out.append(self._pending)
+                    self._pending = "["
+                else:
+                    self._pending += ch
+                    if len(self._pending) > _MAX_BRACKET:
+                        out.append(self._pending)
+                        self._pending = ""
+            elif ch == "[":
+                self._pending = "["
+            else:
+                out.append(ch)
+        text = "".join(out)
+        self._out.append(text)
+        return text
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        self._out.append(rest)
+        return rest
+
+    @property
+    def text(self) -> str:
+        return _tidy("".join(self._out))
+
+
+def _tidy(text: str) -> str:
+    # removing a citation can leave "claim ." or doubled spaces behind
+    text = re.sub(r"[ \t]+([.,;:])", r"\1", text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def check_citations(text: str, n_refs: int) -> tuple[str, int, list[int]]:
+    """(clean text, citations removed, numbers cited) for a whole text."""
+    f = CitationFilter(n_refs)
+    f.feed(text)
+    f.flush()
+    return f.text, f.removed, f.cited
