@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.support.common",
+    "tests.support.llama_server",
 ]
