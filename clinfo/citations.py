@@ -20,6 +20,7 @@ class CitationFilter:
         self.removed = 0
         self.cited: list[int] = []  # in order of first citation
         self._pending = ""  # an open "[" and what followed it
+        self._space = ""  # blanks held back until we know whether a removed citation follows
         self._out: list[str] = []
 
     def _check(self, inner: str) -> str:
@@ -50,26 +51,32 @@ class CitationFilter:
         for ch in chunk:
             if self._pending:
                 if ch == "]":
-                    out.append(self._check(self._pending[1:]))
-                    self._pending = ""
+                    checked = self._check(self._pending[1:])
+                    # a removed citation takes the space before it along ("claim [9]." -> "claim.")
+                    out.append(self._space + checked if checked else "")
+                    self._pending = self._space = ""
                 elif ch == "[":
-                    out.append(self._pending)
-                    self._pending = "["
+                    out.append(self._space + self._pending)
+                    self._pending, self._space = "[", ""
                 else:
                     self._pending += ch
                     if len(self._pending) > _MAX_BRACKET:
-                        out.append(self._pending)
-                        self._pending = ""
+                        out.append(self._space + self._pending)
+                        self._pending = self._space = ""
             elif ch == "[":
                 self._pending = "["
+            elif ch in " \t":
+                self._space += ch
             else:
-                out.append(ch)
+                out.append(self._space + ch)
+                self._space = ""
         text = "".join(out)
         self._out.append(text)
         return text
 
     def flush(self) -> str:
-        rest, self._pending = self._pending, ""
+        rest = self._space + self._pending
+        self._pending = self._space = ""
         self._out.append(rest)
         return rest
 
@@ -79,9 +86,7 @@ class CitationFilter:
 
 
 def _tidy(text: str) -> str:
-    # removing a citation can leave "claim ." or doubled spaces behind
-    text = re.sub(r"[ \t]+([.,;:])", r"\1", text)
-    return re.sub(r"[ \t]{2,}", " ", text).strip()
+    return text.strip()
 
 
 def check_citations(text: str, n_refs: int) -> tuple[str, int, list[int]]:

@@ -23,7 +23,7 @@ from clinfo.llm.registry import create_llm, parse_spec
 from clinfo.models import Answer, Article, ArticleSummary, QueryRecord, Reference, StepTiming, Trace
 from clinfo.prompts import load_prompt
 from clinfo.rank import bm25_rank, rrf
-from clinfo.settings import Settings
+from clinfo.settings import Settings, load_settings
 from clinfo.sources import DateRange, Source, create_source
 
 QUERIES_SCHEMA: dict[str, Any] = {
@@ -474,7 +474,7 @@ class ClinfoAI:
         unknown = set(overrides) - set(Settings.model_fields)
         if unknown:
             raise InvalidArgument(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        base = settings if settings is not None else Settings()
+        base = settings if settings is not None else load_settings()
         self.settings = base.with_overrides(
             llm=llm if isinstance(llm, str) else None,
             source=source if isinstance(source, str) else None,

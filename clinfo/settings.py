@@ -11,8 +11,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clinfo.errors import ConfigError
 
 DEFAULT_EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 DEFAULT_VLLM_BASE_URL = "http://localhost:8000/v1"
@@ -95,4 +97,25 @@ class Settings(BaseSettings):
             return self
         data = self.model_dump()
         data.update(clean)
-        return type(self).model_validate(data)
+        try:
+            return type(self).model_validate(data)
+        except ValidationError as exc:
+            raise _config_error(exc) from None
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) or "key" in where else f"={value!r}"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(f"invalid setting {where}{shown}: {first.get('msg', 'invalid')}{more}")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment plus overrides, with a ConfigError (one line) for bad values."""
+    try:
+        base = Settings()
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+    return base.with_overrides(**overrides)
