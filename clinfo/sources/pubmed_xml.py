@@ -1,0 +1,463 @@
+"""PubMed XML → :class:`clinfo.models.Article`.
+
+Two readers that must agree field for field:
+
+* :func:`parse_efetch` for E-utilities ``efetch`` responses (a few hundred records), through
+  Biopython's validating ``Entrez.read``;
+* :func:`iter_pubmed_xml` for NLM baseline/update files (tens of thousands of records per file),
+  streamed with ``lxml.etree.iterparse`` because ``Entrez.read`` costs ~3 ms a record.
+
+Text is normalised the same way on both paths: inline markup (``<i>``, ``<sup>``, MathML) is
+dropped but its text kept, and runs of whitespace collapse to one space.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Iterator
+from xml.sax.saxutils import unescape
+
+from lxml import etree
+
+from clinfo.errors import MalformedResponse
+from clinfo.models import AbstractSection, Article
+
+__all__ = ["DeletedCitations", "parse_efetch", "iter_pubmed_xml"]
+
+_YEAR = re.compile(r"\d{4}")
+# Entrez.read(escape=True) escapes character data but writes inline tags raw, so any '<' left
+# in its strings opens a tag.
+_TAG = re.compile(r"<[^<>]*>")
+
+
+@dataclass
+class DeletedCitations:
+    """PMIDs an update file withdraws (``<DeleteCitation>``); a mirror should drop them."""
+
+    pmids: list[str] = field(default_factory=list)
+
+
+def _squash(text: str | None) -> str:
+    return " ".join(text.split()) if text else ""
+
+
+def _year(*candidates: str | None) -> int | None:
+    for value in candidates:
+        if value:
+            m = _YEAR.search(value)
+            if m:
+                return int(m.group())
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return _squash(str(exc))[:200] or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- Entrez (efetch)
+
+
+def _etext(value: Any) -> str:
+    if value is None:
+        return ""
+    return _squash(unescape(_TAG.sub("", str(value))))
+
+
+def _bundled_dtds() -> set[str]:
+    from Bio.Entrez.Parser import DataHandler
+
+    names: set[str] = set()
+    for folder in (DataHandler.global_dtd_dir, DataHandler.local_dtd_dir):
+        if folder and os.path.isdir(folder):
+            names.update(n for n in os.listdir(folder) if n.endswith(".dtd"))
+    return names
+
+
+_DOCTYPE_DTD = re.compile(rb'(<!DOCTYPE\s+PubmedArticleSet\b[^>]*?")([^"]*/)?(pubmed_\d+\.dtd)(")')
+
+
+def _pin_dtd(data: bytes) -> bytes:
+    """Point the DOCTYPE at a DTD Biopython ships when NCBI names a newer one.
+
+    Biopython downloads unknown DTDs with urllib and no timeout; a new NCBI DTD release must not
+    make every fetch hang (or fail offline). PubMed DTD revisions only add optional elements,
+    which the non-validating fallback below tolerates.
+    """
+    head = data[:2048]
+    m = _DOCTYPE_DTD.search(head)
+    if not m:
+        return data
+    known = _bundled_dtds()
+    if m.group(3).decode() in known:
+        return data
+    pubmed = sorted(n for n in known if re.fullmatch(r"pubmed_\d+\.dtd", n))
+    if not pubmed:
+        return data
+    fixed = m.group(1) + pubmed[-1].encode() + m.group(4)
+    return head[: m.start()] + fixed + head[m.end():] + data[2048:]
+
+
+def _valid_utf8(data: bytes) -> bytes:
+    # expat stops at the first invalid byte; one bad character should cost that character only,
+    # as it does on the bulk path.
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace").encode("utf-8")
+
+
+def parse_efetch(data: bytes) -> list[Article]:
+    """Articles from an efetch ``PubmedArticleSet`` response, in document order."""
+    from Bio import Entrez
+    from Bio.Entrez.Parser import ValidationError
+
+    if not data or not data.strip():
+        raise MalformedResponse("efetch returned an empty body")
+    data = _pin_dtd(_valid_utf8(data))
+    try:
+        try:
+            record = Entrez.read(io.BytesIO(data), escape=True)
+        except ValidationError:
+            # An element newer than our DTD: skip what we do not know rather than fail.
+            record = Entrez.read(io.BytesIO(data), validate=False, escape=True)
+    except MalformedResponse:
+        raise
+    except Exception as exc:  # expat, NotXMLError, CorruptedXMLError, RuntimeError from Bio
+        raise MalformedResponse(f"efetch returned malformed PubMed XML: {_one_line(exc)}") from None
+    if not isinstance(record, dict) or not ("PubmedArticle" in record or "PubmedBookArticle" in record):
+        raise MalformedResponse("efetch response is not a PubmedArticleSet")
+    articles = [_from_entrez_article(r) for r in record.get("PubmedArticle", [])]
+    articles += [_from_entrez_book(r) for r in record.get("PubmedBookArticle", [])]
+    return [a for a in articles if a is not None]
+
+
+def _entrez_sections(abstract: Any) -> list[AbstractSection]:
+    if not abstract:
+        return []
+    sections = []
+    for part in abstract.get("AbstractText", []):
+        text = _etext(part)
+        if text:
+            label = getattr(part, "attributes", {}).get("Label", "")
+            sections.append(AbstractSection(label=_squash(label), text=text))
+    return sections
+
+
+def _entrez_authors(author_list: Any) -> list[str]:
+    names = []
+    for author in author_list or []:
+        name = _author_name(
+            _etext(author.get("LastName")), _etext(author.get("Initials")), _etext(author.get("CollectiveName"))
+        )
+        if name:
+            names.append(name)
+    return names
+
+
+def _author_name(last: str, initials: str, collective: str) -> str:
+    if last:
+        return f"{last} {initials}".strip()
+    return collective
+
+
+def _entrez_doi(*id_lists: Any) -> str | None:
+    for ids, attr in id_lists:
+        for item in ids or []:
+            if getattr(item, "attributes", {}).get(attr) == "doi":
+                text = _etext(item)
+                if text:
+                    return text
+    return None
+
+
+def _from_entrez_article(rec: Any) -> Article | None:
+    mc = rec.get("MedlineCitation") or {}
+    pmid = _etext(mc.get("PMID"))
+    if not pmid:
+        return None
+    art = mc.get("Article") or {}
+    journal = art.get("Journal") or {}
+    pubdate = (journal.get("JournalIssue") or {}).get("PubDate") or {}
+    article_dates = art.get("ArticleDate") or []
+    return Article(
+        pmid=pmid,
+        title=_etext(art.get("ArticleTitle")) or _etext(art.get("VernacularTitle")),
+        abstract_sections=_entrez_sections(art.get("Abstract")),
+        authors=_entrez_authors(art.get("AuthorList")),
+        journal=_etext(journal.get("ISOAbbreviation")) or _etext(journal.get("Title")),
+        year=_year(
+            pubdate.get("Year"),
+            pubdate.get("MedlineDate"),
+            article_dates[0].get("Year") if article_dates else None,
+        ),
+        doi=_entrez_doi(
+            (art.get("ELocationID"), "EIdType"),
+            ((rec.get("PubmedData") or {}).get("ArticleIdList"), "IdType"),
+        ),
+        mesh=[_etext(h.get("DescriptorName")) for h in mc.get("MeshHeadingList") or [] if h.get("DescriptorName")],
+        publication_types=[_etext(p) for p in art.get("PublicationTypeList") or []],
+    )
+
+
+def _from_entrez_book(rec: Any) -> Article | None:
+    doc = rec.get("BookDocument") or {}
+    pmid = _etext(doc.get("PMID"))
+    if not pmid:
+        return None
+    book = doc.get("Book") or {}
+    book_title = _etext(book.get("BookTitle"))
+    # BookDocument may carry several AuthorLists (authors, editors); the first one names authors.
+    author_lists = doc.get("AuthorList") or book.get("AuthorList") or []
+    authors = _entrez_authors(author_lists[0]) if author_lists else []
+    pubdate = book.get("PubDate") or {}
+    return Article(
+        pmid=pmid,
+        title=_etext(doc.get("ArticleTitle")) or book_title,
+        abstract_sections=_entrez_sections(doc.get("Abstract")),
+        authors=authors,
+        journal=book_title if doc.get("ArticleTitle") else _etext((book.get("Publisher") or {}).get("PublisherName")),
+        year=_year(pubdate.get("Year"), pubdate.get("MedlineDate")),
+        doi=_entrez_doi(
+            (doc.get("ArticleIdList"), "IdType"),
+            ((rec.get("PubmedBookData") or {}).get("ArticleIdList"), "IdType"),
+        ),
+        mesh=[],
+        publication_types=[_etext(p) for p in doc.get("PublicationType") or []],
+    )
+
+
+# --------------------------------------------------------------------------- lxml (bulk files)
+
+
+def _ltext(el: Any) -> str:
+    if el is None:
+        return ""
+    # Most elements hold plain text; itertext() is only needed around inline markup.
+    text = el.text if len(el) == 0 else "".join(el.itertext())
+    return " ".join(text.split()) if text else ""
+
+
+def _lfind(parent: Any, path: str) -> str:
+    return _ltext(parent.find(path)) if parent is not None else ""
+
+
+def _lsections(abstract: Any) -> list[AbstractSection]:
+    if abstract is None:
+        return []
+    sections = []
+    for part in abstract.iterfind("AbstractText"):
+        text = _ltext(part)
+        if text:
+            label = part.get("Label")
+            sections.append(AbstractSection(label=" ".join(label.split()) if label else "", text=text))
+    return sections
+
+
+def _lauthors(author_list: Any) -> list[str]:
+    if author_list is None:
+        return []
+    names = []
+    for author in author_list.iterfind("Author"):
+        last = _ltext(author.find("LastName"))
+        if last:
+            initials = _ltext(author.find("Initials"))
+            names.append(f"{last} {initials}" if initials else last)
+        else:
+            collective = _ltext(author.find("CollectiveName"))
+            if collective:
+                names.append(collective)
+    return names
+
+
+def _ldoi(*candidates: tuple[Any, str, str]) -> str | None:
+    for parent, path, attr in candidates:
+        if parent is None:
+            continue
+        for item in parent.iterfind(path):
+            if item.get(attr) == "doi":
+                text = _ltext(item)
+                if text:
+                    return text
+    return None
+
+
+def _from_element(el: Any) -> Article | None:
+    mc = el.find("MedlineCitation")
+    if mc is None:
+        return None
+    pmid = _lfind(mc, "PMID")
+    if not pmid:
+        return None
+    art = mc.find("Article")
+    if art is None:
+        return Article(pmid=pmid)
+    journal = art.find("Journal")
+    pubdate = journal.find("JournalIssue/PubDate") if journal is not None else None
+    mesh_list = mc.find("MeshHeadingList")
+    ptypes = art.find("PublicationTypeList")
+    return Article(
+        pmid=pmid,
+        title=_lfind(art, "ArticleTitle") or _lfind(art, "VernacularTitle"),
+        abstract_sections=_lsections(art.find("Abstract")),
+        authors=_lauthors(art.find("AuthorList")),
+        journal=_lfind(journal, "ISOAbbreviation") or _lfind(journal, "Title"),
+        year=_year(
+            pubdate.findtext("Year") if pubdate is not None else None,
+            pubdate.findtext("MedlineDate") if pubdate is not None else None,
+            art.findtext("ArticleDate/Year"),
+        ),
+        # "PubmedData/ArticleIdList" is the record's own list; ReferenceList nests others.
+        doi=_ldoi((art, "ELocationID", "EIdType"), (el, "PubmedData/ArticleIdList/ArticleId", "IdType")),
+        mesh=[_ltext(d) for d in mesh_list.iterfind("MeshHeading/DescriptorName")] if mesh_list is not None else [],
+        publication_types=[_ltext(p) for p in ptypes.iterfind("PublicationType")] if ptypes is not None else [],
+    )
+
+
+def _from_book_element(el: Any) -> Article | None:
+    doc = el.find("BookDocument")
+    if doc is None:
+        return None
+    pmid = _lfind(doc, "PMID")
+    if not pmid:
+        return None
+    book = doc.find("Book")
+    book_title = _lfind(book, "BookTitle")
+    author_list = doc.find("AuthorList")
+    if author_list is None and book is not None:
+        author_list = book.find("AuthorList")
+    article_title = doc.find("ArticleTitle")
+    return Article(
+        pmid=pmid,
+        title=_ltext(article_title) or book_title,
+        abstract_sections=_lsections(doc.find("Abstract")),
+        authors=_lauthors(author_list),
+        journal=book_title if article_title is not None else _lfind(book, "Publisher/PublisherName"),
+        year=_year(
+            book.findtext("PubDate/Year") if book is not None else None,
+            book.findtext("PubDate/MedlineDate") if book is not None else None,
+        ),
+        doi=_ldoi((doc, "ArticleIdList/ArticleId", "IdType"), (el, "PubmedBookData/ArticleIdList/ArticleId", "IdType")),
+        mesh=[],
+        publication_types=[_ltext(p) for p in doc.iterfind("PublicationType")],
+    )
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+# Errors that mean "the bytes are bad" rather than "the bytes are not UTF-8". Encoding errors
+# are repaired by recover mode (U+FFFD) and must not end the file.
+_ENCODING_ERRORS = {"ERR_INVALID_ENCODING", "ERR_INVALID_CHAR", "ERR_UNKNOWN_ENCODING", "ERR_UNSUPPORTED_ENCODING"}
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream with its first bytes (already read to sniff gzip) put back in front."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size is None or size < 0:
+                data, self._head = self._head + self._rest.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._rest.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _open_bytes(stream_or_path: str | os.PathLike[str] | IO[bytes]) -> tuple[IO[bytes], list[IO[Any]], str]:
+    """The decompressed byte stream, the handles to close afterwards, and a name for messages."""
+    to_close: list[IO[Any]] = []
+    if isinstance(stream_or_path, (str, os.PathLike)):
+        raw: IO[bytes] = open(stream_or_path, "rb")
+        to_close.append(raw)
+        name = Path(stream_or_path).name
+    else:
+        raw = stream_or_path
+        name = getattr(stream_or_path, "name", None) or "stream"
+        name = Path(str(name)).name
+    head = raw.read(2)
+    if isinstance(head, str):
+        raise TypeError("iter_pubmed_xml needs a binary stream (open the file with 'rb')")
+    stream: IO[bytes] = _Prefixed(head, raw)  # type: ignore[assignment]
+    if head == _GZIP_MAGIC:
+        stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[arg-type]
+        to_close.append(stream)
+    return stream, to_close, name
+
+
+def iter_pubmed_xml(stream_or_path: str | os.PathLike[str] | IO[bytes]) -> Iterator[Article | DeletedCitations]:
+    """Stream a PubMed baseline/update file (``.xml`` or ``.xml.gz``, path or binary stream).
+
+    Yields one :class:`Article` per ``PubmedArticle``/``PubmedBookArticle`` and one
+    :class:`DeletedCitations` per ``DeleteCitation`` block, in file order, holding only one
+    record in memory. Invalid UTF-8 is replaced (U+FFFD) rather than fatal. A truncated or
+    corrupt file yields every record before the fault, then raises :class:`MalformedResponse`.
+    """
+    stream, to_close, name = _open_bytes(stream_or_path)
+    try:
+        context = etree.iterparse(
+            stream,
+            events=("end",),
+            tag=("PubmedArticle", "PubmedBookArticle", "DeleteCitation", "PubmedArticleSet"),
+            recover=True,
+            resolve_entities=False,
+            no_network=True,
+            huge_tree=True,
+            collect_ids=False,
+        )
+        seen_errors = 0
+        finished = False
+        try:
+            for _, el in context:
+                log = context.error_log
+                if len(log) > seen_errors:
+                    fatal = [e for e in list(log)[seen_errors:] if e.type_name not in _ENCODING_ERRORS]
+                    seen_errors = len(log)
+                    if fatal:
+                        # Recover mode closes a broken record with made-up end tags; that record
+                        # and everything after it is not trustworthy.
+                        e = fatal[0]
+                        raise MalformedResponse(f"{name}: malformed XML at line {e.line}: {_squash(e.message)}")
+                tag = el.tag
+                if tag == "PubmedArticleSet":
+                    finished = True
+                    break
+                if tag == "PubmedArticle":
+                    item: Article | DeletedCitations | None = _from_element(el)
+                elif tag == "PubmedBookArticle":
+                    item = _from_book_element(el)
+                else:
+                    item = DeletedCitations([p for p in (_ltext(x) for x in el.iterfind("PMID")) if p])
+                # Free the record and the already-processed siblings the root still points to.
+                el.clear()
+                parent = el.getparent()
+                if parent is not None:
+                    while el.getprevious() is not None:
+                        del parent[0]
+                if item is not None:
+                    yield item
+        except (OSError, EOFError, zlib.error) as exc:  # gzip: bad CRC, truncated stream, bad header
+            raise MalformedResponse(f"{name}: corrupt compressed data: {_one_line(exc)}") from None
+        except etree.XMLSyntaxError as exc:
+            raise MalformedResponse(f"{name}: malformed XML: {_one_line(exc)}") from None
+        if not finished:
+            raise MalformedResponse(f"{name}: file ends before </PubmedArticleSet> (truncated?)")
+    finally:
+        for handle in reversed(to_close):
+            handle.close()
