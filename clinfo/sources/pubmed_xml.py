@@ -79,27 +79,32 @@ def _bundled_dtds() -> set[str]:
     return names
 
 
-_DOCTYPE_DTD = re.compile(rb'(<!DOCTYPE\s+PubmedArticleSet\b[^>]*?")([^"]*/)?(pubmed_\d+\.dtd)(")')
+_DOCTYPE_DTD = re.compile(rb'(<!DOCTYPE\s+PubmedArticleSet\b[^>]*?")([^"]*?)(pubmed_\d+\.dtd)(")')
+_DTD_HOME = b"https://dtd.nlm.nih.gov/ncbi/pubmed/out/"
 
 
 def _pin_dtd(data: bytes) -> bytes:
-    """Point the DOCTYPE at a DTD Biopython ships when NCBI names a newer one.
+    """Point the DOCTYPE at an https URL of a DTD that Biopython ships.
 
-    Biopython downloads unknown DTDs with urllib and no timeout; a new NCBI DTD release must not
-    make every fetch hang (or fail offline). PubMed DTD revisions only add optional elements,
-    which the non-validating fallback below tolerates.
+    Biopython downloads unknown DTDs with urllib and no timeout, so a new NCBI DTD release would
+    make every fetch hang (or fail offline); PubMed DTD revisions add optional elements, which
+    the non-validating fallback in :func:`parse_efetch` tolerates. Biopython also refuses the
+    plain-http DTD URLs that older baseline files carry.
     """
     head = data[:2048]
     m = _DOCTYPE_DTD.search(head)
     if not m:
         return data
     known = _bundled_dtds()
-    if m.group(3).decode() in known:
+    name = m.group(3)
+    if name.decode() not in known:
+        pubmed = sorted(n for n in known if re.fullmatch(r"pubmed_\d+\.dtd", n))
+        if not pubmed:
+            return data
+        name = pubmed[-1].encode()
+    if m.group(2) == _DTD_HOME and name == m.group(3):
         return data
-    pubmed = sorted(n for n in known if re.fullmatch(r"pubmed_\d+\.dtd", n))
-    if not pubmed:
-        return data
-    fixed = m.group(1) + pubmed[-1].encode() + m.group(4)
+    fixed = m.group(1) + _DTD_HOME + name + m.group(4)
     return head[: m.start()] + fixed + head[m.end():] + data[2048:]
 
 
