@@ -1,0 +1,97 @@
+"""LangChain adapter (extra ``[langchain]``): a retriever over any clinfo source, and the
+pipeline as a Runnable. An adapter only: the core does not depend on LangChain.
+
+    from clinfo.langchain import ClinfoRetriever, clinfo_runnable
+    docs = ClinfoRetriever(source="demo", k=5).invoke("statins in the elderly")
+    answer = clinfo_runnable(ClinfoAI(llm="local", source="demo")).invoke("Do statins ...?")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+try:
+    from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.runnables import RunnableLambda
+except ImportError as exc:  # pragma: no cover - depends on the extra
+    from clinfo.errors import ConfigError
+
+    raise ConfigError("the LangChain adapter needs the extra: pip install 'clinfo[langchain]'") from exc
+
+from pydantic import ConfigDict
+
+from clinfo.models import Answer, Article
+from clinfo.pipeline import run_sync
+from clinfo.settings import load_settings
+from clinfo.sources import DateRange, Source, create_source
+
+if TYPE_CHECKING:
+    from clinfo.pipeline import ClinfoAI
+
+
+def article_document(article: Article, score: float | None = None) -> Document:
+    metadata: dict[str, Any] = {
+        "pmid": article.pmid,
+        "title": article.title,
+        "journal": article.journal,
+        "year": article.year,
+        "doi": article.doi,
+        "url": article.url,
+        "citation": article.citation,
+        "mesh": article.mesh,
+        "publication_types": article.publication_types,
+    }
+    if score is not None:
+        metadata["score"] = score
+    return Document(page_content=f"{article.title}\n\n{article.abstract}".strip(), metadata=metadata)
+
+
+class ClinfoRetriever(BaseRetriever):
+    """Documents (one per article, PMID in metadata) for a PubMed-syntax or plain-text query."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    source: str | Any = "pubmed"  # a spec ("pubmed", "demo", "local:/x.db") or a Source object
+    k: int = 10
+    dates: DateRange | None = None
+
+    async def _search(self, query: str) -> list[Document]:
+        settings = load_settings()
+        own = isinstance(self.source, str)
+        source: Source = create_source(self.source, settings) if own else self.source
+        try:
+            result = await source.search(query, limit=self.k, dates=self.dates)
+            articles = await source.fetch(result.pmids)
+        finally:
+            if own:
+                await source.aclose()
+        scores = dict(zip(result.pmids, getattr(result, "scores", None) or []))
+        return [article_document(a, scores.get(a.pmid)) for a in articles]
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return run_sync(self._search(query))
+
+    async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun) -> list[Document]:
+        return await self._search(query)
+
+
+def clinfo_runnable(clinfo: "ClinfoAI") -> RunnableLambda:
+    """The pipeline as a Runnable: input a question (str) or {"question": ..., "ignore": ..., "restriction_date": ...}."""
+
+    def split(value: Any) -> tuple[str, dict[str, Any]]:
+        if isinstance(value, dict):
+            data = dict(value)
+            return data.pop("question", ""), data
+        return value, {}
+
+    def invoke(value: Any) -> Answer:
+        question, kwargs = split(value)
+        return clinfo.forward(question, **kwargs)
+
+    async def ainvoke(value: Any) -> Answer:
+        question, kwargs = split(value)
+        return await clinfo.aforward(question, **kwargs)
+
+    return RunnableLambda(invoke, afunc=ainvoke, name="clinfo")
