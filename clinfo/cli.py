@@ -19,6 +19,14 @@ app = typer.Typer(
     help="Cited answers to clinical questions from PubMed. Supports experts; does not diagnose.",
 )
 
+@app.callback()
+def _root() -> None:
+    """Cited answers to clinical questions from PubMed.
+
+    clinfo supports clinicians and researchers; it does not diagnose and does not replace clinical judgement.
+    """
+
+
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
@@ -94,13 +102,17 @@ def ask(
         out = sys.stdout
         with StageProgress(enabled=not quiet) as progress:
 
+            started = False
+
             def on_token(chunk: str) -> None:
-                progress.stop()  # the spinner must not interleave with the streamed answer
+                nonlocal started
+                if not started:  # nothing reaches stdout before there is an answer to show
+                    progress.stop()  # the spinner must not interleave with the streamed answer
+                    out.write(f"## {' '.join(question.split())}\n\n")
+                    started = True
                 out.write(chunk)
                 out.flush()
 
-            if stream:
-                out.write(f"## {' '.join(question.split())}\n\n")
             answer = clinfo.forward(
                 question,
                 restriction_date=restriction_date,

@@ -1,0 +1,3 @@
+from clinfo.cli import main
+
+main()
