@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import openai
 
@@ -165,17 +165,17 @@ class OpenAICompatLLM:
                 if exc.status_code in _RETRYABLE or exc.status_code >= 500:
                     completion = await self._guarded(client, request, mode, on_token)
                 else:
-                    raise self._error(exc) from exc
+                    self._fail(exc)
             except openai.APIConnectionError:
                 completion = await self._guarded(client, request, mode, on_token)
             except openai.OpenAIError as exc:
-                raise self._error(exc) from exc
+                self._fail(exc)
             # remembered only on success: a request that fails in every dialect (say, too long
             # for the context) says nothing about which dialect the server speaks
             self._mode = mode
             return completion
         assert rejected is not None
-        raise self._error(rejected) from rejected
+        self._fail(rejected)
 
     async def _guarded(
         self, client: openai.AsyncOpenAI, request: LLMRequest, mode: str, on_token: TokenCallback | None
@@ -183,10 +183,7 @@ class OpenAICompatLLM:
         try:
             return await self._call(client, request, mode, on_token)
         except openai.OpenAIError as exc:
-            err = self._error(exc)
-            if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-                raise err from None  # the SDK's message may echo part of the key
-            raise err from exc
+            self._fail(exc)
 
     async def _call(
         self, client: openai.AsyncOpenAI, request: LLMRequest, mode: str, on_token: TokenCallback | None
@@ -266,6 +263,12 @@ class OpenAICompatLLM:
         if self._api_key and self._api_key != PLACEHOLDER_KEY:
             text = text.replace(self._api_key, "***")
         return re.sub(r"\bsk-[A-Za-z0-9_\-*]{6,}", "sk-***", text)
+
+    def _fail(self, exc: Exception) -> NoReturn:
+        err = self._error(exc)
+        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            raise err from None  # the SDK's message may echo part of the key
+        raise err from exc
 
     def _error(self, exc: Exception) -> LLMError:
         url = self.base_url

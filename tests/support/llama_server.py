@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.resources
 import importlib.util
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -63,14 +64,20 @@ class LlamaServer:
         self.port = 0
         self.base_url = ""
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log = None
+        self._log_path: Path | None = None
 
     def stderr_tail(self, lines: int = 30) -> str:
-        if self._log is None:
+        """The server's log (stdout and stderr), last ``lines`` lines."""
+        if self._log_path is None or not self._log_path.exists():
             return ""
-        self._log.flush()
-        self._log.seek(0)
-        return "\n".join(self._log.read().decode("utf-8", "replace").splitlines()[-lines:])
+        text = self._log_path.read_bytes().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def requests(self, path: str = "/v1/chat/completions") -> list[int]:
+        """HTTP statuses of the requests the server has answered on ``path``, in order (from
+        uvicorn's access log): lets a test prove how many calls really reached the server."""
+        pattern = re.compile(r'"[A-Z]+ ' + re.escape(path) + r'[^"]*" (\d{3})')
+        return [int(m.group(1)) for m in pattern.finditer(self.stderr_tail(lines=1_000_000))]
 
     def start(self) -> "LlamaServer":
         missing = missing_server_deps()
@@ -94,9 +101,13 @@ class LlamaServer:
         ]  # fmt: skip
         if self.api_key:
             cmd += ["--api_key", self.api_key]
-        # a file, not a pipe: a chatty server must never block on a full pipe buffer
-        self._log = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # a file, not a pipe: a chatty server must never block on a full pipe buffer; opened for
+        # appending so that reading it here never moves the server's write position
+        fd, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
+        os.close(fd)
+        self._log_path = Path(name)
+        with open(self._log_path, "ab") as log:
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         deadline = time.monotonic() + self.startup_timeout
         while True:
@@ -129,9 +140,9 @@ class LlamaServer:
 
     def close(self) -> None:
         self.stop()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        if self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
+            self._log_path = None
 
     def __enter__(self) -> "LlamaServer":
         return self.start()
