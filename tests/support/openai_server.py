@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
-_STOP = {"does", "with", "what", "which", "that", "this", "from", "have", "than", "there", "their", "into", "about", "among", "after", "during", "improve", "effect", "effects", "patients", "adults"}
+_STOP = {"evidence", "known", "does", "with", "what", "which", "that", "this", "from", "have", "than", "there", "their", "into", "about", "among", "after", "during", "improve", "effect", "effects", "patients", "adults"}
 
 
 def _question(prompt: str) -> str:
@@ -41,7 +41,8 @@ def canned_reply(step: str, prompt: str) -> str:
     question = _question(prompt)
     words = _keywords(question)
     if step == "plan":
-        queries = [" AND ".join(f"{w}[tiab]" for w in words[:2]), " OR ".join(f"{w}[tiab]" for w in words)]
+        pair = words[:2]
+        queries = [" AND ".join(f"{w}[tiab]" for w in pair), "(" + " OR ".join(f"{w}[tiab]" for w in pair) + ")", f'"{" ".join(pair)}"[tiab]']
         return json.dumps({"queries": [q for q in queries if q] or [question]})
     if step == "broaden":
         return json.dumps({"query": " OR ".join(f"{w}[tiab]" for w in words) or question})
