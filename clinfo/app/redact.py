@@ -1,0 +1,47 @@
+"""Keeps credentials out of what the app shows and stores.
+
+Settings never hand keys to the app's text, but error messages come from third-party SDKs and
+servers, and a user can paste anything into a question; so every string the app displays or
+writes to its history passes through :func:`redact` with the key values of this process.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from clinfo.settings import Settings
+
+KEY_ENV = ("OPENAI_API_KEY", "NCBI_API_KEY")
+MASK = "[redacted]"
+_MIN_LEN = 6  # shorter "keys" would turn ordinary words into [redacted]
+
+
+def secret_values(settings: "Settings | None" = None) -> list[str]:
+    values: set[str] = set()
+    for name in KEY_ENV:
+        value = os.environ.get(name, "").strip()
+        if value:
+            values.add(value)
+    if settings is not None:
+        for secret in (settings.openai_api_key, settings.ncbi_api_key):
+            if secret is not None and secret.get_secret_value().strip():
+                values.add(secret.get_secret_value().strip())
+    # longest first, so a key that contains another is masked whole
+    return sorted((v for v in values if len(v) >= _MIN_LEN), key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for value in secrets:
+        if value and value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def key_status(settings: "Settings") -> list[str]:
+    """``["OPENAI_API_KEY: set", "NCBI_API_KEY: not set"]``: all the app ever says about keys."""
+    return [
+        f"OPENAI_API_KEY: {'set' if settings.openai_api_key is not None else 'not set'}",
+        f"NCBI_API_KEY: {'set' if settings.ncbi_api_key is not None else 'not set'}",
+    ]

@@ -1,0 +1,239 @@
+"""Runs one question for the app, off the Streamlit script thread.
+
+Streamlit elements may only be touched from the script thread, and that thread must stay free
+to notice a stop or rerun. So the pipeline runs on a worker thread with an event loop of its own;
+its ``on_event``/``on_token`` callbacks only put messages on a queue, and the script thread
+drains the queue (:meth:`QuestionRun.batches`) and updates the page. Stopping the script
+cancels the worker's task, so an abandoned question does not keep calling the LLM.
+
+Follow-up questions can reuse what the conversation already found: :class:`ConversationSource`
+wraps the configured source and adds the conversation's articles to every search's results,
+so the BM25 prefilter and the LLM judge them against the new question alongside new hits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
+
+from clinfo.app.redact import redact
+from clinfo.app.view import one_line
+from clinfo.errors import ClinfoError
+
+if TYPE_CHECKING:
+    from clinfo.models import Answer, Article
+    from clinfo.pipeline import Event
+    from clinfo.settings import Settings
+    from clinfo.sources.base import DateRange, SearchResult, Source
+
+# "merge": search again and add the conversation's articles; "search": search again only;
+# "reuse": only the conversation's articles, no new search (offline, fast follow-ups)
+FollowUps = Literal["merge", "search", "reuse"]
+FOLLOWUP_LABELS: dict[str, str] = {
+    "merge": "Search again and reuse the articles already found",
+    "search": "Search again only",
+    "reuse": "Reuse the articles already found only",
+}
+
+SourceFactory = Callable[[str, "Settings"], "Source"]  # (text after "prefix:", settings) -> Source
+_SOURCES: dict[str, SourceFactory] = {}
+
+
+def register_source(prefix: str, factory: SourceFactory) -> None:
+    """Make ``CLINFO_SOURCE=prefix[:arg]`` available to the app (plug-in corpora, tests)."""
+    if not prefix or ":" in prefix:
+        raise ValueError(f"invalid source prefix {prefix!r}")
+    _SOURCES[prefix] = factory
+
+
+def registered_sources() -> list[str]:
+    return sorted(_SOURCES)
+
+
+def open_source(spec: str, settings: "Settings", cache: Any = None) -> "Source":
+    prefix, _, rest = (spec or "").strip().partition(":")
+    if prefix in _SOURCES:
+        return _SOURCES[prefix](rest, settings)
+    from clinfo.sources import create_source
+
+    return create_source(spec, settings, cache=cache)
+
+
+def _in_window(article: "Article", dates: "DateRange | None") -> bool:
+    # the conversation's articles obey the same date window as new searches; records carry
+    # only a year, so the window is applied by year (an undated record is kept)
+    if dates is None or article.year is None:
+        return True
+    if dates.start is not None and article.year < dates.start.year:
+        return False
+    if dates.end is not None and article.year > dates.end.year:
+        return False
+    return True
+
+
+class ConversationSource:
+    """A source whose results also include articles found earlier in the conversation."""
+
+    def __init__(self, inner: "Source | None", known: Sequence["Article"]) -> None:
+        from clinfo.sources.base import SourceStats
+
+        self.inner = inner
+        self.known = {a.pmid: a for a in known}
+        self.name = getattr(inner, "name", "conversation") if inner is not None else "conversation"
+        self.stats = inner.stats if inner is not None else SourceStats()
+        self.reused: set[str] = set()  # PMIDs this run took from the conversation
+
+    async def search(self, query: str, *, limit: int = 20, dates: "DateRange | None" = None) -> "SearchResult":
+        from clinfo.sources.base import SearchResult
+
+        if self.inner is not None:
+            result = await self.inner.search(query, limit=limit, dates=dates)
+        else:
+            result = SearchResult(query=query, pmids=[], count=0)
+        new = set(result.pmids)
+        extra = [p for p, a in self.known.items() if p not in new and _in_window(a, dates)]
+        self.reused.update(extra)
+        return SearchResult(
+            query=query,
+            pmids=[*result.pmids, *extra],
+            count=result.count + len(extra),
+            translation=result.translation,
+            warnings=list(result.warnings),
+        )
+
+    async def fetch(self, pmids: Sequence[str]) -> list["Article"]:
+        missing = [p for p in pmids if p not in self.known]
+        fetched: dict[str, Article] = {}
+        if missing and self.inner is not None:
+            fetched = {a.pmid: a for a in await self.inner.fetch(missing)}
+        out = []
+        for p in pmids:
+            article = self.known.get(p) or fetched.get(p)
+            if article is not None:
+                out.append(article)
+        return out
+
+    async def aclose(self) -> None:
+        if self.inner is not None:
+            await self.inner.aclose()
+
+
+def error_message(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """One line for the chat: clinfo's typed errors say what to do; anything else is named."""
+    if isinstance(exc, ClinfoError):
+        text = str(exc) or type(exc).__name__
+    else:
+        text = f"unexpected error ({type(exc).__name__}): {exc}"
+    return one_line(redact(text, secrets))
+
+
+# messages from the worker: ("event", Event) | ("token", str) | ("note", str) | ("answer", Answer) | ("error", str)
+Message = tuple[str, Any]
+
+
+class QuestionRun:
+    """One question on a worker thread; read its progress with :meth:`batches`."""
+
+    def __init__(
+        self,
+        settings: "Settings",
+        question: str,
+        *,
+        known: Sequence["Article"] = (),
+        followups: FollowUps = "merge",
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.question = question
+        self.followups = followups
+        self.known = list(known) if followups in ("merge", "reuse") else []
+        self.secrets = list(secrets)
+        self.messages: "queue.Queue[Message]" = queue.Queue()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelled = False
+        self._finished = False
+        self._thread = threading.Thread(target=self._main, name="clinfo-app-question", daemon=True)
+
+    # ---- worker thread
+    def start(self) -> "QuestionRun":
+        self._thread.start()
+        return self
+
+    def _main(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            with self._lock:
+                if self._cancelled:
+                    self.messages.put(("error", "stopped"))
+                    return
+                self._loop = loop
+                self._task = loop.create_task(self._answer())
+            answer = loop.run_until_complete(self._task)
+            self.messages.put(("answer", answer))
+        except asyncio.CancelledError:
+            self.messages.put(("error", "stopped"))
+        except Exception as exc:  # shown as one line in the chat; never a traceback
+            self.messages.put(("error", error_message(exc, self.secrets)))
+        finally:
+            with self._lock:
+                self._loop = None
+            loop.close()
+
+    async def _answer(self) -> "Answer":
+        from clinfo.cache import open_cache
+        from clinfo.pipeline import ClinfoAI
+
+        s = self.settings
+        use_inner = not (self.followups == "reuse" and self.known)
+        if self.followups == "reuse" and not self.known:
+            self.messages.put(("note", "No articles were found earlier in this conversation: searching again."))
+        cache = open_cache(s)
+        try:
+            inner = open_source(s.source, s, cache=cache) if use_inner else None
+            source = ConversationSource(inner, self.known)
+            try:
+                # a source passed in is not closed by the pipeline: the finally below does it
+                clinfo = ClinfoAI(source=source, settings=s)
+                answer = await clinfo.aforward(
+                    self.question,
+                    on_event=lambda e: self.messages.put(("event", e)),
+                    on_token=lambda t: self.messages.put(("token", t)),
+                )
+            finally:
+                await source.aclose()
+            if source.reused:
+                self.messages.put(("note", f"{len(source.reused)} articles from earlier in the conversation were considered."))
+            return answer
+        finally:
+            cache.close()
+
+    # ---- script thread
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._loop is not None and self._task is not None and not self._task.done():
+                self._loop.call_soon_threadsafe(self._task.cancel)
+
+    def batches(self, poll: float = 0.1) -> Iterator[list[Message]]:
+        """Yields what arrived since the last batch, until the answer or the error has come.
+        Returning to the caller between batches lets Streamlit stop the script meanwhile."""
+        while not self._finished:
+            try:
+                batch = [self.messages.get(timeout=poll)]
+            except queue.Empty:
+                if not self._thread.is_alive() and self.messages.empty():
+                    # the worker died without a word (it should not): say so rather than hang
+                    self._finished = True
+                    yield [("error", "the question stopped unexpectedly")]
+                continue
+            while True:
+                try:
+                    batch.append(self.messages.get_nowait())
+                except queue.Empty:
+                    break
+            self._finished = any(kind in ("answer", "error") for kind, _ in batch)
+            yield batch

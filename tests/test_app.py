@@ -1,0 +1,316 @@
+"""The Streamlit app (app.py), driven through streamlit.testing's AppTest.
+
+AppTest runs the real script in this process, so a scripted LLM backend and an in-memory
+source registered here are what the app's settings resolve ``apptest:...`` to. One test uses
+the real OpenAI backend against a closed loopback port, for the real "server unreachable" path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from clinfo.app.export import FORMATS  # noqa: E402
+from clinfo.app.history import HistoryStore  # noqa: E402
+from clinfo.app.runner import register_source  # noqa: E402
+from clinfo.errors import LLMUnavailable  # noqa: E402
+from clinfo.llm import register  # noqa: E402
+from tests.support.scripted import MemorySource, ScriptedLLM, make_article, screen_reply  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+QUESTION = "Does magnesium improve sleep in older adults?"
+FOLLOW_UP = "What doses of magnesium were used?"
+Q1 = "magnesium[tiab] AND sleep[tiab]"
+Q_FOLLOW = "magnesium[tiab] AND dose[tiab]"
+EVIL_TITLE = '<script>alert("x")</script> *Bold* [click](javascript:alert(1)) magnesium sleep'
+OPENAI_KEY = "sk-test-SECRET-key-0123456789abcdef"
+NCBI_KEY = "ncbi-SECRET-key-9876543210"
+
+SOURCES: list[MemorySource] = []  # every source the app opened, to see what it searched
+
+
+def corpus() -> list:
+    return [
+        make_article(
+            "101", "Magnesium and sleep in elderly: an RCT", "Magnesium improved sleep quality in older adults.",
+            authors=["Abbasi B", "Kimiagar M"], doi="10.1000/mg.2012.1",
+        ),
+        make_article("102", "Unrelated cardiology trial", "Statins and cholesterol in middle age."),
+        make_article("103", EVIL_TITLE, "Magnesium and sleep duration in older people.", journal="J <b>Evil</b> & *Co*"),
+    ]
+
+
+def scripted(model: str, settings: Any) -> Any:
+    if model == "down":
+        return DownLLM()
+    plan = {"ok": Q1, "followup": Q_FOLLOW}[model]
+    return ScriptedLLM(
+        {
+            "plan": json.dumps({"queries": [plan]}),
+            "broaden": json.dumps({"query": plan}),
+            "screen": screen_reply(lambda title: "magnesium" in title.lower()),
+            "synthesize": "Magnesium improved sleep in one trial [1]. A cohort agrees [2].",
+            "tldr": "Limited evidence suggests magnesium may modestly improve sleep.",
+        },
+        spec=f"apptest:{model}",
+    )
+
+
+class DownLLM:
+    spec = "apptest:down"
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "apptest-down"}
+
+    async def complete(self, request: Any, on_token: Any = None) -> Any:
+        raise LLMUnavailable("cannot reach LLM server at http://127.0.0.1:9/v1: connection refused")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def memory_source(arg: str, settings: Any) -> MemorySource:
+    source = MemorySource({Q1: ["101", "102", "103"]}, corpus())
+    SOURCES.append(source)
+    return source
+
+
+register("apptest", scripted)
+register_source("apptest", memory_source)
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    db = tmp_path / "history.db"
+    monkeypatch.setenv("CLINFO_APP_DB", str(db))
+    monkeypatch.setenv("CLINFO_LLM", "apptest:ok")
+    monkeypatch.setenv("CLINFO_SOURCE", "apptest")
+    monkeypatch.setenv("CLINFO_USE_CACHE", "false")
+    SOURCES.clear()
+    return db
+
+
+def start() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> list[str]:
+    """Every Markdown string the page renders: bodies, alerts, captions, expander and status labels."""
+    out = [m.value for m in at.markdown]
+    out += [e.value for kind in ("info", "warning", "error", "caption") for e in getattr(at, kind)]
+    out += [e.label for e in at.main.expander]
+    return out
+
+
+def everything(at: AppTest) -> str:
+    """The whole rendered tree as text, widget state included."""
+    return "\n".join(str(getattr(node, "proto", "")) for node in at._tree) + repr(at.session_state.to_dict())
+
+
+def chat(at: AppTest) -> list[tuple[str, str]]:
+    """(role, all Markdown in the message) for each chat message, in order."""
+    out = []
+    for message in at.chat_message:
+        body = "\n".join(m.value for m in message.markdown)
+        body += "\n".join(e.value for kind in ("info", "warning", "error") for e in getattr(message, kind))
+        out.append((message.name, body))
+    return out
+
+
+def test_question_gives_cited_answer_with_reference_links(app_env: Path) -> None:
+    at = ask(start(), QUESTION)
+
+    roles = [role for role, _ in chat(at)]
+    assert roles == ["user", "assistant"]
+    answer_md = chat(at)[1][1]
+    # inline citations link to the references' PubMed pages
+    assert re.search(r"\\\[\[1\]\(https://pubmed\.ncbi\.nlm\.nih\.gov/101/ ", answer_md)
+    assert re.search(r"\\\[\[2\]\(https://pubmed\.ncbi\.nlm\.nih\.gov/103/ ", answer_md)
+    # the reference list, built from the records
+    assert "[PMID 101](https://pubmed.ncbi.nlm.nih.gov/101/)" in answer_md
+    assert "Abbasi B, Kimiagar M" in answer_md
+    # TL;DR set apart
+    assert any(i.value.startswith("**TL;DR:** Limited evidence") for i in at.info)
+    # live status: finished, with the queries and counts it showed on the way
+    status = at.main.status[0]
+    assert status.label.startswith("Done: 3 found, 2 relevant")
+    assert [c.value for c in status.code] == [Q1]
+    assert any("2 of 3 articles judged relevant" in m.value for m in status.markdown)
+    # article cards: relevant expanded, irrelevant listed with its reason
+    labels = [e.label for e in at.main.expander]
+    assert "2 relevant articles" in labels and "1 article judged not relevant" in labels
+    cards = "\n".join(m.value for m in at.main.expander[labels.index("2 relevant articles")].markdown)
+    assert "**Design:** RCT" in cards and "**Sample size:** 120" in cards and "**Risk of bias:** low" in cards
+    assert "[DOI](https://doi.org/10.1000/mg.2012.1)" in cards
+    irrelevant = at.main.expander[labels.index("1 article judged not relevant")].markdown[0].value
+    assert "Unrelated cardiology trial" in irrelevant and "judged on Unrelated cardiology trial" in irrelevant
+    # exports offered
+    assert [b.label for b in at.download_button] == [label for label, *_ in FORMATS.values()]
+    # stored
+    turns = HistoryStore(app_env).turns()
+    assert [t.question for t in turns] == [QUESTION]
+    assert [r.pmid for r in turns[0].answer.references] == ["101", "103"]
+
+
+def test_failing_backend_shows_one_line_error_not_traceback(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFO_LLM", "apptest:down")
+    at = ask(start(), QUESTION)
+
+    assert [e.value for e in at.error] == ["cannot reach LLM server at http://127.0.0.1:9/v1: connection refused"]
+    assert at.main.status[0].label == "Failed"
+    assert not at.exception
+    assert "Traceback" not in everything(at)
+    # the failure is part of the conversation after a reload
+    again = start()
+    assert [e.value for e in again.error] == [at.error[0].value]
+
+
+def test_no_llm_configured_is_a_readable_error(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFO_LLM", "openai:gpt-4o-mini")  # no OPENAI_API_KEY and no base URL
+    at = ask(start(), QUESTION)
+    assert len(at.error) == 1 and at.error[0].value.startswith("OPENAI\\_API\\_KEY is not set")
+    assert "\n" not in at.error[0].value
+
+
+def test_unreachable_server_and_keys_never_shown_or_stored(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.setenv("NCBI_API_KEY", NCBI_KEY)
+    monkeypatch.setenv("CLINFO_LLM", "openai:gpt-4o-mini")
+    monkeypatch.setenv("CLINFO_BASE_URL", "http://127.0.0.1:9/v1")  # the discard port: nothing listens
+    monkeypatch.setenv("CLINFO_LLM_RETRIES", "0")
+    at = ask(start(), QUESTION)
+    assert len(at.error) == 1 and "cannot reach LLM server at http://127.0.0.1:9/v1" in at.error[0].value
+
+    # a successful answer with the keys set, then its exports
+    at.sidebar.selectbox(key="llm_backend").set_value("apptest")
+    at.sidebar.text_input(key="llm_model").set_value("ok")
+    ask(at, QUESTION)
+    assert any(i.value.startswith("**TL;DR:**") for i in at.info)
+    assert "OPENAI_API_KEY: set" in [c.value for c in at.sidebar.caption]
+    assert "NCBI_API_KEY: set" in [c.value for c in at.sidebar.caption]
+
+    rendered = everything(at) + everything(start())
+    stored = app_env.read_bytes().decode("utf-8", "replace")
+    turns = HistoryStore(app_env).turns()
+    exports = "".join(make(t.answer) for t in turns if t.answer for *_, make in FORMATS.values())
+    for key in (OPENAI_KEY, NCBI_KEY):
+        assert key not in rendered
+        assert key not in stored
+        assert key not in exports
+    assert len(turns) == 2
+
+
+def test_malicious_title_renders_as_text(app_env: Path) -> None:
+    markdown_it = pytest.importorskip("markdown_it")
+    at = ask(start(), QUESTION)
+
+    # a permissive renderer: raw HTML on, every link scheme allowed, so only escaping protects
+    md = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
+    md.validateLink = lambda url: True
+    html = "\n".join(md.render(t) for t in texts(at))
+    assert "<script" not in html and "<b>" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html  # shown, as text
+    assert "*Bold*" in html and "<em>Bold</em>" not in html
+    assert "[click](javascript:alert(1))" in html
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs and all(h.startswith(("https://pubmed.ncbi.nlm.nih.gov/", "https://doi.org/")) for h in hrefs)
+
+
+def test_history_survives_a_new_session_and_clear_empties_it(app_env: Path) -> None:
+    ask(start(), QUESTION)
+
+    again = start()  # a reload or a restart: a new session on the same database
+    assert [role for role, _ in chat(again)] == ["user", "assistant"]
+    assert chat(again)[0][1] == "Does magnesium improve sleep in older adults?"
+    assert "https://pubmed.ncbi.nlm.nih.gov/101/" in chat(again)[1][1]
+    assert len(again.download_button) == len(FORMATS)
+
+    again.sidebar.button(key="clear_history").click().run()
+    assert not again.chat_message
+    assert len(HistoryStore(app_env)) == 0
+    assert not start().chat_message
+
+
+def test_sidebar_defaults_come_from_environment(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFO_LLM", "vllm:Qwen/Qwen2.5-7B-Instruct")
+    monkeypatch.setenv("CLINFO_BASE_URL", "http://127.0.0.1:8001/v1")
+    monkeypatch.setenv("CLINFO_SOURCE", "local:/data/pubmed.db")
+    monkeypatch.setenv("CLINFO_RESTRICTION_DATE", "2020-06-30")
+    monkeypatch.setenv("CLINFO_DATE_WINDOW_YEARS", "5")
+    monkeypatch.setenv("CLINFO_PREFILTER_K", "7")
+    monkeypatch.setenv("CLINFO_RESULTS_PER_QUERY", "33")
+    at = start()
+    sb = at.sidebar
+    assert sb.selectbox(key="llm_backend").value == "vllm"
+    assert sb.text_input(key="llm_model").value == "Qwen/Qwen2.5-7B-Instruct"
+    assert sb.text_input(key="base_url").value == "http://127.0.0.1:8001/v1"
+    assert sb.selectbox(key="source_kind").value == "local"
+    assert sb.text_input(key="source_path").value == "/data/pubmed.db"
+    assert str(sb.date_input(key="restriction_date").value) == "2020-06-30"
+    assert sb.number_input(key="date_window_years").value == 5
+    assert sb.slider(key="prefilter_k").value == 7
+    assert sb.number_input(key="results_per_query").value == 33
+    assert "OPENAI_API_KEY: not set" in [c.value for c in sb.caption]
+
+
+def test_sidebar_choices_reach_the_pipeline(app_env: Path) -> None:
+    at = start()
+    at.sidebar.date_input(key="restriction_date").set_value("2019-12-31")
+    at.sidebar.number_input(key="results_per_query").set_value(5)
+    ask(at, QUESTION)
+    (query, limit, dates), = SOURCES[-1].searches
+    assert query == Q1 and limit == 5
+    assert dates is not None and str(dates.end) == "2019-12-31"
+
+
+def followup(app_env: Path, mode: str) -> tuple[AppTest, list[str]]:
+    at = ask(start(), QUESTION)
+    at.sidebar.radio(key="followups").set_value(mode)
+    at.sidebar.text_input(key="llm_model").set_value("followup")  # plans Q_FOLLOW, which the source does not know
+    ask(at, FOLLOW_UP)
+    turns = HistoryStore(app_env).turns()
+    assert [t.question for t in turns] == [QUESTION, FOLLOW_UP]
+    return at, [r.pmid for r in turns[1].answer.references]
+
+
+def test_followup_reuses_articles_already_found(app_env: Path) -> None:
+    _, refs = followup(app_env, "merge")
+    assert refs == ["101", "103"]  # from the first turn; the new search found nothing
+    assert [q for q, _, _ in SOURCES[-1].searches] == [Q_FOLLOW]  # and it did search again
+
+
+def test_followup_reuse_only_does_not_search(app_env: Path) -> None:
+    _, refs = followup(app_env, "reuse")
+    assert refs == ["101", "103"]
+    assert len(SOURCES) == 1  # no source opened for the follow-up
+
+
+def test_followup_search_again_only_ignores_earlier_articles(app_env: Path) -> None:
+    at, refs = followup(app_env, "search")
+    assert refs == []
+    assert HistoryStore(app_env).turns()[1].answer.no_evidence
+    assert any(w.value.startswith("No relevant evidence found") for w in at.warning)
+
+
+def test_history_db_stores_answer_json(app_env: Path) -> None:
+    ask(start(), QUESTION)
+    with sqlite3.connect(app_env) as conn:
+        (answer_json,) = conn.execute("SELECT answer_json FROM turns").fetchone()
+    assert json.loads(answer_json)["references"][0]["pmid"] == "101"
