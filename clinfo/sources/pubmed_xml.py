@@ -13,6 +13,7 @@ dropped but its text kept, and runs of whitespace collapse to one space.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import os
@@ -355,9 +356,59 @@ def _from_book_element(el: Any) -> Article | None:
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
-# Errors that mean "the bytes are bad" rather than "the bytes are not UTF-8". Encoding errors
-# are repaired by recover mode (U+FFFD) and must not end the file.
-_ENCODING_ERRORS = {"ERR_INVALID_ENCODING", "ERR_INVALID_CHAR", "ERR_UNKNOWN_ENCODING", "ERR_UNSUPPORTED_ENCODING"}
+
+
+class _Utf8Repair(io.RawIOBase):
+    """Pass bytes through, replacing invalid UTF-8 sequences with U+FFFD.
+
+    libxml2 stops at an invalid byte, and its recover mode is worse: after an encoding error it
+    silently drops entities such as ``&lt;`` from the rest of the file. Validating 64 KiB at a
+    time costs ~0.2 s for a 233 MB baseline file; valid chunks are passed on untouched.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._carry = b""  # an incomplete character at the end of the last chunk
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        want = size if size and size > 0 else 1 << 16
+        data = self._carry
+        while True:
+            chunk = self._raw.read(want)
+            if not chunk:  # end of input: whatever is carried is an unfinished character
+                self._carry = b""
+                return data.decode("utf-8", "replace").encode("utf-8")
+            data += chunk
+            cut = _char_boundary(data)
+            if cut:  # b"" would read as end of file
+                break
+        data, self._carry = data[:cut], data[cut:]
+        try:
+            data.decode("utf-8")
+            return data
+        except UnicodeDecodeError:
+            return data.decode("utf-8", "replace").encode("utf-8")
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _char_boundary(data: bytes) -> int:
+    """Length of ``data`` without a multi-byte character cut off at its end."""
+    end = len(data)
+    i = end - 1
+    while i > max(end - 4, 0) and data[i] & 0xC0 == 0x80:  # continuation bytes
+        i -= 1
+    lead = data[i]
+    if lead < 0xC0:
+        return end  # ASCII, or stray continuation bytes that no later byte can complete
+    need = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+    return i if end - i < need else end
 
 
 class _Prefixed(io.RawIOBase):
@@ -370,7 +421,7 @@ class _Prefixed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if self._head:
             if size is None or size < 0:
                 data, self._head = self._head + self._rest.read(), b""
@@ -394,8 +445,7 @@ def _open_bytes(stream_or_path: str | os.PathLike[str] | IO[bytes]) -> tuple[IO[
         name = Path(stream_or_path).name
     else:
         raw = stream_or_path
-        name = getattr(stream_or_path, "name", None) or "stream"
-        name = Path(str(name)).name
+        name = Path(str(getattr(stream_or_path, "name", None) or "stream")).name
     head = raw.read(2)
     if isinstance(head, str):
         raise TypeError("iter_pubmed_xml needs a binary stream (open the file with 'rb')")
@@ -412,33 +462,23 @@ def iter_pubmed_xml(stream_or_path: str | os.PathLike[str] | IO[bytes]) -> Itera
     Yields one :class:`Article` per ``PubmedArticle``/``PubmedBookArticle`` and one
     :class:`DeletedCitations` per ``DeleteCitation`` block, in file order, holding only one
     record in memory. Invalid UTF-8 is replaced (U+FFFD) rather than fatal. A truncated or
-    corrupt file yields every record before the fault, then raises :class:`MalformedResponse`.
+    corrupt file yields every complete record before the fault, then raises
+    :class:`MalformedResponse` (one line, naming the file).
     """
     stream, to_close, name = _open_bytes(stream_or_path)
     try:
         context = etree.iterparse(
-            stream,
+            _Utf8Repair(stream),
             events=("end",),
             tag=("PubmedArticle", "PubmedBookArticle", "DeleteCitation", "PubmedArticleSet"),
-            recover=True,
             resolve_entities=False,
             no_network=True,
             huge_tree=True,
             collect_ids=False,
         )
-        seen_errors = 0
         finished = False
         try:
             for _, el in context:
-                log = context.error_log
-                if len(log) > seen_errors:
-                    fatal = [e for e in list(log)[seen_errors:] if e.type_name not in _ENCODING_ERRORS]
-                    seen_errors = len(log)
-                    if fatal:
-                        # Recover mode closes a broken record with made-up end tags; that record
-                        # and everything after it is not trustworthy.
-                        e = fatal[0]
-                        raise MalformedResponse(f"{name}: malformed XML at line {e.line}: {_squash(e.message)}")
                 tag = el.tag
                 if tag == "PubmedArticleSet":
                     finished = True
