@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.support.common",
     "tests.support.llama_server",
+    "tests.support.eutils",
 ]

@@ -42,7 +42,7 @@ Attributes:
 * ``base_url`` — ``http://127.0.0.1:<port>/entrez/eutils/`` (ends in ``/``).
 * ``requests`` — list of :class:`LoggedRequest` (method, path, endpoint, params merged from the
   URL and the form body, ``query`` = raw URL query string, ``body`` = raw body, ``time`` =
-  ``time.monotonic()`` on arrival, ``status`` sent).
+  ``time.monotonic()`` on arrival, ``peer`` = client (host, port), ``status`` sent).
 * ``faults`` — a deque of :class:`Fault`; each request takes the first fault whose
   ``endpoint`` matches (or is None). Helpers: :meth:`fail`, :meth:`slow`, :meth:`truncate`.
 * ``latency`` — seconds added to every response (benchmarks); settable at any time.
@@ -193,6 +193,7 @@ class LoggedRequest:
     query: str
     body: bytes
     time: float
+    peer: tuple[str, int] = ("", 0)  # client address: one port for many requests = connection reuse
     status: int = 0
 
 
@@ -372,7 +373,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body:
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         endpoint = url.path.rsplit("/", 1)[-1].removesuffix(".fcgi")
-        logged = LoggedRequest(self.command, url.path, endpoint, params, url.query, body, arrived)
+        logged = LoggedRequest(self.command, url.path, endpoint, params, url.query, body, arrived,
+                               peer=tuple(self.client_address[:2]))
         with server._lock:
             server.requests.append(logged)
 
