@@ -37,6 +37,7 @@ class SearchResult:
     count: int  # total hits the source reports (may exceed len(pmids))
     translation: str | None = None  # how the source understood the query, when it says
     warnings: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # parallel to pmids, higher is better; empty when the source gives none
 
 
 @dataclass
