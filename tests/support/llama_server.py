@@ -57,7 +57,8 @@ class LlamaServer:
     ) -> None:
         self.model_path = Path(model_path) if model_path else default_gguf()
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or os.cpu_count() or 1
+        # half the CPUs: llama.cpp's spinning threads collapse when they outnumber free cores
+        self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
         self.api_key = api_key
         self.model = model_alias
         self.startup_timeout = startup_timeout
