@@ -314,3 +314,71 @@ def test_history_db_stores_answer_json(app_env: Path) -> None:
     with sqlite3.connect(app_env) as conn:
         (answer_json,) = conn.execute("SELECT answer_json FROM turns").fetchone()
     assert json.loads(answer_json)["references"][0]["pmid"] == "101"
+
+
+# ---------------------------------------------------------------- the worker bridge, directly
+class SlowLLM(DownLLM):
+    """Answers only after a long wait, unless cancelled first."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.started = threading.Event()
+        self.cancelled = False
+
+    async def complete(self, request: Any, on_token: Any = None) -> Any:
+        import asyncio
+
+        self.started.set()
+        try:
+            await asyncio.sleep(30)  # a broken cancel shows as a late answer, never as a hang
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return await scripted("ok", None).complete(request, on_token)
+
+
+def test_cancel_stops_the_worker_and_its_llm_call(app_env: Path) -> None:
+    from clinfo.app.runner import QuestionRun
+    from clinfo.settings import load_settings
+
+    slow = SlowLLM()
+    register("apptest-slow", lambda model, settings: slow)
+    run = QuestionRun(load_settings(llm="apptest-slow"), QUESTION).start()
+    assert slow.started.wait(30)  # the first LLM call is in flight
+    run.cancel()
+    seen = [message for batch in run.batches(poll=0.05) for message in batch]
+    assert seen == [("error", "stopped")]
+    assert slow.cancelled
+
+
+def test_conversation_source_merges_known_articles_within_the_date_window() -> None:
+    import asyncio
+    import datetime as dt
+
+    from clinfo.app.runner import ConversationSource
+    from clinfo.sources.base import DateRange
+
+    inner = MemorySource({Q1: ["101"]}, corpus())
+    known = [make_article("900", "Old", year=1990), make_article("901", "Recent", year=2018), corpus()[0]]
+    source = ConversationSource(inner, known)
+
+    async def go() -> tuple[Any, Any, Any]:
+        window = DateRange(start=dt.date(2000, 1, 1), end=dt.date(2020, 12, 31))
+        result = await source.search(Q1, limit=5, dates=window)
+        fetched = await source.fetch(["901", "101", "404"])
+        return result, fetched, inner.fetches
+
+    result, fetched, inner_fetches = asyncio.run(go())
+    assert result.pmids == ["101", "901"]  # the new hit first; 900 is outside the window; 101 once
+    assert [a.pmid for a in fetched] == ["901", "101"]
+    assert inner_fetches == [["404"]]  # known records are not fetched again
+
+
+def test_error_message_is_one_line_and_redacted() -> None:
+    from clinfo.app.runner import error_message
+    from clinfo.errors import ConfigError
+
+    assert error_message(ConfigError("bad\nsetting"), []) == "bad setting"
+    msg = error_message(RuntimeError(f"boom with {OPENAI_KEY}\n  at line 3"), [OPENAI_KEY])
+    assert msg == "unexpected error (RuntimeError): boom with [redacted] at line 3"

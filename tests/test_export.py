@@ -1,0 +1,179 @@
+"""Exports of an answer: BibTeX and RIS from article metadata, Markdown that stays inert, JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from clinfo import Answer, ClinfoAI
+from clinfo.app import export
+from clinfo.app.export import bibtex_escape, to_bibtex, to_json, to_markdown, to_ris
+from clinfo.models import Reference
+from tests.support.scripted import MemorySource, ScriptedLLM, make_article, screen_reply
+
+QUESTION = "Does magnesium improve sleep in older adults?"
+Q1 = "magnesium[tiab] AND sleep[tiab]"
+EVIL = '<script>alert(1)</script> *Bold* [x](javascript:alert(1)) magnesium'
+
+
+def pipeline_answer() -> Answer:
+    """A real Answer from the pipeline (scripted LLM, in-memory records)."""
+    articles = [
+        make_article(
+            "101", "Magnesium & sleep: 50% better? {A} trial_1 #1 $5 ~x ^y \\z", "Magnesium helped older adults sleep.",
+            authors=["van der Berg JA", "Abbasi B", "Müller K", "WHO Sleep Study Group"],
+            doi="10.1000/mg_(2012).1", year=2012, journal="J Sleep Res",
+            mesh=["Magnesium", "Sleep"],
+        ),
+        make_article("102", "Statins in middle age", "Cholesterol."),
+        make_article("103", EVIL, "Magnesium intake\nand sleep duration.", authors=["Smith A"], year=2019, doi=None),
+    ]
+    llm = ScriptedLLM(
+        {
+            "plan": json.dumps({"queries": [Q1]}),
+            "screen": screen_reply(lambda title: "magnesium" in title.lower()),
+            "synthesize": "Magnesium helped [1]. A cohort agrees [2]. Both [1, 2].",
+            "tldr": "Limited evidence.",
+        }
+    )
+    source = MemorySource({Q1: ["101", "102", "103"]}, articles)
+    return ClinfoAI(llm=llm, source=source, use_cache=False).forward(QUESTION)
+
+
+@pytest.fixture(scope="module")
+def answer() -> Answer:
+    a = pipeline_answer()
+    assert [r.pmid for r in a.references] == ["101", "103"]
+    return a
+
+
+# ---------------------------------------------------------------- BibTeX
+def entries(text: str) -> list[str]:
+    return [e for e in re.split(r"\n(?=@)", text.strip()) if e]
+
+
+def unescaped_brace_depths(entry: str) -> list[int]:
+    depth, depths, i = 0, [], 0
+    while i < len(entry):
+        ch = entry[i]
+        if ch == "\\":
+            i += 2  # an escaped character is text
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        depths.append(depth)
+        i += 1
+    return depths
+
+
+def fields(entry: str) -> dict[str, str]:
+    return dict(re.findall(r"^  (\w+) = \{(.*)\},?$", entry, flags=re.M))
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("A & B", r"A \& B"),
+        ("50%", r"50\%"),
+        ("$5", r"\$5"),
+        ("#1", r"\#1"),
+        ("a_b", r"a\_b"),
+        ("{x}", r"\{x\}"),
+        ("x^2", r"x\^{}2"),
+        ("~", r"\~{}"),
+        ("back\\slash", r"back\textbackslash{}slash"),
+        ("two\n  lines", "two lines"),
+        ("Müller", "Müller"),
+    ],
+)
+def test_bibtex_escape(raw: str, escaped: str) -> None:
+    assert bibtex_escape(raw) == escaped
+
+
+def test_bibtex_entries_from_article_metadata(answer: Answer) -> None:
+    text = to_bibtex(answer)
+    first, second = entries(text)
+    assert first.startswith("@article{vanderberg2012pmid101,\n")
+    assert second.startswith("@article{smith2019pmid103,\n")
+    f = fields(first)
+    assert f["author"] == r"van der Berg, J. A. and Abbasi, B. and Müller, K. and {WHO Sleep Study Group}"
+    assert f["title"] == r"Magnesium \& sleep: 50\% better? \{A\} trial\_1 \#1 \$5 \~{}x \^{}y \textbackslash{}z"
+    assert f["journal"] == "J Sleep Res"
+    assert f["year"] == "2012"
+    assert f["doi"] == r"10.1000/mg\_(2012).1"
+    assert f["pmid"] == "101"
+    assert f["url"] == "https://pubmed.ncbi.nlm.nih.gov/101/"
+    assert "doi" not in fields(second)
+    for entry in (first, second):
+        depths = unescaped_brace_depths(entry)
+        assert min(depths) >= 0 and depths[-1] == 0  # braces balance once escapes are skipped
+
+
+def test_bibtex_falls_back_to_reference_when_record_missing() -> None:
+    a = Answer(question="q", references=[Reference(n=1, pmid="555", citation="X. PMID: 555", url="u", title="Lonely title")])
+    (entry,) = entries(to_bibtex(a))
+    assert entry.startswith("@article{pmid555,")
+    assert fields(entry) == {"title": "Lonely title", "pmid": "555", "url": "https://pubmed.ncbi.nlm.nih.gov/555/"}
+
+
+# ---------------------------------------------------------------- RIS
+RIS_LINE = re.compile(r"^[A-Z][A-Z0-9]  - .*$")
+
+
+def test_ris_records_have_valid_tags_and_metadata(answer: Answer) -> None:
+    text = to_ris(answer)
+    assert text.endswith("ER  - \n")
+    records = [r.splitlines() for r in text.rstrip("\n").split("\n\n")]
+    assert len(records) == 2
+    for lines in records:
+        assert all(RIS_LINE.match(line) for line in lines), lines
+        assert lines[0] == "TY  - JOUR" and lines[-1] == "ER  - "
+    first = records[0]
+    assert [l for l in first if l.startswith("AU")] == [
+        "AU  - van der Berg, J.A.", "AU  - Abbasi, B.", "AU  - Müller, K.", "AU  - WHO Sleep Study Group",
+    ]
+    assert "PY  - 2012" in first and "AN  - 101" in first and "DO  - 10.1000/mg_(2012).1" in first
+    assert "UR  - https://pubmed.ncbi.nlm.nih.gov/101/" in first
+    assert "KW  - Magnesium" in first and "JO  - J Sleep Res" in first
+    second = records[1]
+    assert f"TI  - {EVIL}" in second  # RIS is plain text: kept verbatim
+    assert "AB  - Magnesium intake and sleep duration." in second  # one line, never continued
+    assert not any(l.startswith("DO") for l in second)
+
+
+def test_no_references_exports_nothing() -> None:
+    a = Answer(question="q", no_evidence=True, synthesis="No relevant evidence found.")
+    assert to_bibtex(a) == "" and to_ris(a) == ""
+
+
+# ---------------------------------------------------------------- Markdown and JSON
+def test_markdown_is_cited_escaped_and_carries_the_disclaimer(answer: Answer) -> None:
+    markdown_it = pytest.importorskip("markdown_it")
+    text = to_markdown(answer)
+    assert text.startswith(f"# {QUESTION}\n")
+    assert "**TL;DR:** Limited evidence." in text
+    assert "Magnesium helped \\[[1](https://pubmed.ncbi.nlm.nih.gov/101/ " in text
+    assert "\\[[1](https://pubmed.ncbi.nlm.nih.gov/101/" in text and "[2](https://pubmed.ncbi.nlm.nih.gov/103/" in text
+    assert "does not diagnose" in text
+    assert f"`{Q1}` (3 hits)" in text
+
+    md = markdown_it.MarkdownIt("commonmark", {"html": True})
+    md.validateLink = lambda url: True
+    html = md.render(text)
+    assert "<script" not in html and "&lt;script&gt;" in html
+    assert "<em>Bold</em>" not in html
+    assert all(h.startswith(("https://pubmed.ncbi.nlm.nih.gov/", "https://doi.org/")) for h in re.findall(r'href="([^"]*)"', html))
+
+
+def test_json_round_trips(answer: Answer) -> None:
+    assert Answer.from_json(to_json(answer)) == answer
+
+
+def test_file_names() -> None:
+    a = Answer(question="Does Müller's magnesium (Mg²⁺) help?  Sleep/older adults")
+    assert export.file_name(a, "bibtex") == "clinfo-does-muller-s-magnesium-mg2-help-sleep-older-adu.bib"
+    assert export.file_name(Answer(question="???"), "ris") == "clinfo-answer.ris"
