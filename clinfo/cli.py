@@ -141,6 +141,8 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     # each area owns its commands; they attach here
+    from clinfo import cli_eval
+    cli_eval.register(app)
     from clinfo import cli_index
 
     cli_index.register(app)

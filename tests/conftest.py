@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.common",
     "tests.support.llama_server",
     "tests.support.eutils",
+    "tests.support.eval_data",
 ]

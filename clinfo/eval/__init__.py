@@ -1,0 +1,66 @@
+"""Batch evaluation: load question sets, run clinfo over them, score and compare runs.
+
+    from clinfo.eval import load_dataset, run_eval, report_runs
+    data = load_dataset("pqal_dev.json")                       # format guessed, or format="pubmedqa"
+    run_eval(data, "runs/mini", llm="openai:gpt-4o-mini", limit=50, seed=0, concurrency=8)
+    for name, metrics in report_runs(["runs/mini"]): print(name, metrics["yesno"])
+
+The same as ``clinfo eval run`` / ``clinfo eval report``. Metric libraries (ranx, rouge-score,
+matplotlib, ftfy) come with the ``[eval]`` extra and load only when scoring.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "FORMATS",
+    "Dataset",
+    "DatasetError",
+    "EvalItem",
+    "load_dataset",
+    "run_eval",
+    "arun_eval",
+    "RunResult",
+    "RunError",
+    "RunAborted",
+    "classify_answer",
+    "compute_metrics",
+    "metrics_from_records",
+    "write_report",
+    "report_runs",
+    "markdown_table",
+]
+
+if TYPE_CHECKING:
+    from clinfo.eval.datasets import FORMATS, Dataset, DatasetError, EvalItem, load_dataset
+    from clinfo.eval.metrics import compute_metrics, metrics_from_records
+    from clinfo.eval.report import markdown_table, report_runs, write_report
+    from clinfo.eval.runner import RunAborted, RunError, RunResult, arun_eval, classify_answer, run_eval
+
+_LAZY = {
+    "FORMATS": "datasets",
+    "Dataset": "datasets",
+    "DatasetError": "datasets",
+    "EvalItem": "datasets",
+    "load_dataset": "datasets",
+    "run_eval": "runner",
+    "arun_eval": "runner",
+    "RunResult": "runner",
+    "RunError": "runner",
+    "RunAborted": "runner",
+    "classify_answer": "runner",
+    "compute_metrics": "metrics",
+    "metrics_from_records": "metrics",
+    "write_report": "report",
+    "report_runs": "report",
+    "markdown_table": "report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"clinfo.eval.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'clinfo.eval' has no attribute {name!r}")

@@ -1,0 +1,330 @@
+"""Scores a run from its predictions file alone (no LLM call): retrieval, yes/no/maybe, text,
+citations, cost and speed.
+
+Retrieval metrics come from ranx and ROUGE from rouge-score (both in the ``[eval]`` extra);
+accuracy and macro-F1 are a few lines and need no library. Means are over the questions
+that were answered (failed questions are counted under ``errors``), and every section says
+over how many questions it was computed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from clinfo.eval.datasets import LABELS
+from clinfo.eval.runner import SESSIONS, read_config, read_predictions
+
+RETRIEVAL_METRICS = ("recall@5", "recall@10", "mrr", "ndcg@10")
+CURVE_K = tuple(range(1, 21))
+INSTALL_HINT = "pip install 'clinfo[eval]'"
+
+_GROUP = re.compile(r"\[(\s*\d+(?:\s*(?:[,;]|[-\u2013])\s*\d+)*\s*)\]")
+_PART = re.compile(r"(\d+)\s*[-\u2013]\s*(\d+)|(\d+)")
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def _answered(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if not r.get("error") and r.get("answer")]
+
+
+# ---------------------------------------------------------------- retrieval
+
+
+def ranked_candidates(answer: dict[str, Any]) -> list[str]:
+    """PMIDs the LLM screened, in prefilter rank order (relevant and irrelevant alike)."""
+    summaries = list(answer.get("article_summaries") or []) + list(answer.get("irrelevant_articles") or [])
+    summaries.sort(key=lambda s: s.get("rank", 0))
+    return _unique(s["article"]["pmid"] for s in summaries)
+
+
+def ranked_references(answer: dict[str, Any]) -> list[str]:
+    """PMIDs of the reference list, in citation-number order."""
+    return _unique(r["pmid"] for r in sorted(answer.get("references") or [], key=lambda r: r.get("n", 0)))
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def retrieval_scores(gold: dict[str, list[str]], ranked: dict[str, list[str]], metrics: Sequence[str]) -> dict[str, float]:
+    """Mean IR metrics over the questions in ``gold`` (a question with no ranking scores 0)."""
+    try:
+        from ranx import Qrels, Run, evaluate
+    except ImportError:
+        raise ImportError(f"retrieval metrics need ranx: {INSTALL_HINT}") from None
+    qrels = {qid: {pmid: 1 for pmid in pmids} for qid, pmids in gold.items() if pmids}
+    if not qrels:
+        return {}
+    # ranx scores: higher is better, so the first PMID gets the highest score
+    run = {qid: {p: float(len(ranked[qid]) - i) for i, p in enumerate(ranked[qid])} for qid in qrels if ranked.get(qid)}
+    if not run:
+        return {m: 0.0 for m in metrics}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba's type-safety chatter
+        scores = evaluate(Qrels(qrels), Run(run), list(metrics), make_comparable=True)
+    if isinstance(scores, (int, float)):  # ranx returns a bare number for one metric
+        scores = {metrics[0]: scores}
+    return {m: round(float(v), 4) for m, v in scores.items()}
+
+
+def retrieval_metrics(answered: list[dict[str, Any]], curve: bool = True) -> dict[str, Any] | None:
+    with_gold = [r for r in answered if r.get("gold_pmids")]
+    if not with_gold:
+        return None
+    gold = {r["id"]: r["gold_pmids"] for r in with_gold}
+    out: dict[str, Any] = {"questions": len(with_gold)}
+    names = list(RETRIEVAL_METRICS) + ([f"recall@{k}" for k in CURVE_K] if curve else [])
+    names = list(dict.fromkeys(names))
+    for what, ranking in (("candidates", ranked_candidates), ("references", ranked_references)):
+        scores = retrieval_scores(gold, {r["id"]: ranking(r["answer"]) for r in with_gold}, names)
+        out[what] = {m: scores.get(m) for m in RETRIEVAL_METRICS}
+        if curve:
+            out[what]["recall_curve"] = [scores.get(f"recall@{k}") for k in CURVE_K]
+    return out
+
+
+# ---------------------------------------------------------------- yes / no / maybe
+
+
+def label_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Accuracy, macro-F1 (over the classes present in gold or predictions) and the confusion matrix."""
+    pairs = [(r["gold_label"], r.get("predicted_label")) for r in answered if r.get("task") == "yesno" and r.get("gold_label")]
+    if not pairs:
+        return None
+    columns = [*LABELS, "none"]  # "none": the label could not be read from the answer
+    matrix = [[sum(1 for g, p in pairs if g == gold and (p or "none") == pred) for pred in columns] for gold in LABELS]
+    present = [lab for lab in LABELS if any(g == lab or p == lab for g, p in pairs)]
+    f1s = []
+    for lab in present:
+        tp = sum(1 for g, p in pairs if g == lab and p == lab)
+        fp = sum(1 for g, p in pairs if g != lab and p == lab)
+        fn = sum(1 for g, p in pairs if g == lab and p != lab)
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return {
+        "questions": len(pairs),
+        "accuracy": round(sum(g == p for g, p in pairs) / len(pairs), 4),
+        "macro_f1": round(sum(f1s) / len(f1s), 4) if f1s else None,
+        "unreadable": sum(1 for _, p in pairs if p is None),
+        "confusion": {"rows_gold": list(LABELS), "columns_predicted": columns, "matrix": matrix},
+    }
+
+
+# ---------------------------------------------------------------- free text
+
+
+def rouge_l(pairs: list[tuple[str, str]]) -> float | None:
+    """Mean ROUGE-L F1 of (reference, prediction) pairs, stemmed."""
+    if not pairs:
+        return None
+    try:
+        from rouge_score import rouge_scorer
+    except ImportError:
+        raise ImportError(f"ROUGE needs rouge-score: {INSTALL_HINT}") from None
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return round(sum(scorer.score(ref, pred)["rougeL"].fmeasure for ref, pred in pairs) / len(pairs), 4)
+
+
+def bertscore(pairs: list[tuple[str, str]]) -> tuple[float | None, str]:
+    """Mean BERTScore F1 when bert-score and its model are already on this machine; never downloads."""
+    if not pairs:
+        return None, "no gold answers"
+    try:
+        import bert_score  # noqa: F401
+    except ImportError:
+        return None, "n/a (bert-score not installed)"
+    model = os.environ.get("CLINFO_BERTSCORE_MODEL", "roberta-large")
+    # offline switches must be set before transformers reads them; restore afterwards
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    try:
+        from bert_score import score
+
+        _, _, f1 = score([p for _, p in pairs], [r for r, _ in pairs], model_type=model, verbose=False)
+        return round(float(f1.mean()), 4), model
+    except Exception as exc:  # model not in the local cache, no torch, ...
+        return None, f"n/a ({model} not available offline: {type(exc).__name__})"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def text_metrics(answered: list[dict[str, Any]], with_bertscore: bool = True) -> dict[str, Any] | None:
+    with_gold = [r for r in answered if r.get("gold_answer")]
+    if not with_gold:
+        return None
+    tldr = [(r["gold_answer"], r["answer"].get("tldr") or "") for r in with_gold]
+    synthesis = [(r["gold_answer"], r["answer"].get("synthesis") or "") for r in with_gold]
+    out: dict[str, Any] = {
+        "questions": len(with_gold),
+        "rougeL_tldr": rouge_l(tldr),
+        "rougeL_synthesis": rouge_l(synthesis),
+    }
+    if with_bertscore:
+        out["bertscore_tldr"], out["bertscore_note"] = bertscore(tldr)
+    return out
+
+
+# ---------------------------------------------------------------- citations
+
+
+def inline_citations(text: str) -> list[int]:
+    """Every number cited inline as ``[n]``, ``[n, m]`` or ``[n-m]``, in order, repeats kept."""
+    numbers: list[int] = []
+    for group in _GROUP.finditer(text):
+        for lo, hi, single in _PART.findall(group.group(1)):
+            if single:
+                numbers.append(int(single))
+            else:
+                a, b = int(lo), int(hi)
+                numbers.extend(range(a, b + 1) if 0 < b - a < 50 else [a, b])
+    return numbers
+
+
+def citation_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not answered:
+        return None
+    total = valid = 0
+    refs_per_answer = []
+    citing = 0
+    for r in answered:
+        answer = r["answer"]
+        n_refs = len(answer.get("references") or [])
+        cites = inline_citations(answer.get("synthesis") or "")
+        total += len(cites)
+        valid += sum(1 for n in cites if 1 <= n <= n_refs)
+        refs_per_answer.append(n_refs)
+        citing += bool(cites)
+    return {
+        "questions": len(answered),
+        "inline_citations": total,
+        "valid_citation_share": round(valid / total, 4) if total else None,
+        "references_per_answer": round(_mean(refs_per_answer) or 0.0, 3),
+        "answers_with_citations": round(citing / len(answered), 4),
+        "no_evidence_share": round(sum(bool(r["answer"].get("no_evidence")) for r in answered) / len(answered), 4),
+        "invalid_citations_removed": sum((r["answer"].get("trace") or {}).get("invalid_citations_removed", 0) for r in answered),
+    }
+
+
+# ---------------------------------------------------------------- cost and speed
+
+
+def cost_metrics(records: list[dict[str, Any]], sessions: list[dict[str, Any]]) -> dict[str, Any]:
+    answered = _answered(records)
+    calls = tokens = hits = 0
+    cost: float | None = 0.0
+    for r in answered:
+        trace = r["answer"].get("trace") or {}
+        cls = r.get("classification") or {}
+        calls += trace.get("llm_calls", 0) + cls.get("llm_calls", 0)
+        hits += trace.get("llm_cache_hits", 0) + int(bool(cls.get("cached")))
+        tokens += sum(x.get(k, 0) for x in (trace, cls) for k in ("prompt_tokens", "completion_tokens"))
+        for c in (trace.get("cost_usd", 0.0), cls.get("cost_usd", 0.0) if cls else 0.0):
+            cost = None if cost is None or c is None else cost + c
+    walls = [r["wall_seconds"] for r in records if isinstance(r.get("wall_seconds"), (int, float))]
+    session_wall = sum(s.get("wall_seconds", 0.0) for s in sessions)
+    session_done = sum(s.get("completed", 0) for s in sessions)
+    n = len(answered)
+    return {
+        "questions": len(records),
+        "errors": sum(1 for r in records if r.get("error")),
+        "llm_calls": calls,
+        "llm_calls_per_question": round(calls / n, 2) if n else None,
+        "llm_cache_hit_share": round(hits / calls, 4) if calls else None,
+        "tokens": tokens,
+        "tokens_per_question": round(tokens / n, 1) if n else None,
+        "cost_usd": round(cost, 6) if cost is not None else None,
+        "cost_usd_per_question": round(cost / n, 6) if cost is not None and n else None,
+        "wall_p50_seconds": _round(_percentile(walls, 50)),
+        "wall_p95_seconds": _round(_percentile(walls, 95)),
+        # throughput only from sessions that ended normally (a killed session has no record)
+        "questions_per_minute": round(60 * session_done / session_wall, 2) if session_wall > 0 and session_done else None,
+    }
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, digits)
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+def read_sessions(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / SESSIONS
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue  # a session line cut by a crash: throughput just leaves it out
+        if isinstance(item, dict):
+            out.append(item)
+    return out
+
+
+def metrics_from_records(
+    records: list[dict[str, Any]],
+    config: dict[str, Any] | None = None,
+    sessions: list[dict[str, Any]] | None = None,
+    *,
+    with_bertscore: bool = True,
+) -> dict[str, Any]:
+    config = config or {}
+    settings = config.get("settings") or {}
+    answered = _answered(records)
+    return {
+        "run": {
+            "llm": settings.get("llm"),
+            "source": settings.get("source"),
+            "dataset": Path((config.get("dataset") or {}).get("path", "")).name or None,
+            "format": (config.get("dataset") or {}).get("format"),
+            "selected": config.get("selected"),
+            "finished": len(records),
+            "answered": len(answered),
+            "errors": len(records) - len(answered),
+        },
+        "retrieval": retrieval_metrics(answered),
+        "yesno": label_metrics(answered),
+        "text": text_metrics(answered, with_bertscore),
+        "citations": citation_metrics(answered),
+        "cost": cost_metrics(records, sessions or []),
+    }
+
+
+def compute_metrics(run_dir: str | Path, *, with_bertscore: bool = True) -> dict[str, Any]:
+    """Metrics of one run directory (``clinfo eval run --out``)."""
+    from clinfo.eval.runner import PREDICTIONS, RunError
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"run directory {run_dir} does not exist")
+    config = read_config(run_dir)
+    if config is None:
+        raise RunError(f"{run_dir} is not a clinfo run directory (no config.json)")
+    records = read_predictions(run_dir / PREDICTIONS)
+    return metrics_from_records(records, config, read_sessions(run_dir), with_bertscore=with_bertscore)
