@@ -37,6 +37,7 @@ __all__ = [
     "validate",
     "terms",
     "has_syntax",
+    "is_boolean",
     "iter_leaves",
 ]
 
@@ -541,11 +542,20 @@ _SYNTAX_SIGNAL = re.compile(r'["\[\]*]|\b(?:AND|OR|NOT)\b')
 
 
 def has_syntax(query: str) -> bool:
-    """Whether text uses any PubMed syntax (tags, quotes, truncation, upper-case operators).
-
-    Text without any is treated as natural language by the local corpus.
-    """
+    """Whether text uses any PubMed syntax (tags, quotes, truncation, upper-case operators)."""
     return bool(_SYNTAX_SIGNAL.search(query))
+
+
+_STRUCTURE_SIGNAL = re.compile(r"[\[\]]|\b(?:AND|OR|NOT)\b")
+
+
+def is_boolean(query: str) -> bool:
+    """Whether text uses field tags or upper-case boolean operators.
+
+    Without them, quotes and ``*`` alone occur in typed questions too (``the "July effect"``);
+    the local corpus ranks such text by BM25 over the OR of its words instead of requiring all.
+    """
+    return bool(_STRUCTURE_SIGNAL.search(query))
 
 
 def with_field(node: Node, canonical: str) -> Node:
