@@ -88,15 +88,15 @@ RECORDED_SEARCHES = {
 }
 # Clinical words known to hit several of the default records; sample_terms() keeps those that do.
 _CANDIDATE_TERMS = [
-    "covid-19[tiab] AND children",
-    "myocardial infarction",
     "breast cancer",
-    "diabetes AND obesity",
-    "sepsis",
-    "stroke AND randomized",
+    "myocardial infarction",
+    "covid-19[tiab] AND children",
     "depression[tiab] AND covid-19",
+    "diabetes AND obesity",
+    "stroke AND randomized",
     "hypertension",
     "pregnancy",
+    "sepsis",
     "asthma",
     "vaccine",
     "insulin",
@@ -229,7 +229,7 @@ class EUtilsServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False  # a test's slow fault must not hold up teardown
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="eutils-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="eutils-server", daemon=True)
         self._thread.start()
         self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/entrez/eutils/"
         return self

@@ -1,0 +1,389 @@
+"""Live PubMed through NCBI E-utilities (esearch + efetch).
+
+Every request is a form-encoded POST: the API key then travels in the body, never in a URL that
+httpx, proxies or servers log. Requests share one rate limiter per E-utilities base URL for the
+process, retry transient failures with backoff, and map every failure to a typed
+:mod:`clinfo.errors` exception whose message names the endpoint and never the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import io
+import json
+import logging
+import math
+import random
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Sequence
+
+import httpx
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from clinfo.errors import MalformedResponse, QuerySyntaxError, SourceError, SourceUnavailable
+from clinfo.models import Article
+from clinfo.sources.base import DateRange, SearchResult, SourceStats
+from clinfo.sources.pubmed_xml import parse_efetch
+
+if TYPE_CHECKING:
+    from clinfo.cache import Cache
+    from clinfo.settings import Settings
+
+__all__ = ["PubMedSource", "EFETCH_BATCH", "rate_for"]
+
+log = logging.getLogger(__name__)
+
+EFETCH_BATCH = 200  # NCBI's advice for efetch id lists; larger lists risk 414s and slow answers
+ESEARCH_MAX = 10000  # esearch refuses retmax beyond this
+MAX_RETRY_AFTER = 60.0  # honour Retry-After up to here; a longer ask is better answered with an error
+CACHE_NAMESPACE = "eutils"
+_OPEN_START = "1800/01/01"  # NCBI needs both mindate and maxdate
+_OPEN_END = "3000/12/31"
+
+
+def rate_for(settings: "Settings") -> float:
+    """NCBI's published limit: 3 requests/s, 10/s with an API key."""
+    return 10.0 if settings.ncbi_api_key is not None else 3.0
+
+
+class _SharedRate:
+    """One request rate for every PubMedSource in the process that talks to one base URL.
+
+    aiolimiter's limiters belong to one event loop, and the sync facade runs each question in
+    a fresh ``asyncio.run`` loop, so this keeps one limiter per loop and hands the spacing over
+    from one loop to the next. Loops running at the same time in different threads each get
+    their own limiter.
+    """
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second
+        self._limiters: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncLimiter]" = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last_grant = -math.inf
+        self._lock = threading.Lock()
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            limiter = self._limiters.get(loop)
+            seed = False
+            if limiter is None:
+                # max_rate=1 per interval: requests evenly spaced, no burst at the start
+                limiter = self._limiters[loop] = AsyncLimiter(1, self.interval)
+                seed = time.monotonic() - self._last_grant < self.interval
+        if seed:
+            # A request from an earlier loop went out less than an interval ago: start this
+            # loop's bucket full so the next request waits its turn.
+            await limiter.acquire()
+        await limiter.acquire()
+        self._last_grant = time.monotonic()
+
+
+_RATES: dict[tuple[str, float], _SharedRate] = {}
+_RATES_LOCK = threading.Lock()
+
+
+def _shared_rate(base_url: str, per_second: float) -> _SharedRate:
+    with _RATES_LOCK:
+        key = (base_url, per_second)
+        if key not in _RATES:
+            _RATES[key] = _SharedRate(per_second)
+        return _RATES[key]
+
+
+class _Transient(Exception):
+    """A failure worth another attempt (429, 5xx, timeout, connection trouble)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, timeout: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.timeout = timeout
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+
+
+def _ncbi_date(day: dt.date | None, default: str) -> str:
+    return day.strftime("%Y/%m/%d") if day else default
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:200]
+
+
+class PubMedSource:
+    """PubMed over E-utilities; implements :class:`clinfo.sources.base.Source`.
+
+    ``client``: an ``httpx.AsyncClient`` to use (left open by :meth:`aclose`); by default one
+    is made per event loop. ``backoff``: first retry delay in seconds (doubles per attempt, plus
+    jitter, capped at 10 s) when the server gives no Retry-After. ``requests_per_second``
+    overrides NCBI's limit (mirrors, benchmarks against a loopback server).
+    """
+
+    name = "pubmed"
+
+    def __init__(
+        self,
+        settings: "Settings",
+        cache: "Cache | None" = None,
+        client: httpx.AsyncClient | None = None,
+        *,
+        backoff: float = 0.5,
+        requests_per_second: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cache = cache if cache is not None and cache.enabled else None
+        self.stats = SourceStats()
+        self.base_url = settings.eutils_base_url
+        self._given_client = client
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._backoff = wait_exponential(multiplier=backoff, max=10.0) + wait_random(0, backoff)
+        self._rate = _shared_rate(self.base_url, requests_per_second or rate_for(settings))
+
+    # ------------------------------------------------------------------ Source API
+    async def search(self, query: str, *, limit: int = 20, dates: DateRange | None = None) -> SearchResult:
+        query = (query or "").strip()
+        if not query:
+            raise QuerySyntaxError("empty PubMed query")
+        params: dict[str, str] = {
+            "db": "pubmed",
+            "term": query,
+            "retmax": str(max(0, min(int(limit), ESEARCH_MAX))),
+            "sort": "relevance",
+            "retmode": "xml",
+        }
+        if dates is not None and (dates.start or dates.end):
+            params["datetype"] = "pdat"
+            params["mindate"] = _ncbi_date(dates.start, _OPEN_START)
+            params["maxdate"] = _ncbi_date(dates.end, _OPEN_END)
+
+        cached = self._cache_get({"endpoint": "esearch", **params})
+        if cached is not None:
+            data = json.loads(cached)
+            return SearchResult(query=query, **data)
+        result = await self._request("esearch", params, lambda body: _parse_esearch(query, body))
+        self._cache_set(
+            {"endpoint": "esearch", **params},
+            json.dumps(
+                {"pmids": result.pmids, "count": result.count, "translation": result.translation,
+                 "warnings": result.warnings}
+            ),
+        )
+        return result
+
+    async def fetch(self, pmids: Sequence[str]) -> list[Article]:
+        wanted = list(dict.fromkeys(str(p).strip() for p in pmids if str(p).strip().isdigit()))
+        found: dict[str, Article] = {}
+        missing = []
+        for pmid in wanted:
+            cached = self._cache_get(_efetch_key(pmid))
+            if cached is not None:
+                found[pmid] = Article.model_validate_json(cached)
+            else:
+                missing.append(pmid)
+        batches = [missing[i: i + EFETCH_BATCH] for i in range(0, len(missing), EFETCH_BATCH)]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._efetch(batch)) for batch in batches]
+        except BaseExceptionGroup as eg:
+            # Surface the first typed failure (siblings were cancelled), as a plain exception.
+            first = eg.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
+        asked = set(missing)
+        for task in tasks:
+            for article in task.result():
+                if article.pmid in asked and article.pmid not in found:
+                    found[article.pmid] = article
+                    self._cache_set(_efetch_key(article.pmid), article.model_dump_json())
+        return [found[p] for p in wanted if p in found]
+
+    async def aclose(self) -> None:
+        client, loop = self._client, self._client_loop
+        self._client = self._client_loop = None
+        if client is not None and loop is asyncio.get_running_loop():
+            await client.aclose()
+        # A client from an earlier asyncio.run() cannot be closed from this loop; its loop is
+        # gone and its connections with it.
+
+    async def __aenter__(self) -> "PubMedSource":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ transport
+    async def _efetch(self, batch: list[str]) -> list[Article]:
+        params = {"db": "pubmed", "id": ",".join(batch), "retmode": "xml"}
+        return await self._request("efetch", params, parse_efetch, parse_in_thread=True)
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._given_client is not None:
+            return self._given_client
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            # Pooled connections belong to the loop that opened them; a new asyncio.run() needs
+            # a new client (the old loop is gone, its client can only be dropped).
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.http_timeout),
+                headers={"User-Agent": f"{self.settings.ncbi_tool} (clinfo)"},
+            )
+            self._client_loop = loop
+        return self._client
+
+    def _form(self, params: dict[str, str]) -> dict[str, str]:
+        form = dict(params)
+        form["tool"] = self.settings.ncbi_tool
+        if self.settings.ncbi_email:
+            form["email"] = self.settings.ncbi_email
+        if self.settings.ncbi_api_key is not None:
+            form["api_key"] = self.settings.ncbi_api_key.get_secret_value()
+        return form
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = getattr(exc, "retry_after", None)
+        if asked is not None:
+            # Server said when; add a little jitter after it so many clients do not return at once.
+            return min(asked, MAX_RETRY_AFTER) + random.uniform(0, 0.1)
+        return float(self._backoff(state))
+
+    def _before_sleep(self, endpoint: str) -> Any:
+        def note(state: RetryCallState) -> None:
+            self.stats.retries += 1
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.debug("PubMed %s attempt %d failed (%s); retrying in %.2f s",
+                      endpoint, state.attempt_number, _one_line(exc), wait)
+
+        return note
+
+    async def _request(self, endpoint: str, params: dict[str, str], parse: Any, parse_in_thread: bool = False) -> Any:
+        url = f"{self.base_url}{endpoint}.fcgi"
+        attempts = self.settings.http_retries + 1
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type((_Transient, MalformedResponse)),
+            before_sleep=self._before_sleep(endpoint),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    body = await self._post(endpoint, url, params)
+                    if parse_in_thread:
+                        # Entrez.read costs ~3 ms a record: keep the event loop responsive.
+                        return await asyncio.to_thread(parse, body)
+                    return parse(body)
+        except _Transient as exc:
+            what = f"timed out (timeout {self.settings.http_timeout:g} s)" if exc.timeout else exc.reason
+            raise SourceUnavailable(
+                f"PubMed {endpoint} unavailable after {attempts} attempt{'s' * (attempts > 1)}: {what}"
+            ) from None
+        except MalformedResponse as exc:
+            raise MalformedResponse(
+                f"PubMed {endpoint} gave an unusable response after {attempts} attempt{'s' * (attempts > 1)}: {exc}"
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def _post(self, endpoint: str, url: str, params: dict[str, str]) -> bytes:
+        await self._rate.acquire()
+        self.stats.requests += 1
+        log.debug("PubMed %s POST %s", endpoint, {k: v for k, v in params.items() if k != "id"} | (
+            {"ids": params["id"].count(",") + 1} if "id" in params else {}))
+        try:
+            response = await self._http().post(url, data=self._form(params))
+        except httpx.TimeoutException:
+            raise _Transient("timed out", timeout=True) from None
+        except httpx.TransportError as exc:
+            raise _Transient(f"connection failed ({type(exc).__name__})") from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Transient(f"HTTP {status}", retry_after=_retry_after(response.headers.get("Retry-After")))
+        if status != 200:
+            # Bodies are not quoted: NCBI echoes the API key in some error bodies.
+            raise SourceError(f"PubMed {endpoint} rejected the request: HTTP {status} {response.reason_phrase}".strip())
+        return response.content
+
+    # ------------------------------------------------------------------ cache
+    def _cache_get(self, request: dict[str, str]) -> bytes | None:
+        if self.cache is None:
+            return None
+        value = self.cache.get(CACHE_NAMESPACE, request)
+        if value is not None:
+            self.stats.cache_hits += 1
+        return value
+
+    def _cache_set(self, request: dict[str, str], value: str) -> None:
+        if self.cache is not None:
+            self.cache.set(CACHE_NAMESPACE, request, value)
+
+
+def _efetch_key(pmid: str) -> dict[str, str]:
+    # One entry per article, so overlapping fetches share what was already retrieved.
+    return {"endpoint": "efetch", "db": "pubmed", "id": pmid, "retmode": "xml"}
+
+
+def _parse_esearch(query: str, body: bytes) -> SearchResult:
+    from Bio import Entrez
+
+    try:
+        record = Entrez.read(io.BytesIO(body))
+    except RuntimeError as exc:
+        # Entrez raises RuntimeError for NCBI's <ERROR> element: a query NCBI will not run.
+        message = _one_line(exc)
+        if "backend" in message.lower():
+            raise _Transient(f"NCBI search backend error: {message}") from None
+        raise SourceError(f"PubMed esearch refused the query: {message}") from None
+    except Exception as exc:  # expat/Bio parse errors on a truncated or non-XML body
+        raise MalformedResponse(f"esearch returned malformed XML: {_one_line(exc)}") from None
+    if not isinstance(record, dict) or "IdList" not in record or "Count" not in record:
+        raise MalformedResponse("esearch response has no Count/IdList")
+    warnings = []
+    for section in ("ErrorList", "WarningList"):
+        for kind, values in (record.get(section) or {}).items():
+            warnings += [f"{kind}: {_one_line(v)}" for v in values]
+    try:
+        count = int(record["Count"])
+    except (TypeError, ValueError):
+        raise MalformedResponse("esearch response has a non-numeric Count") from None
+    translation = record.get("QueryTranslation")
+    return SearchResult(
+        query=query,
+        pmids=[str(p) for p in record["IdList"]],
+        count=count,
+        translation=str(translation) if translation else None,
+        warnings=warnings,
+    )
