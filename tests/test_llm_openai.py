@@ -250,17 +250,22 @@ def test_wrong_api_key_is_llm_unavailable_without_the_key() -> None:
 
 
 class Stub:
-    """Answers every POST with the next scripted (status, body[, content type]) and records the bodies."""
+    """Answers every POST with the next scripted (status, body) and records the request bodies.
+    A list body is sent as a server-sent event stream; status 0 holds the request unanswered."""
 
     def __init__(self, script: list[tuple[int, Any]]) -> None:
         self.script = list(script)
         self.bodies: list[dict[str, Any]] = []
+        self.release = threading.Event()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 stub.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 status, body = stub.script.pop(0) if stub.script else (500, {"error": {"message": "script ended"}})
+                if status == 0:  # a server that never answers in time
+                    stub.release.wait(body)
+                    return
                 sse = isinstance(body, list)
                 data = "".join(f"data: {json.dumps(c)}\n\n" for c in body) + "data: [DONE]\n\n" if sse else json.dumps(body)
                 raw = data.encode()
@@ -278,6 +283,7 @@ class Stub:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -338,6 +344,12 @@ async def test_status_errors_map_to_typed_one_line_errors(stub: Any) -> None:
     with pytest.raises(LLMError) as info:
         await run_stub(s.url, ask("hi"), openai_api_key=SECRET)
     assert "HTTP 500" in str(info.value) and "\n" not in str(info.value) and SECRET not in str(info.value)
+
+
+async def test_a_server_that_does_not_answer_in_time_is_unavailable(stub: Any) -> None:
+    s = stub((0, 30))
+    with pytest.raises(LLMUnavailable, match=r"^cannot reach LLM server at .*: no answer within 0.2s$"):
+        await run_stub(s.url, ask("hi"), llm_timeout=0.2)
 
 
 async def test_sdk_retries_transient_failures(stub: Any) -> None:

@@ -155,18 +155,28 @@ class OpenAICompatLLM:
         on_token: TokenCallback | None,
     ) -> Completion:
         rejected: openai.APIStatusError | None = None
+        streamed = False
+
+        def relay(piece: str) -> None:
+            nonlocal streamed
+            streamed = True
+            assert on_token is not None
+            on_token(piece)
+
         for mode in AUTO_ORDER:
             try:
-                completion = await self._call(probe_client, request, mode, on_token)
+                completion = await self._call(probe_client, request, mode, relay if on_token else None)
             except openai.APIStatusError as exc:
-                if _rejects_format(exc):
+                if _rejects_format(exc) and not streamed:
                     rejected = exc
                     continue
-                if exc.status_code in _RETRYABLE or exc.status_code >= 500:
+                if (exc.status_code in _RETRYABLE or exc.status_code >= 500) and not streamed:
                     completion = await self._guarded(client, request, mode, on_token)
                 else:
                     self._fail(exc)
-            except openai.APIConnectionError:
+            except openai.APIConnectionError as exc:
+                if streamed:  # a retry would send the caller the same opening twice
+                    self._fail(exc)
                 completion = await self._guarded(client, request, mode, on_token)
             except openai.OpenAIError as exc:
                 self._fail(exc)
