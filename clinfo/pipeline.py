@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -22,13 +23,13 @@ from clinfo.llm.base import LLM, CachedLLM, LLMRequest, TokenCallback
 from clinfo.llm.registry import create_llm, parse_spec
 from clinfo.models import Answer, Article, ArticleSummary, QueryRecord, Reference, StepTiming, Trace
 from clinfo.prompts import load_prompt
-from clinfo.rank import bm25_rank, rrf
+from clinfo.rank import bm25_rank, rrf, tokenize
 from clinfo.settings import Settings, load_settings
 from clinfo.sources import DateRange, Source, create_source
 
 QUERIES_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"queries": {"type": "array", "items": {"type": "string"}}},
+    "properties": {"queries": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
     "required": ["queries"],
     "additionalProperties": False,
 }
@@ -49,6 +50,8 @@ SCREEN_SCHEMA: dict[str, Any] = {
     "required": ["relevant", "score", *_SUMMARY_FIELDS],
     "additionalProperties": False,
 }
+
+_CONTENT_WORD = re.compile(r"[A-Za-z]{3,}")
 
 NO_EVIDENCE_TLDR = (
     "No relevant evidence was found for this question in the literature searched; "
@@ -208,6 +211,10 @@ class _Run:
             except QuerySyntaxError as exc:
                 problems.append(f"{raw!r}: {exc}")
                 continue
+            if "<" in query or ">" in query or not _CONTENT_WORD.search(query):
+                # small models copy the prompt's "<query>" placeholder or write no search term at all
+                problems.append(f"{raw!r}: not a search query")
+                continue
             if query not in good:
                 good.append(query)
         return good, problems
@@ -226,10 +233,10 @@ class _Run:
         return [line for line in lines if "[" in line or " AND " in line or " OR " in line]
 
     def _fallback_query(self) -> str:
-        from clinfo.sources.query import terms
-
-        words = terms(self.question)
-        return " ".join(words[:8]) or self.question
+        """The question's content words OR-ed: high recall; the source's ranking and the
+        BM25 prefilter then do the precision work (what a weak planner needs)."""
+        words = list(dict.fromkeys(tokenize(self.question)))[:8]
+        return " OR ".join(words) if words else self.question
 
     async def plan(self) -> list[str]:
         n = self.s.num_queries
@@ -269,11 +276,16 @@ class _Run:
         self.trace.zero_hit_queries += 1
         text = await self.ask("broaden", "broaden_query", {"question": self.question, "query": query}, QUERY_SCHEMA, 200)
         broader, problems = self._validated(self._read_queries(text))
-        if not broader or broader[0] == query:
+        fallback = self._fallback_query()
+        if broader and broader[0] != query:
+            wider, note = broader[0], f"broadened from {query!r} after 0 hits"
+        elif fallback != query:
+            wider, note = fallback, f"question words, after 0 hits for {query!r} and no usable broader query"
+        else:
             self.warn(f"{query!r} returned no results and no broader query could be written ({'; '.join(problems)})")
             return records, []
-        result = await self.source.search(broader[0], limit=limit, dates=self.dates)
-        records.append(QueryRecord(query=broader[0], hits=result.count, note=f"broadened from {query!r} after 0 hits"))
+        result = await self.source.search(wider, limit=limit, dates=self.dates)
+        records.append(QueryRecord(query=wider, hits=result.count, note=note))
         return records, result.pmids
 
     async def search(self, queries: list[str]) -> tuple[list[QueryRecord], list[str]]:

@@ -241,3 +241,22 @@ def test_events_report_each_stage() -> None:
     for stage in ("plan", "search", "fetch", "prefilter", "screen", "synthesize", "done"):
         assert stage in stages
     assert events[0].data["queries"] == [Q1, Q2]
+
+
+def test_copied_placeholders_are_not_searched() -> None:
+    llm = make_llm(plan=[plan("<first query>", "query"), plan("<query>")])
+    source = make_source()
+    answer = run(llm, source)
+    assert all("<" not in q for q, _, _ in source.searches)
+    assert answer.queries[0].query == "magnesium OR supplementation OR improve OR sleep OR quality OR older OR adults"
+    assert answer.trace.invalid_queries == 3
+
+
+def test_zero_hits_and_no_usable_broader_query_falls_back_to_question_words() -> None:
+    words = "magnesium OR supplementation OR improve OR sleep OR quality OR older OR adults"
+    source = MemorySource({words: ["101", "103"]}, corpus())
+    llm = make_llm(plan=plan("melatonin[tiab]"), broaden=json.dumps({"query": "<broader query>"}))
+    answer = run(llm, source)
+    assert [q.query for q in answer.queries] == ["melatonin[tiab]", words]
+    assert "question words" in answer.queries[1].note
+    assert {r.pmid for r in answer.references} == {"101", "103"}
