@@ -244,7 +244,7 @@ def test_events_report_each_stage() -> None:
 
 
 def test_copied_placeholders_are_not_searched() -> None:
-    llm = make_llm(plan=[plan("<first query>", "query"), plan("<query>")])
+    llm = make_llm(plan=[plan("<first query>", "..."), plan("<query>")])
     source = make_source()
     answer = run(llm, source)
     assert all("<" not in q for q, _, _ in source.searches)
