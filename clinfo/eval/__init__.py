@@ -5,8 +5,8 @@
     run_eval(data, "runs/mini", llm="openai:gpt-4o-mini", limit=50, seed=0, concurrency=8)
     for name, metrics in report_runs(["runs/mini"]): print(name, metrics["yesno"])
 
-The same as ``clinfo eval run`` / ``clinfo eval report``. Metric libraries (ranx, rouge-score,
-matplotlib, ftfy) come with the ``[eval]`` extra and load only when scoring.
+The same as ``clinfo eval run`` / ``clinfo eval report``. Metric libraries (ir-measures, rouge-score,
+matplotlib, ftfy) come with the ``[eval]`` extra and are imported only when used.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Scores a run from its predictions file alone (no LLM call): retrieval, yes/no/maybe, text,
 citations, cost and speed.
 
-Retrieval metrics come from ranx and ROUGE from rouge-score (both in the ``[eval]`` extra);
+Retrieval metrics come from ir-measures (pytrec_eval) and ROUGE from rouge-score (both in the ``[eval]`` extra);
 accuracy and macro-F1 are a few lines and need no library. Means are over the questions
 that were answered (failed questions are counted under ``errors``), and every section says
 over how many questions it was computed.
@@ -13,14 +13,14 @@ import json
 import math
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from clinfo.eval.datasets import LABELS
 from clinfo.eval.runner import SESSIONS, read_config, read_predictions
 
-RETRIEVAL_METRICS = ("recall@5", "recall@10", "mrr", "ndcg@10")
+# reported name -> ir-measures measure
+RETRIEVAL_METRICS = {"recall@5": "R@5", "recall@10": "R@10", "mrr": "RR", "ndcg@10": "nDCG@10"}
 CURVE_K = tuple(range(1, 21))
 INSTALL_HINT = "pip install 'clinfo[eval]'"
 
@@ -68,24 +68,24 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 
 def retrieval_scores(gold: dict[str, list[str]], ranked: dict[str, list[str]], metrics: Sequence[str]) -> dict[str, float]:
-    """Mean IR metrics over the questions in ``gold`` (a question with no ranking scores 0)."""
+    """Mean IR metrics (ir-measures names: ``R@10``, ``RR``, ``nDCG@10``) over the questions in
+    ``gold``; a question that ranked nothing scores 0 rather than dropping out of the mean."""
     try:
-        from ranx import Qrels, Run, evaluate
+        import ir_measures
     except ImportError:
-        raise ImportError(f"retrieval metrics need ranx: {INSTALL_HINT}") from None
+        raise ImportError(f"retrieval metrics need ir-measures: {INSTALL_HINT}") from None
     qrels = {qid: {pmid: 1 for pmid in pmids} for qid, pmids in gold.items() if pmids}
     if not qrels:
         return {}
-    # ranx scores: higher is better, so the first PMID gets the highest score
-    run = {qid: {p: float(len(ranked[qid]) - i) for i, p in enumerate(ranked[qid])} for qid in qrels if ranked.get(qid)}
-    if not run:
-        return {m: 0.0 for m in metrics}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # numba's type-safety chatter
-        scores = evaluate(Qrels(qrels), Run(run), list(metrics), make_comparable=True)
-    if isinstance(scores, (int, float)):  # ranx returns a bare number for one metric
-        scores = {metrics[0]: scores}
-    return {m: round(float(v), 4) for m, v in scores.items()}
+    run: dict[str, dict[str, float]] = {}
+    for qid in qrels:
+        pmids = ranked.get(qid) or []
+        # scores only encode the order (higher first); an empty ranking gets one non-PMID so the
+        # question still counts, as zero
+        run[qid] = {p: float(len(pmids) - i) for i, p in enumerate(pmids)} or {"-": 0.0}
+    parsed = [ir_measures.parse_measure(m) for m in metrics]
+    scores = ir_measures.calc_aggregate(parsed, qrels, run)
+    return {name: round(float(scores[m]), 4) for name, m in zip(metrics, parsed)}
 
 
 def retrieval_metrics(answered: list[dict[str, Any]], curve: bool = True) -> dict[str, Any] | None:
@@ -94,13 +94,13 @@ def retrieval_metrics(answered: list[dict[str, Any]], curve: bool = True) -> dic
         return None
     gold = {r["id"]: r["gold_pmids"] for r in with_gold}
     out: dict[str, Any] = {"questions": len(with_gold)}
-    names = list(RETRIEVAL_METRICS) + ([f"recall@{k}" for k in CURVE_K] if curve else [])
+    names = list(RETRIEVAL_METRICS.values()) + ([f"R@{k}" for k in CURVE_K] if curve else [])
     names = list(dict.fromkeys(names))
     for what, ranking in (("candidates", ranked_candidates), ("references", ranked_references)):
         scores = retrieval_scores(gold, {r["id"]: ranking(r["answer"]) for r in with_gold}, names)
-        out[what] = {m: scores.get(m) for m in RETRIEVAL_METRICS}
+        out[what] = {name: scores.get(measure) for name, measure in RETRIEVAL_METRICS.items()}
         if curve:
-            out[what]["recall_curve"] = [scores.get(f"recall@{k}") for k in CURVE_K]
+            out[what]["recall_curve"] = [scores.get(f"R@{k}") for k in CURVE_K]
     return out
 
 
