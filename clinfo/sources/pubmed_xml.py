@@ -207,8 +207,8 @@ def _from_entrez_article(rec: Any) -> Article | None:
             (art.get("ELocationID"), "EIdType"),
             ((rec.get("PubmedData") or {}).get("ArticleIdList"), "IdType"),
         ),
-        mesh=[_etext(h.get("DescriptorName")) for h in mc.get("MeshHeadingList") or [] if h.get("DescriptorName")],
-        publication_types=[_etext(p) for p in art.get("PublicationTypeList") or []],
+        mesh=[m for m in (_etext(h.get("DescriptorName")) for h in mc.get("MeshHeadingList") or []) if m],
+        publication_types=[p for p in (_etext(p) for p in art.get("PublicationTypeList") or []) if p],
     )
 
 
@@ -294,35 +294,84 @@ def _ldoi(*candidates: tuple[Any, str, str]) -> str | None:
     return None
 
 
+def _xpath(path: str) -> Any:
+    return etree.XPath(path, smart_strings=False)
+
+
+# Compiled once: an XPath that returns strings builds no Python element proxies, which is most
+# of the per-record cost on the bulk path. Paths start at <PubmedArticle>.
+_X_PMID = _xpath("MedlineCitation/PMID/text()")
+_X_ARTICLE = _xpath("MedlineCitation/Article")
+_X_ISO = _xpath("MedlineCitation/Article/Journal/ISOAbbreviation/text()")
+_X_JOURNAL_TITLE = _xpath("MedlineCitation/Article/Journal/Title/text()")
+# document order = precedence: PubDate (Year or MedlineDate) comes before ArticleDate
+_X_YEARS = _xpath(
+    "MedlineCitation/Article/Journal/JournalIssue/PubDate/Year/text()"
+    " | MedlineCitation/Article/Journal/JournalIssue/PubDate/MedlineDate/text()"
+    " | MedlineCitation/Article/ArticleDate/Year/text()"
+)
+# ELocationID comes before PubmedData; PubmedData/ArticleIdList is the record's own (the
+# ReferenceList nests other ArticleIdLists deeper)
+_X_DOI = _xpath(
+    "MedlineCitation/Article/ELocationID[@EIdType='doi']/text()"
+    " | PubmedData/ArticleIdList/ArticleId[@IdType='doi']/text()"
+)
+_X_AUTHOR_PARTS = _xpath(
+    "MedlineCitation/Article/AuthorList/Author/*[self::LastName or self::Initials or self::CollectiveName]"
+)
+_X_MESH = _xpath("MedlineCitation/MeshHeadingList/MeshHeading/DescriptorName/text()")
+_X_PUBTYPES = _xpath("MedlineCitation/Article/PublicationTypeList/PublicationType/text()")
+
+
+def _first_text(xpath: Any, el: Any) -> str:
+    found = xpath(el)
+    return " ".join(found[0].split()) if found else ""
+
+
+def _authors_from_parts(parts: list[Any]) -> list[str]:
+    # LastName or CollectiveName opens an author (DTD: one or the other); Initials follow LastName.
+    names: list[str] = []
+    last = initials = ""
+    open_author = False
+    for node in parts:
+        tag = node.tag
+        if tag == "Initials":
+            initials = _ltext(node)
+            continue
+        if open_author and last:
+            names.append(f"{last} {initials}" if initials else last)
+        open_author, initials = True, ""
+        if tag == "LastName":
+            last = _ltext(node)
+        else:
+            last = ""
+            collective = _ltext(node)
+            if collective:
+                names.append(collective)
+    if open_author and last:
+        names.append(f"{last} {initials}" if initials else last)
+    return names
+
+
 def _from_element(el: Any) -> Article | None:
-    mc = el.find("MedlineCitation")
-    if mc is None:
-        return None
-    pmid = _lfind(mc, "PMID")
+    pmid = _first_text(_X_PMID, el)
     if not pmid:
         return None
-    art = mc.find("Article")
-    if art is None:
+    arts = _X_ARTICLE(el)
+    if not arts:
         return Article(pmid=pmid)
-    journal = art.find("Journal")
-    pubdate = journal.find("JournalIssue/PubDate") if journal is not None else None
-    mesh_list = mc.find("MeshHeadingList")
-    ptypes = art.find("PublicationTypeList")
+    art = arts[0]
+    dois = [d for d in (" ".join(t.split()) for t in _X_DOI(el)) if d]
     return Article(
         pmid=pmid,
         title=_lfind(art, "ArticleTitle") or _lfind(art, "VernacularTitle"),
         abstract_sections=_lsections(art.find("Abstract")),
-        authors=_lauthors(art.find("AuthorList")),
-        journal=_lfind(journal, "ISOAbbreviation") or _lfind(journal, "Title"),
-        year=_year(
-            pubdate.findtext("Year") if pubdate is not None else None,
-            pubdate.findtext("MedlineDate") if pubdate is not None else None,
-            art.findtext("ArticleDate/Year"),
-        ),
-        # "PubmedData/ArticleIdList" is the record's own list; ReferenceList nests others.
-        doi=_ldoi((art, "ELocationID", "EIdType"), (el, "PubmedData/ArticleIdList/ArticleId", "IdType")),
-        mesh=[_ltext(d) for d in mesh_list.iterfind("MeshHeading/DescriptorName")] if mesh_list is not None else [],
-        publication_types=[_ltext(p) for p in ptypes.iterfind("PublicationType")] if ptypes is not None else [],
+        authors=_authors_from_parts(_X_AUTHOR_PARTS(el)),
+        journal=_first_text(_X_ISO, el) or _first_text(_X_JOURNAL_TITLE, el),
+        year=_year(*_X_YEARS(el)),
+        doi=dois[0] if dois else None,
+        mesh=[m for m in (" ".join(t.split()) for t in _X_MESH(el)) if m],
+        publication_types=[p for p in (" ".join(t.split()) for t in _X_PUBTYPES(el)) if p],
     )
 
 
