@@ -19,7 +19,7 @@ import random
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import httpx
 from aiolimiter import AsyncLimiter
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["PubMedSource", "EFETCH_BATCH", "rate_for"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EFETCH_BATCH = 200  # NCBI's advice for efetch id lists; larger lists risk 414s and slow answers
 ESEARCH_MAX = 10000  # esearch refuses retmax beyond this
@@ -147,6 +148,10 @@ class PubMedSource:
     is made per event loop. ``backoff``: first retry delay in seconds (doubles per attempt, plus
     jitter, capped at 10 s) when the server gives no Retry-After. ``requests_per_second``
     overrides NCBI's limit (mirrors, benchmarks against a loopback server).
+
+    With a ``cache``, esearch answers are kept per (term, limit, dates) and efetch records per
+    PMID, so overlapping fetches only ask for what is new; ``stats.cache_hits`` counts searches
+    and articles served from it.
     """
 
     name = "pubmed"
@@ -289,7 +294,9 @@ class PubMedSource:
 
         return note
 
-    async def _request(self, endpoint: str, params: dict[str, str], parse: Any, parse_in_thread: bool = False) -> Any:
+    async def _request(
+        self, endpoint: str, params: dict[str, str], parse: Callable[[bytes], T], parse_in_thread: bool = False
+    ) -> T:
         url = f"{self.base_url}{endpoint}.fcgi"
         attempts = self.settings.http_retries + 1
         retrying = AsyncRetrying(
@@ -321,8 +328,7 @@ class PubMedSource:
     async def _post(self, endpoint: str, url: str, params: dict[str, str]) -> bytes:
         await self._rate.acquire()
         self.stats.requests += 1
-        log.debug("PubMed %s POST %s", endpoint, {k: v for k, v in params.items() if k != "id"} | (
-            {"ids": params["id"].count(",") + 1} if "id" in params else {}))
+        log.debug("PubMed %s POST %s", endpoint, _describe(params))
         try:
             response = await self._http().post(url, data=self._form(params))
         except httpx.TimeoutException:
@@ -349,6 +355,14 @@ class PubMedSource:
     def _cache_set(self, request: dict[str, str], value: str) -> None:
         if self.cache is not None:
             self.cache.set(CACHE_NAMESPACE, request, value)
+
+
+def _describe(params: dict[str, str]) -> dict[str, str | int]:
+    # params never hold credentials (those are added in _form); long id lists are summarised
+    shown: dict[str, str | int] = {k: v for k, v in params.items() if k != "id"}
+    if "id" in params:
+        shown["ids"] = params["id"].count(",") + 1
+    return shown
 
 
 def _efetch_key(pmid: str) -> dict[str, str]:

@@ -13,7 +13,6 @@ dropped but its text kept, and runs of whitespace collapse to one space.
 
 from __future__ import annotations
 
-import codecs
 import gzip
 import io
 import os
