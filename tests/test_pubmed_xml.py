@@ -6,6 +6,7 @@ import gzip
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,27 +131,53 @@ def test_gzip_and_plain_path_and_stream_give_the_same_records(tmp_path: Path) ->
         assert list(iter_pubmed_xml(stream)) == plain
 
 
-def test_whole_file_streams_with_bounded_memory_and_reports_deletions() -> None:
-    def rss_mb() -> float:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * 4096 / 2**20
+class _Repeating(io.RawIOBase):
+    """An update-file-shaped stream made lazily from real records repeated ``times`` times."""
 
-    before = rss_mb()
-    articles = deleted = 0
-    peak = before
-    deletions: list[DeletedCitations] = []
-    for i, item in enumerate(iter_pubmed_xml(BASELINE)):
+    def __init__(self, head: bytes, records: list[bytes], times: int, tail: bytes) -> None:
+        block = b"\n".join(records) + b"\n"
+        self._parts = iter([head] + [block] * times + [tail])
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while len(self._buffer) < len(buffer):
+            part = next(self._parts, None)
+            if part is None:
+                break
+            self._buffer += part
+        n = min(len(buffer), len(self._buffer))
+        buffer[:n], self._buffer = self._buffer[:n], self._buffer[n:]
+        return n
+
+
+def rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+
+
+def test_streams_with_bounded_memory_and_reports_deletions() -> None:
+    head, records = first_records(BASELINE, 20)
+    # NLM update files end with the citations they withdraw, in this form
+    deleted = ["31688362", "31764432", "31895213"]
+    tail = b"<DeleteCitation>\n" + b"".join(b'<PMID Version="1">%s</PMID>\n' % p.encode() for p in deleted)
+    tail += b"</DeleteCitation>\n</PubmedArticleSet>\n"
+    times = 150  # 3,000 records, ~40 MB of XML: kept as a tree that is ~340 MB
+    stream = io.BufferedReader(_Repeating(head, records, times, tail))
+    before = peak = rss_mb()
+    articles = 0
+    deletions = []
+    for item in iter_pubmed_xml(stream):
         if isinstance(item, DeletedCitations):
-            deletions.append(item)
-            deleted += len(item.pmids)
+            deletions.append(item.pmids)
         else:
             articles += 1
-        if i % 2000 == 0:
-            peak = max(peak, rss_mb())
-    assert articles == 20788
-    assert len(deletions) == 1 and deleted == 20 and deletions[0].pmids[0] == "31688362"
-    # the file is 233 MB of XML; a kept tree would take gigabytes
-    assert peak - before < 300
+            if articles % 500 == 0:
+                peak = max(peak, rss_mb())
+    assert articles == 20 * times
+    assert deletions == [deleted]
+    assert peak - before < 100
 
 
 # --------------------------------------------------------------------------- faults
