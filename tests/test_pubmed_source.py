@@ -343,3 +343,21 @@ async def test_failures_are_not_cached(eutils_server: EUtilsServer, tmp_path: Pa
         assert (await source.search("asthma")).pmids == eutils_server.expected_pmids("asthma")
     assert source.stats.cache_hits == 0
     cache.close()
+
+
+def test_server_as_a_script_context_manager_with_own_records() -> None:
+    import httpx
+
+    from tests.support.eutils import load_corpus
+
+    record = load_corpus()["27797938"].xml
+    with EUtilsServer(records={"27797938": record}, latency=0.05) as server:
+        assert server.base_url.startswith("http://127.0.0.1:") and server.base_url.endswith("/")
+        hits = httpx.get(server.base_url + "esearch.fcgi", params={"term": "telomere[tiab] AND pancreatic"})
+        fetched = httpx.get(server.base_url + "efetch.fcgi", params={"id": "27797938,1"})
+        missing = httpx.get(server.base_url + "einfo.fcgi")
+    assert "<Id>27797938</Id>" in hits.text and "<Count>1</Count>" in hits.text
+    assert fetched.content.count(b"<PubmedArticle>") == 1 and record in fetched.content
+    assert missing.status_code == 404
+    assert [r.method for r in server.requests] == ["GET", "GET", "GET"]
+    assert server.requests[1].time - server.requests[0].time >= 0.05  # latency added per response
