@@ -46,6 +46,16 @@ Attributes:
 * ``faults`` — a deque of :class:`Fault`; each request takes the first fault whose
   ``endpoint`` matches (or is None). Helpers: :meth:`fail`, :meth:`slow`, :meth:`truncate`.
 * ``latency`` — seconds added to every response (benchmarks); settable at any time.
+* ``corpus`` — PMID -> :class:`Record` (raw XML, year, word counts) it serves.
+
+Constructor: ``EUtilsServer(records=3000, latency=0.0)``; ``records`` is a count of baseline
+citations, or a mapping PMID -> raw ``<PubmedArticle>`` XML to serve exactly those.
+
+Helpers: ``sample_terms(n=5, min_hits=3)`` realistic clinical queries with at least
+``min_hits`` hits; ``expected_pmids(term, retmax=20, mindate=None, maxdate=None)``;
+``fail(status, times=1, retry_after=None, endpoint=None)`` (429 bodies echo the request's
+``api_key``, as NCBI's do); ``slow(seconds, times=1, endpoint=None)``;
+``truncate(nbytes=600, times=1, endpoint=None)``.
 """
 
 from __future__ import annotations
