@@ -268,9 +268,10 @@ def input_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 class _CountingReader(io.RawIOBase):
     """Counts the bytes read from the file, which drives the progress bar for gzip files too."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], name: str) -> None:
         self._raw = raw
         self.count = 0
+        self.name = name  # the XML reader names the file in its error messages
 
     def readable(self) -> bool:
         return True
@@ -322,7 +323,7 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int) -
 
     try:
         p = Path(path)
-        reader = _CountingReader(open(p, "rb"))
+        reader = _CountingReader(open(p, "rb"), p.name)
         buffered = io.BufferedReader(reader, buffer_size=1 << 16)
         items: Iterator[Any]
         if _is_jsonl(p, buffered.peek(512)[:512]):
@@ -353,7 +354,7 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int) -
             if len(rows) + len(deletes) >= batch_size or seen >= batch_size * 4:
                 flush()
     except MalformedResponse as exc:
-        error = str(exc)
+        error = str(exc) if str(exc).startswith(Path(path).name) else f"{Path(path).name}: {exc}"
     except (OSError, EOFError, zlib.error) as exc:
         error = f"{Path(path).name}: unreadable: {' '.join(str(exc).split()) or type(exc).__name__}"
     except Exception as exc:  # a bug must not hang the writer waiting for "done"

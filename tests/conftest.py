@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.support.common",
+    "tests.support.corpus",
     "tests.support.llama_server",
     "tests.support.eutils",
     "tests.support.eval_data",
