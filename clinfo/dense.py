@@ -25,7 +25,6 @@ import json
 import os
 import re
 import sqlite3
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -171,9 +170,12 @@ def embed_index(
         encoder = _encoder(model) if todo else None
         bar = None
         if progress and todo:
-            from tqdm import tqdm
+            from rich.console import Console
+            from rich.progress import Progress
 
-            bar = tqdm(total=len(todo), unit="doc", desc="embedding", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+            bar = Progress(*Progress.get_default_columns(), console=Console(stderr=True))
+            task = bar.add_task("embedding", total=len(todo))
+            bar.start()
         try:
             for i in range(0, len(todo), _CHUNK):
                 chunk = todo[i : i + _CHUNK]
@@ -187,10 +189,10 @@ def embed_index(
                 vec.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", [(r[0], e.tobytes()) for r, e in zip(rows, emb)])
                 vec.execute("COMMIT")
                 if bar is not None:
-                    bar.update(len(chunk))
+                    bar.update(task, advance=len(chunk))
         finally:
             if bar is not None:
-                bar.close()
+                bar.stop()
         kind = _write_faiss(vec, folder, exact_limit)
         total = vec.execute("SELECT count(*) FROM vectors").fetchone()[0]
         meta = {"model": slug, "source": target if not Path(target).is_dir() else slug, "count": total,

@@ -582,32 +582,36 @@ class _Writer:
 
 
 class _Progress:
-    """A byte-driven progress bar on stderr with a citations/s figure; silent when disabled."""
+    """A byte-driven progress bar on stderr (rate, ETA, citations/s); silent when disabled."""
 
     def __init__(self, enabled: bool, total_bytes: int) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total_bytes, unit="B", unit_scale=True, desc="indexing", file=sys.stderr, dynamic_ncols=True,
-                mininterval=0.5, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
-            )  # fmt: skip
+        self.progress: Any = None
         self.start = time.perf_counter()
         self.done_bytes: dict[int, int] = {}
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("indexing"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[citations]}"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                console=Console(stderr=True), refresh_per_second=4, transient=False,
+            )  # fmt: skip
+            self.task = self.progress.add_task("indexing", total=total_bytes, citations="0 citations")
+            self.progress.start()
 
     def update(self, file_id: int, nbytes: int, citations: int) -> None:
-        if self.bar is None:
+        if self.progress is None:
             return
         self.done_bytes[file_id] = nbytes
-        self.bar.n = sum(self.done_bytes.values())
         rate = citations / max(time.perf_counter() - self.start, 1e-6)
-        self.bar.set_postfix_str(f"{citations:,} citations, {rate:,.0f}/s", refresh=False)
-        self.bar.refresh()
+        self.progress.update(
+            self.task, completed=sum(self.done_bytes.values()), citations=f"{citations:,} citations, {rate:,.0f}/s"
+        )
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        if self.progress is not None:
+            self.progress.stop()
 
 
 def _mp_context() -> Any:
