@@ -40,7 +40,7 @@ class Article(BaseModel):
     def citation(self) -> str:
         """A Vancouver-style citation built from this article's own metadata."""
         authors = self.authors[:3]
-        author_text = ", ".join(authors) + (", et al." if len(self.authors) > 3 else "")
+        author_text = ", ".join(authors) + (", et al" if len(self.authors) > 3 else "")
         bits = [b for b in (author_text, self.title.rstrip("."), self.journal) if b]
         text = ". ".join(bits)
         if self.year:

@@ -153,6 +153,7 @@ class _Run:
         self.on_event = on_event
         self.trace = Trace()
         self.sem = asyncio.Semaphore(settings.max_concurrency)
+        self._searched: set[str] = set()  # every query sent to the source, so none is sent twice
 
     # ---- plumbing
     def emit(self, stage: str, message: str, **data: Any) -> None:
@@ -277,18 +278,21 @@ class _Run:
         text = await self.ask("broaden", "broaden_query", {"question": self.question, "query": query}, QUERY_SCHEMA, 200)
         broader, problems = self._validated(self._read_queries(text))
         fallback = self._fallback_query()
-        if broader and broader[0] != query:
+        if broader and broader[0] not in self._searched:
             wider, note = broader[0], f"broadened from {query!r} after 0 hits"
-        elif fallback != query:
+        elif fallback not in self._searched:
             wider, note = fallback, f"question words, after 0 hits for {query!r} and no usable broader query"
-        else:
-            self.warn(f"{query!r} returned no results and no broader query could be written ({'; '.join(problems)})")
+        else:  # the wider query is already being searched for another query: counting it twice would skew the fusion
+            if not broader:
+                self.warn(f"{query!r} returned no results and no broader query could be written ({'; '.join(problems)})")
             return records, []
+        self._searched.add(wider)
         result = await self.source.search(wider, limit=limit, dates=self.dates)
         records.append(QueryRecord(query=wider, hits=result.count, note=note))
         return records, result.pmids
 
     async def search(self, queries: list[str]) -> tuple[list[QueryRecord], list[str]]:
+        self._searched = set(queries)
         outcomes = await asyncio.gather(*(self._search_one(q) for q in queries))
         records = [r for recs, _ in outcomes for r in recs]
         rankings = [[p for p in pmids if p not in self.ignore] for _, pmids in outcomes]

@@ -23,7 +23,7 @@ def test_clinfo_ask_json_on_real_servers(llama_server, eutils_server) -> None:
 
     searched = [r for r in eutils_server.requests if r.endpoint == "esearch"]
     assert searched and all(r.method == "POST" and r.params["tool"] == "clinfo" for r in searched)
-    assert [q["query"] for q in answer["queries"]] == [r.params["term"] for r in searched]
+    assert sorted(q["query"] for q in answer["queries"]) == sorted(r.params["term"] for r in searched)
     fetched = {pmid for r in eutils_server.requests if r.endpoint == "efetch" for pmid in r.params["id"].split(",")}
     screened = {s["article"]["pmid"] for s in answer["article_summaries"] + answer["irrelevant_articles"]}
     assert screened and screened <= fetched

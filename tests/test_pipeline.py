@@ -260,3 +260,12 @@ def test_zero_hits_and_no_usable_broader_query_falls_back_to_question_words() ->
     assert [q.query for q in answer.queries] == ["melatonin[tiab]", words]
     assert "question words" in answer.queries[1].note
     assert {r.pmid for r in answer.references} == {"101", "103"}
+
+
+def test_two_zero_hit_queries_do_not_search_the_same_fallback_twice() -> None:
+    words = "magnesium OR supplementation OR improve OR sleep OR quality OR older OR adults"
+    source = MemorySource({words: ["101", "103"]}, corpus())
+    llm = make_llm(plan=plan("melatonin[tiab]", "zinc[tiab]"), broaden=json.dumps({"query": "<broader query>"}))
+    answer = run(llm, source)
+    assert [q for q, _, _ in source.searches].count(words) == 1
+    assert sorted(q.query for q in answer.queries) == sorted(["melatonin[tiab]", "zinc[tiab]", words])

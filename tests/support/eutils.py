@@ -296,6 +296,8 @@ class EUtilsServer:
         words = query_words(term)
         if not words:
             return []
+        # "a OR b OR c" (the pipeline's question-words fallback) matches any word; anything else all
+        any_word = " OR " in term and " AND " not in term
         scored = []
         for rec in self.corpus.values():
             if min_year is not None and (rec.year is None or rec.year < min_year):
@@ -303,10 +305,10 @@ class EUtilsServer:
             if max_year is not None and (rec.year is None or rec.year > max_year):
                 continue
             counts = [rec.words.get(w, 0) for w in words]
-            if all(counts):
-                scored.append((sum(counts), int(rec.pmid)))
+            if any(counts) if any_word else all(counts):
+                scored.append((sum(c > 0 for c in counts), sum(counts), int(rec.pmid)))
         scored.sort(reverse=True)
-        return [str(pmid) for _, pmid in scored]
+        return [str(row[-1]) for row in scored]
 
     # ------------------------------------------------------------------ responses
     def esearch(self, params: Mapping[str, str]) -> bytes:
