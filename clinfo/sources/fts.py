@@ -342,9 +342,10 @@ class FtsIndex:
 
     # In natural-language mode, words in more than this share of documents are left out of the
     # OR unless too few words remain: their IDF is near zero, so they barely move the ranking,
-    # but they multiply the rows BM25 must score (measured: "patients" alone is in 27% of the
-    # two baseline files' abstracts).
-    common_df = 0.05
+    # but they multiply the rows BM25 must score. Measured on PubMedQA dev against 34k articles:
+    # 0.2 keeps R@1 at 0.940 (as no pruning) with p50 14 ms / p99 36 ms instead of 16 / 44;
+    # 0.05 was faster still (6 / 13 ms) but cost 2.4 points of R@1.
+    common_df = 0.2
     common_df_floor = 1000  # below this many documents a word is cheap to score whatever the share
     min_words = 3
 
