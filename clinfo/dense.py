@@ -293,14 +293,20 @@ class DenseIndex:
         with self._lock:  # HNSW search parameters are per index object
             scores, ids = self.index.search(vec, depth)
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-        if dates is not None and pairs:
+        if pairs:
+            # Vectors may be older than the corpus: drop articles deleted since, and apply dates.
             years = dict(
                 fts.conn.execute(
                     f"SELECT pmid, year FROM docs WHERE pmid IN ({','.join('?' * len(pairs))})", [p for p, _ in pairs]
                 ).fetchall()
             )
-            lo = dates.start.year if dates.start else -1
-            hi = dates.end.year if dates.end else 10_000
-            pairs = [(p, s) for p, s in pairs if years.get(p) is not None and lo <= years[p] <= hi]
+            lo = dates.start.year if dates and dates.start else None
+            hi = dates.end.year if dates and dates.end else None
+            pairs = [
+                (p, s)
+                for p, s in pairs
+                if p in years
+                and (dates is None or (years[p] is not None and (lo is None or years[p] >= lo) and (hi is None or years[p] <= hi)))
+            ]
         pairs = pairs[:k]
         return [p for p, _ in pairs], [s for _, s in pairs]

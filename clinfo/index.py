@@ -57,9 +57,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-# Ranking weights for bm25() over (title, abstract, mesh, pubtype): a title word says more about
-# topic than an abstract word; publication types are filters, not topic.
-BM25_WEIGHTS = (2.0, 1.0, 1.0, 0.0)
 
 _DDL = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",

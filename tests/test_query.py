@@ -240,3 +240,12 @@ def test_arbitrary_text_parses_or_raises_query_syntax_error(text):
         assert "\n" not in str(exc)
     else:
         assert parse(normalised) == parse(text)
+
+
+def test_deeply_alternating_operators_are_refused_not_recursed():
+    query = " ".join(f"w{i} {'AND' if i % 2 else 'OR'}" for i in range(120)) + " end"
+    with pytest.raises(QuerySyntaxError, match="nests more than"):
+        validate(query)
+    # A long flat chain is fine: it is one n-ary node.
+    flat = " AND ".join(f"w{i}" for i in range(2000))
+    assert len(parse(flat).children) == 2000

@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FtsQuery", "FtsIndex", "translate", "BM25_WEIGHTS", "MAX_QUERY_CHARS"]
 
-BM25_WEIGHTS = (2.0, 1.0, 1.0, 0.0)  # title, abstract, mesh, pubtype
+# bm25() weights for (title, abstract, mesh, pubtype): a title word says more about topic than an
+# abstract word; publication types are filters, not topic.
+BM25_WEIGHTS = (2.0, 1.0, 1.0, 0.0)
 MAX_QUERY_CHARS = 10_000
 _MAX_NL_WORDS = 64
 
@@ -433,7 +435,13 @@ class FtsIndex:
                 " ORDER BY d.year DESC, d.pmid DESC LIMIT ?"
             )
             args = [*params, limit]
-        rows = self.conn.execute(sql, args).fetchall()
+        try:
+            rows = self.conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "fts5:" not in str(exc):
+                raise
+            # Every term is quoted, so only a limit of FTS5's own (expression size) lands here.
+            raise QuerySyntaxError(f"the local index cannot run this query ({' '.join(str(exc).split())}); simplify it") from None
         count = rows[0][2] if rows else 0
         return [r[0] for r in rows], [float(r[1]) for r in rows], count, fq
 

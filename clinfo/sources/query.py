@@ -491,7 +491,23 @@ def parse(query: str) -> Node:
     if parser.i < len(toks):
         tok = toks[parser.i]
         raise QuerySyntaxError(f"unbalanced parentheses: ')' at character {tok.pos} has no matching '('")
+    if _depth(node) > MAX_DEPTH:
+        # Alternating operators nest left to right; consumers of the AST recurse over it.
+        raise QuerySyntaxError(f"query nests more than {MAX_DEPTH} operators deep; simplify it")
     return node
+
+
+MAX_DEPTH = 50  # far beyond real queries; within what SQLite's FTS5 expression parser accepts
+
+
+def _depth(node: Node) -> int:
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(current, BoolOp):
+            stack.extend((c, d + 1) for c in current.children)
+    return deepest
 
 
 def validate(query: str) -> str:
