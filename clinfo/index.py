@@ -633,7 +633,9 @@ def build_index(
     Files already ingested (same name, size and mtime) are skipped; a file an interrupted run left
     half-done resumes after its last committed batch. Bad records and bad files are skipped and
     counted in the summary, never fatal. ``workers``: parser processes (default: one per CPU, at
-    most one per file; 0 parses in this process).
+    most one per file; 0 parses in this process). From a program that runs other threads the
+    workers are spawned rather than forked, which needs the usual ``if __name__ == "__main__"``
+    guard in the calling script.
     """
     started = time.perf_counter()
     files = input_files(paths)

@@ -307,12 +307,12 @@ def _or_match(words: list[str], phrases: list[str] = (), prefixes: set[str] | fr
 
 def translate(query: str) -> FtsQuery:
     """Translate a PubMed query (or plain text) for FTS5; ``QuerySyntaxError`` for malformed syntax."""
-    if len(query) > MAX_QUERY_CHARS:
-        raise QuerySyntaxError(f"query is {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}")
     if not query.strip():
         raise QuerySyntaxError("empty query")
     if not is_boolean(query):
-        return _natural(query)
+        return _natural(query)  # bounded by its word cap, however long the text
+    if len(query) > MAX_QUERY_CHARS:
+        raise QuerySyntaxError(f"query is {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}")
     node = parse(query)
     tr = _Translator()
     plan = tr.node(node)
