@@ -107,6 +107,16 @@ def test_filters_without_text_and_pmid_lookup(index: FtsIndex) -> None:
     assert only_2021 and hits(index, "2021[dp] NOT cancer") == only_2021 - hits(index, "cancer")
 
 
+def test_text_and_filters_mixed_under_or_and_not(index: FtsIndex) -> None:
+    a, d, m = hits(index, "cancer"), hits(index, "2021[dp]"), hits(index, "humans[mh]")
+    assert a and d and m
+    assert hits(index, "cancer NOT 2021[dp]") == a - d
+    assert hits(index, "cancer OR 2021[dp]") == a | d
+    assert hits(index, "(cancer OR 2021[dp]) NOT humans[mh]") == (a | d) - m
+    assert hits(index, "2021[dp] NOT (cancer OR humans[mh])") == d - (a | m)
+    assert hits(index, "(cancer AND 2021[dp]) OR humans[mh]") == (a & d) | m
+
+
 def test_unsupported_tags_degrade_with_warnings(index: FtsIndex) -> None:
     pmids, _, _, fq = index.search("cancer AND english[la] AND hasabstract[sb]", ALL)
     assert set(pmids) == hits(index, "cancer")
