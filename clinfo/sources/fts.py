@@ -265,11 +265,13 @@ class _Translator:
             today = dt.date.today()
             days = {"years": 365.25, "months": 30.44, "days": 1}[unit] * n
             start = (today - dt.timedelta(days=days)).year
-            return _Plan(where="d.year >= ?", params=[start])
+            return _Plan(where="d.year IS NOT NULL AND d.year >= ?", params=[start])
         if "/" in d.start or "/" in d.end:
             self.warn(f"date range {d.start}:{d.end} widened to whole years: the corpus stores the publication year only")
         lo, hi = int(d.start[:4]), int(d.end[:4])
-        return _Plan(where="d.year BETWEEN ? AND ?", params=[lo, hi])
+        # IS NOT NULL: an article without a year is outside every range, and NOT of that holds it,
+        # instead of SQL's NULL dropping it from both sides.
+        return _Plan(where="d.year IS NOT NULL AND d.year BETWEEN ? AND ?", params=[lo, hi])
 
 
 _QUOTED = re.compile(r'"([^"]*)"')
