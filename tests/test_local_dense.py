@@ -107,3 +107,30 @@ def test_hnsw_above_the_exact_limit(tiny_corpus: tuple[Path, dict], tmp_path: Pa
     pmid, item = next(iter(items.items()))
     ids, _ = index.search(item["QUESTION"], 3, FtsIndex(open_corpus(copy)))
     assert ids[0] == int(pmid)
+
+
+def test_cli_embed_and_hybrid_search(tiny_corpus: tuple[Path, dict], tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from clinfo.cli import app
+
+    db, items = tiny_corpus
+    copy = tmp_path / "cli.db"
+    copy.write_bytes(db.read_bytes())
+    runner = CliRunner()
+    result = runner.invoke(app, ["index", "embed", str(copy), "-q"])
+    assert result.exit_code == 0, result.output
+    # The module's corpus may have grown in an earlier test: count what it holds now.
+    from clinfo.index import corpus_info
+
+    n = corpus_info(copy)["articles"]
+    assert f"embedded {n} articles" in result.stdout and f"exact index over {n} vectors" in result.stdout
+    pmid, item = list(items.items())[4]
+    for mode in ("dense", "hybrid"):
+        out = runner.invoke(app, ["search", item["QUESTION"], "--source", f"local:{copy}", "--mode", mode, "-k", "3", "--json"])
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.stdout.splitlines()[0])["pmid"] == pmid
+    bad = runner.invoke(app, ["index", "embed", str(tmp_path / "missing.db")])
+    assert bad.exit_code != 0 and "no corpus at" in bad.output
