@@ -89,7 +89,7 @@ def main() -> None:
     for mode, corpus in runs:
         src = LocalSource(corpora[corpus], mode=mode)  # type: ignore[arg-type]
         scores, per_query = evaluate(src, questions)
-        n = src._index().size
+        n = src.articles
         print(
             f"{mode:7s} {corpus:6s} {n:8,d}  {scores[R1]:6.3f} {scores[R10]:6.3f} {scores[NDCG10]:8.3f}  {per_query * 1000:8.1f}"
         )

@@ -78,6 +78,11 @@ class LocalSource:
         except sqlite3.DatabaseError as exc:
             raise CorpusError(f"corpus {self.path} cannot be read: {' '.join(str(exc).split())}") from None
 
+    @property
+    def articles(self) -> int:
+        """How many articles the corpus holds."""
+        return self._guard(lambda: self._index().size)
+
     # ------------------------------------------------------------------ Source protocol
 
     def search_sync(self, query: str, *, limit: int = 20, dates: DateRange | None = None) -> SearchResult:
