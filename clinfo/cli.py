@@ -140,16 +140,11 @@ def main() -> None:
 
 
 def _register_subcommands() -> None:
-    # each area owns its commands; they attach here
-    from clinfo import cli_eval
-    cli_eval.register(app)
-    from clinfo import cli_index
+    # each area owns its commands and attaches them here
+    from clinfo import cli_eval, cli_index
 
     cli_index.register(app)
+    cli_eval.register(app)
 
 
-try:
-    _register_subcommands()
-except ImportError as _exc:  # pragma: no cover - only while an area is missing from a checkout
-    if "clinfo.cli_index" not in str(_exc) and "cli_index" not in str(_exc):
-        raise
+_register_subcommands()
