@@ -41,7 +41,8 @@ class Article(BaseModel):
         """A Vancouver-style citation built from this article's own metadata."""
         authors = self.authors[:3]
         author_text = ", ".join(authors) + (", et al" if len(self.authors) > 3 else "")
-        bits = [b for b in (author_text, self.title.rstrip("."), self.journal) if b]
+        title = self.title.rstrip(".") or "[Untitled abstract]"
+        bits = [b for b in (author_text, title, self.journal) if b]
         text = ". ".join(bits)
         if self.year:
             text += f". {self.year}"

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     prompt_dir: Path | None = None
 
     # --- pipeline knobs
+    preset: Literal["auto", "default", "small"] = Field(
+        "auto", description="small: settings for tiny embedded models; auto picks small for the local backend"
+    )
+    planner: Literal["llm", "keywords"] = Field("llm", description="keywords: search the question's words, no LLM planning")
+    synthesis_mode: Literal["llm", "extractive"] = Field(
+        "llm", description="extractive: quote each relevant abstract's conclusion, cited, instead of an LLM synthesis"
+    )
     num_queries: int = Field(3, ge=1, le=10)
     results_per_query: int = Field(20, ge=1, le=500)
     prefilter_k: int = Field(16, ge=1, le=200, description="articles kept by BM25 before any per-article LLM call")
@@ -101,6 +108,31 @@ class Settings(BaseSettings):
             return type(self).model_validate(data)
         except ValidationError as exc:
             raise _config_error(exc) from None
+
+
+# Named presets: values a preset gives to fields the user did not set (env, arguments, flags).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # A 135M-parameter model cannot write PubMed syntax or a faithful synthesis (measured in
+    # benchmarks/local_model_quality.py): search the question's words, let BM25 do most of the
+    # ranking, keep the LLM to short relevance judgements, and quote conclusions verbatim.
+    "small": {
+        "planner": "keywords",
+        "num_queries": 1,
+        "prefilter_k": 5,
+        "screen_abstract_chars": 1000,
+        "synthesis_mode": "extractive",
+    },
+}
+
+
+def resolve_preset(settings: Settings, explicit: set[str]) -> Settings:
+    """Apply ``settings.preset`` to every field not in ``explicit``."""
+    name = settings.preset
+    if name == "auto":
+        name = "small" if settings.llm.split(":", 1)[0].strip() == "local" else "default"
+    values = {k: v for k, v in PRESETS[name].items() if k not in explicit}
+    return settings.with_overrides(**values)
 
 
 def _config_error(exc: ValidationError) -> ConfigError:

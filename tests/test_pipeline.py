@@ -269,3 +269,33 @@ def test_two_zero_hit_queries_do_not_search_the_same_fallback_twice() -> None:
     answer = run(llm, source)
     assert [q for q, _, _ in source.searches].count(words) == 1
     assert sorted(q.query for q in answer.queries) == sorted(["melatonin[tiab]", "zinc[tiab]", words])
+
+
+def test_small_preset_for_the_local_backend_keeps_explicit_choices(monkeypatch) -> None:
+    small = ClinfoAI(llm="local", source="demo").settings
+    assert (small.planner, small.synthesis_mode, small.prefilter_k, small.num_queries) == ("keywords", "extractive", 5, 1)
+    assert ClinfoAI(llm="local", source="demo", prefilter_k=8).settings.prefilter_k == 8
+    monkeypatch.setenv("CLINFO_SYNTHESIS_MODE", "llm")
+    assert ClinfoAI(llm="local", source="demo").settings.synthesis_mode == "llm"
+    assert ClinfoAI(llm="local", source="demo", preset="default").settings.planner == "llm"
+    assert ClinfoAI(llm=make_llm(), source=make_source()).settings.planner == "llm"
+
+
+def test_extractive_synthesis_quotes_conclusions_without_llm_writing() -> None:
+    from clinfo.models import AbstractSection
+
+    articles = corpus()
+    articles[0] = articles[0].model_copy(
+        update={"abstract_sections": [AbstractSection(label="METHODS", text="We randomised 120 adults."), AbstractSection(label="CONCLUSIONS", text="Magnesium improved sleep.")]}
+    )
+    words = "magnesium OR supplementation OR improve OR sleep OR quality OR older OR adults"
+    source = MemorySource({words: ["101", "102", "103"]}, articles)
+    llm = make_llm()
+    tokens: list[str] = []
+    answer = ClinfoAI(llm=llm, source=source, preset="small", use_cache=False).forward(QUESTION, on_token=tokens.append)
+    assert set(llm.steps()) == {"screen"}  # no planning, no synthesis call
+    assert "- Magnesium improved sleep. [1]" in answer.synthesis
+    assert "- Dietary magnesium intake and sleep duration in older people. [2]" in answer.synthesis
+    assert [r.pmid for r in answer.references] == ["101", "103"] and all(r.cited for r in answer.references)
+    assert "2 of 3 screened articles were judged relevant" in answer.tldr
+    assert "".join(tokens) == answer.synthesis
