@@ -8,6 +8,7 @@ parse whatever the model's skill. llama_cpp is imported only when the model is f
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import threading
@@ -74,6 +75,20 @@ class _Model:
 # and several LocalLLM objects (one per question, per thread) may name the same file.
 _MODELS: dict[tuple[str, int], _Model] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    # free the models while ctypes still works: Llama.__del__ during interpreter teardown
+    # meets half-dismantled modules and prints a TypeError to stderr
+    with _MODELS_LOCK:
+        models = list(_MODELS.values())
+        _MODELS.clear()
+    for model in models:
+        model.executor.shutdown(wait=True, cancel_futures=True)
+        if model._llama is not None:
+            model._llama.close()
+            model._llama = None
 
 
 def _model(path: Path, n_ctx: int, n_threads: int) -> _Model:
