@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         "auto", description="auto tries json_schema, then json_object with a schema (llama.cpp), then plain text"
     )
 
+    # --- embedded model (llm="local")
+    local_n_ctx: int = Field(4096, ge=512, description="context window of the embedded model")
+    local_n_threads: int | None = Field(None, ge=1, description="llama.cpp threads (default: half the CPUs)")
+
     # --- transport
     http_timeout: float = Field(30.0, gt=0)
     http_retries: int = Field(4, ge=0, le=10)

@@ -168,17 +168,31 @@ def test_without_llama_cpp_the_error_says_how_to_install(monkeypatch: pytest.Mon
 
 
 def test_context_size_and_threads_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinfo.settings import load_settings
+
     monkeypatch.setenv("CLINFO_LOCAL_N_CTX", "1024")
     monkeypatch.setenv("CLINFO_LOCAL_N_THREADS", "3")
-    llm = create_llm("local", Settings())
+    llm = create_llm("local", load_settings())
     assert isinstance(llm, LocalLLM) and (llm.n_ctx, llm.n_threads) == (1024, 3)
     monkeypatch.setenv("CLINFO_LOCAL_N_THREADS", "0")
-    with pytest.raises(ConfigError, match="CLINFO_LOCAL_N_THREADS"):
-        create_llm("local", Settings())
+    with pytest.raises(ConfigError, match="local_n_threads"):
+        load_settings()
     monkeypatch.delenv("CLINFO_LOCAL_N_THREADS")
     monkeypatch.setenv("CLINFO_LOCAL_N_CTX", "lots")
-    with pytest.raises(ConfigError, match="CLINFO_LOCAL_N_CTX"):
-        create_llm("local", Settings())
+    with pytest.raises(ConfigError, match="local_n_ctx"):
+        load_settings()
+
+
+def test_free_text_strings_get_a_length_bound_for_the_grammar_only() -> None:
+    from clinfo.llm.local import bounded_strings
+    from clinfo.pipeline import SCREEN_SCHEMA
+
+    bounded = bounded_strings(SCREEN_SCHEMA)
+    assert all(bounded["properties"][k]["maxLength"] == 400 for k in ("reason", "summary", "design"))
+    assert "maxLength" not in bounded["properties"]["relevant"] and "maxLength" not in SCREEN_SCHEMA["properties"]["reason"]
+    enum = {"type": "object", "properties": {"a": {"type": "string", "enum": ["yes", "no"]}, "b": {"type": "array", "items": {"type": "string"}}}}
+    out = bounded_strings(enum)
+    assert "maxLength" not in out["properties"]["a"] and out["properties"]["b"]["items"]["maxLength"] == 400
 
 
 # --- in-process vLLM: the batch collector with a fake engine (the real one needs a GPU)

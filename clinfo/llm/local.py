@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 DEFAULT_N_CTX = 4096
 N_CTX_ENV = "CLINFO_LOCAL_N_CTX"
-N_THREADS_ENV = "CLINFO_LOCAL_N_THREADS"
 INSTALL_HINT = "pip install 'clinfo[local]'"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _PER_MESSAGE_TOKENS = 8  # chat-template framing around each message
@@ -175,7 +174,7 @@ class LocalLLM:
             }
             if request.schema is not None:
                 # llama-cpp-python compiles the schema to a GBNF grammar: output always parses
-                kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
+                kwargs["response_format"] = {"type": "json_object", "schema": bounded_strings(request.schema)}
             try:
                 if emit is None:
                     out = llama.create_chat_completion(**kwargs)
@@ -271,23 +270,26 @@ def create(model: str, settings: "Settings") -> LocalLLM:
     path = Path(model).expanduser() if model else default_model_path()
     if not path.is_file():
         raise ConfigError(f"local model file not found: {path} (use local:/path/to/model.gguf, or 'local' for SmolLM2)")
-    n_ctx = _int_setting(settings, "local_n_ctx", N_CTX_ENV) or DEFAULT_N_CTX
-    n_threads = _int_setting(settings, "local_n_threads", N_THREADS_ENV)
+    n_ctx, n_threads = settings.local_n_ctx, settings.local_n_threads
     return LocalLLM(path, n_ctx=n_ctx, n_threads=n_threads, spec=f"local:{model}" if model else "local")
 
 
-def _int_setting(settings: "Settings", field: str, env: str) -> int | None:
-    # a Settings field if the project defines one, else the environment variable
-    value = getattr(settings, field, None) or os.environ.get(env)
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{env} must be a positive integer, got {value!r}") from None
-    if number < 1:
-        raise ConfigError(f"{env} must be a positive integer, got {value!r}")
-    return number
+MAX_STRING_CHARS = 400
+
+
+def bounded_strings(schema: dict[str, Any], limit: int = MAX_STRING_CHARS) -> dict[str, Any]:
+    """The schema with a ``maxLength`` on every free-text string that lacks one: the grammar
+    then closes the object well inside ``max_tokens``, where a tiny model would otherwise ramble
+    and be cut off mid-string (broken JSON). OpenAI's strict mode rejects the keyword, so it is
+    added here, for the grammar only."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: bounded_strings(v, limit) if isinstance(v, dict) else v for k, v in schema.items()}
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {k: bounded_strings(v, limit) for k, v in schema["properties"].items()}
+    if out.get("type") == "string" and "maxLength" not in out and "enum" not in out:
+        out["maxLength"] = limit
+    return out
 
 
 __all__ = ["LocalLLM", "create", "default_model_path"]
