@@ -150,7 +150,7 @@ def test_question_gives_cited_answer_with_reference_links(app_env: Path) -> None
     assert any(i.value.startswith("**TL;DR:** Limited evidence") for i in at.info)
     # live status: finished, with the queries and counts it showed on the way
     status = at.main.status[0]
-    assert status.label.startswith("Done: 3 found, 2 relevant")
+    assert status.label == "Done: 3 found, 2 relevant, 2 cited"
     assert [c.value for c in status.code] == [Q1]
     assert any("2 of 3 articles judged relevant" in m.value for m in status.markdown)
     # article cards: relevant expanded, irrelevant listed with its reason

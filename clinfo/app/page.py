@@ -46,19 +46,22 @@ def _page() -> None:
     base = load_settings()  # a bad CLINFO_* value stops here, as one line
     secrets = secret_values(base)
     store = HistoryStore(default_db_path(base), secrets)
-    choices = sidebar(base, store)
+    choices = sidebar(base)
+    history_box = st.sidebar.container()
 
     turns = store.turns()
     for i, turn in enumerate(turns):
         show_turn(turn, latest=i == len(turns) - 1)
 
-    question = st.chat_input("Ask a clinical question, e.g. Does magnesium improve sleep in older adults?")
+    question = st.chat_input("Ask a clinical question")
     if question:
         ask(question, base, choices, store, turns, secrets)
+    with history_box:  # filled last, so the count includes the question just answered
+        history_controls(store)
 
 
 # ---------------------------------------------------------------- sidebar
-def sidebar(base: "Settings", store: HistoryStore) -> dict[str, Any]:
+def sidebar(base: "Settings") -> dict[str, Any]:
     """The run's configuration, with the same defaults as the CLI (settings and environment)."""
     from clinfo.llm.registry import backends, parse_spec
 
@@ -121,11 +124,6 @@ def sidebar(base: "Settings", store: HistoryStore) -> dict[str, Any]:
     for line in key_status(base):
         sb.caption(line)
 
-    sb.divider()
-    count = len(store)
-    sb.caption(f"History: {count} {'question' if count == 1 else 'questions'}, kept in {md_escape(str(store.path))}")
-    sb.button("Clear history", key="clear_history", on_click=store.clear, disabled=count == 0)
-
     if years and end is None:  # "the last N years" with no end date means up to today
         end = dt.date.today()
     return {
@@ -138,6 +136,13 @@ def sidebar(base: "Settings", store: HistoryStore) -> dict[str, Any]:
         "results_per_query": int(results_per_query),
         "followups": followups,
     }
+
+
+def history_controls(store: HistoryStore) -> None:
+    st.divider()
+    count = len(store)
+    st.caption(f"History: {count} {'question' if count == 1 else 'questions'}, kept in {md_escape(str(store.path))}")
+    st.button("Clear history", key="clear_history", on_click=store.clear, disabled=count == 0)
 
 
 def run_settings(base: "Settings", choices: dict[str, Any]) -> "Settings":
@@ -250,8 +255,9 @@ def ask(question: str, base: "Settings", choices: dict[str, Any], store: History
             fail(body, question, error or "no answer", store, choices)
             return
         relevant = len(answer.article_summaries)
+        cited = sum(r.cited for r in answer.references)
         status.update(
-            label=f"Done: {answer.trace.articles_found} found, {relevant} relevant, {len(answer.references)} cited sources",
+            label=f"Done: {answer.trace.articles_found} found, {relevant} relevant, {cited} cited",
             state="complete",
             expanded=False,
         )
@@ -274,20 +280,25 @@ class _Live:
         self.progress: Any = None
         self.text = ""
 
+    def label(self, text: str) -> None:
+        # expanded is repeated: an update without it lets the frontend collapse the status
+        self.status.update(label=text, expanded=True)
+
     def event(self, event: "Event") -> None:
         s, data = self.status, event.data
         if event.stage == "plan":
-            s.markdown(f"**{len(data.get('queries', []))} PubMed queries written**")
+            n = len(data.get("queries", []))
+            s.markdown(f"**{n} PubMed {'query' if n == 1 else 'queries'} written**")
             for q in data.get("queries", []):
                 s.code(q, language=None)
-            s.update(label=f"Searching {self.where}…")
+            self.label(f"Searching {self.where}…")
         elif event.stage == "search":
             s.markdown(f"**{md_escape(event.message)}**")
-            s.update(label="Fetching records…")
+            self.label("Fetching records…")
         elif event.stage in ("fetch", "prefilter"):
             s.markdown(md_escape(event.message))
             if event.stage == "prefilter":
-                s.update(label="Screening articles…")
+                self.label("Screening articles…")
                 self.progress = s.progress(0.0, text="Screening…")
         elif event.stage == "screen" and "done" in data:
             total = max(int(data.get("total") or 1), 1)
@@ -298,4 +309,4 @@ class _Live:
         elif event.stage == "screen":
             s.markdown(f"**{md_escape(event.message)}**")
         elif event.stage == "synthesize":
-            s.update(label="Writing the synthesis…")
+            self.label("Writing the synthesis…")

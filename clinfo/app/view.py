@@ -121,7 +121,7 @@ def card_md(summary: "ArticleSummary", n: int | None = None) -> str:
     """One relevant article: title, where it appeared, why it is relevant, its structured summary."""
     a = summary.article
     head = f"**{title_md(a)}**" if n is None else f"**\\[{n}\\] {title_md(a)}**"
-    lines = [head, article_meta_md(a), ""]
+    lines = [head + "  ", article_meta_md(a), ""]  # two trailing spaces: a line break, not a join
     if summary.reason:
         lines.append(f"**Why relevant** (score {summary.score}/10): {md_escape(summary.reason, one_line=True)}")
         lines.append("")
