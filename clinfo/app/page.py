@@ -142,7 +142,19 @@ def history_controls(store: HistoryStore) -> None:
     st.divider()
     count = len(store)
     st.caption(f"History: {count} {'question' if count == 1 else 'questions'}, kept in {md_escape(str(store.path))}")
-    st.button("Clear history", key="clear_history", on_click=store.clear, disabled=count == 0)
+    st.button("Clear history", key="clear_history", on_click=_clear, args=(store,), disabled=count == 0)
+    problem = st.session_state.pop("history_problem", None)
+    if problem:
+        st.error(md_escape(problem))
+
+
+def _clear(store: HistoryStore) -> None:
+    # callbacks run before the script, outside main()'s guard: a failure here must not surface
+    # as a traceback, so it is carried into the run as a message
+    try:
+        store.clear()
+    except ClinfoError as exc:
+        st.session_state["history_problem"] = error_message(exc, store.secrets)
 
 
 def run_settings(base: "Settings", choices: dict[str, Any]) -> "Settings":
