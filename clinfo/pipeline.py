@@ -121,6 +121,14 @@ def _as_score(value: Any, relevant: bool) -> int:
     return max(0, min(10, score))
 
 
+def _field_text(value: Any) -> str:
+    text = " ".join(str(value or "").split())
+    # small models copy the prompt's placeholders ("<one sentence>", "...") instead of writing
+    if text in ("...", "…") or (text.startswith("<") and text.endswith(">")):
+        return ""
+    return text
+
+
 def _as_bool(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
@@ -337,7 +345,7 @@ class _Run:
             self.warn(f"PMID {article.pmid}: unreadable screening reply, counted as not relevant")
             return ArticleSummary(article=article, relevant=False, reason="the LLM's judgement could not be read", rank=rank)
         assert isinstance(data, dict)
-        fields = {k: str(data.get(k) or "").strip() for k in _SUMMARY_FIELDS}
+        fields = {k: _field_text(data.get(k)) for k in _SUMMARY_FIELDS}
         return ArticleSummary(article=article, relevant=relevant, score=_as_score(data.get("score"), relevant), rank=rank, **fields)
 
     async def screen(self, articles: list[Article]) -> list[ArticleSummary]:

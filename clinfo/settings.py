@@ -109,9 +109,12 @@ class Settings(BaseSettings):
         data = self.model_dump()
         data.update(clean)
         try:
-            return type(self).model_validate(data)
+            updated = type(self).model_validate(data)
         except ValidationError as exc:
             raise _config_error(exc) from None
+        # "set by the user" survives copies, so presets still fill only what nobody chose
+        object.__setattr__(updated, "__pydantic_fields_set__", set(self.model_fields_set) | set(clean))
+        return updated
 
 
 # Named presets: values a preset gives to fields the user did not set (env, arguments, flags).

@@ -299,3 +299,18 @@ def test_extractive_synthesis_quotes_conclusions_without_llm_writing() -> None:
     assert [r.pmid for r in answer.references] == ["101", "103"] and all(r.cited for r in answer.references)
     assert "2 of 3 screened articles were judged relevant" in answer.tldr
     assert "".join(tokens) == answer.synthesis
+
+
+def test_presets_see_through_copied_settings() -> None:
+    from clinfo.settings import load_settings
+
+    copied = load_settings().with_overrides(llm="local", source="demo", results_per_query=30)
+    settings = ClinfoAI(settings=copied).settings
+    assert settings.synthesis_mode == "extractive" and settings.results_per_query == 30
+
+
+def test_copied_placeholders_in_screening_replies_become_empty() -> None:
+    reply = json.dumps({"relevant": True, "score": 7, "reason": "<one sentence>", "summary": "...", "design": "RCT", "sample_size": "<number of participants>", "population": "adults", "risk_of_bias": "…"})
+    answer = run(make_llm(screen=reply), make_source())
+    s = answer.article_summaries[0]
+    assert (s.reason, s.summary, s.sample_size, s.risk_of_bias) == ("", "", "", "") and s.design == "RCT"
