@@ -50,6 +50,13 @@ SCREEN_SCHEMA: dict[str, Any] = {
     "required": ["relevant", "score", *_SUMMARY_FIELDS],
     "additionalProperties": False,
 }
+# relevance only: for models whose summaries cannot be trusted (Settings.summarize = False)
+RELEVANCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {k: SCREEN_SCHEMA["properties"][k] for k in ("relevant", "score", "reason")},
+    "required": ["relevant", "score", "reason"],
+    "additionalProperties": False,
+}
 
 _CONTENT_WORD = re.compile(r"[A-Za-z]{3,}")
 
@@ -332,7 +339,8 @@ class _Run:
             "abstract": _clip(article.abstract, self.s.screen_abstract_chars),
         }
         try:
-            text = await self.ask("screen", "screen_article", values, SCREEN_SCHEMA, 500)
+            schema = SCREEN_SCHEMA if self.s.summarize else RELEVANCE_SCHEMA
+            text = await self.ask("screen", "screen_article", values, schema, 500 if self.s.summarize else 150)
         except LLMUnavailable:
             raise
         except LLMError as exc:
@@ -345,7 +353,7 @@ class _Run:
             self.warn(f"PMID {article.pmid}: unreadable screening reply, counted as not relevant")
             return ArticleSummary(article=article, relevant=False, reason="the LLM's judgement could not be read", rank=rank)
         assert isinstance(data, dict)
-        fields = {k: _field_text(data.get(k)) for k in _SUMMARY_FIELDS}
+        fields = {k: _field_text(data.get(k)) for k in _SUMMARY_FIELDS if self.s.summarize or k == "reason"}
         return ArticleSummary(article=article, relevant=relevant, score=_as_score(data.get("score"), relevant), rank=rank, **fields)
 
     async def screen(self, articles: list[Article]) -> list[ArticleSummary]:

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
         "auto", description="small: settings for tiny embedded models; auto picks small for the local backend"
     )
     planner: Literal["llm", "keywords"] = Field("llm", description="keywords: search the question's words, no LLM planning")
+    summarize: bool = Field(True, description="ask the screening LLM for a structured summary, not only relevance")
     synthesis_mode: Literal["llm", "extractive"] = Field(
         "llm", description="extractive: quote each relevant abstract's conclusion, cited, instead of an LLM synthesis"
     )
@@ -122,13 +123,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # A 135M-parameter model cannot write PubMed syntax or a faithful synthesis (measured in
     # benchmarks/local_model_quality.py): search the question's words, let BM25 do most of the
-    # ranking, keep the LLM to short relevance judgements, and quote conclusions verbatim.
+    # ranking, keep the LLM to short relevance judgements (its summaries invent numbers), and
+    # quote conclusions verbatim.
     "small": {
         "planner": "keywords",
         "num_queries": 1,
         "prefilter_k": 5,
         "screen_abstract_chars": 1000,
         "synthesis_mode": "extractive",
+        "summarize": False,
     },
 }
 

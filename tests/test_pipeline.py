@@ -294,6 +294,8 @@ def test_extractive_synthesis_quotes_conclusions_without_llm_writing() -> None:
     tokens: list[str] = []
     answer = ClinfoAI(llm=llm, source=source, preset="small", use_cache=False).forward(QUESTION, on_token=tokens.append)
     assert set(llm.steps()) == {"screen"}  # no planning, no synthesis call
+    assert set(llm.calls[0].schema["properties"]) == {"relevant", "score", "reason"}  # no summary asked
+    assert answer.article_summaries[0].design == ""
     assert "- Magnesium improved sleep. [1]" in answer.synthesis
     assert "- Dietary magnesium intake and sleep duration in older people. [2]" in answer.synthesis
     assert [r.pmid for r in answer.references] == ["101", "103"] and all(r.cited for r in answer.references)
