@@ -234,12 +234,13 @@ def citation_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def cost_metrics(records: list[dict[str, Any]], sessions: list[dict[str, Any]]) -> dict[str, Any]:
     answered = _answered(records)
-    calls = tokens = hits = 0
+    calls = tokens = hits = source_requests = 0
     cost: float | None = 0.0
     for r in answered:
         trace = r["answer"].get("trace") or {}
         cls = r.get("classification") or {}
         calls += trace.get("llm_calls", 0) + cls.get("llm_calls", 0)
+        source_requests += trace.get("source_requests", 0)
         hits += trace.get("llm_cache_hits", 0) + int(bool(cls.get("cached")))
         tokens += sum(x.get(k, 0) for x in (trace, cls) for k in ("prompt_tokens", "completion_tokens"))
         for c in (trace.get("cost_usd", 0.0), cls.get("cost_usd", 0.0) if cls else 0.0):
@@ -254,6 +255,7 @@ def cost_metrics(records: list[dict[str, Any]], sessions: list[dict[str, Any]]) 
         "llm_calls": calls,
         "llm_calls_per_question": round(calls / n, 2) if n else None,
         "llm_cache_hit_share": round(hits / calls, 4) if calls else None,
+        "source_requests_per_question": round(source_requests / n, 2) if n else None,
         "tokens": tokens,
         "tokens_per_question": round(tokens / n, 1) if n else None,
         "cost_usd": round(cost, 6) if cost is not None else None,

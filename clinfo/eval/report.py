@@ -37,6 +37,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str]] = [
     ("citations", "no-evidence answers", ("citations", "no_evidence_share"), ".3f"),
     ("cost", "LLM calls per question", ("cost", "llm_calls_per_question"), ".1f"),
     ("cost", "tokens per question", ("cost", "tokens_per_question"), ".0f"),
+    ("cost", "source requests per question", ("cost", "source_requests_per_question"), ".1f"),
     ("cost", "LLM cache hits", ("cost", "llm_cache_hit_share"), ".3f"),
     ("cost", "cost (USD)", ("cost", "cost_usd"), ".4f"),
     ("speed", "wall per question p50 (s)", ("cost", "wall_p50_seconds"), ".2f"),

@@ -463,13 +463,16 @@ async def arun_eval(
         llm_obj = llm if llm is not None and not isinstance(llm, str) else create_llm(settings.llm, settings)
         if llm_obj is not llm:
             owned.append(llm_obj)
-        src_obj = source if source is not None and not isinstance(source, str) else create_source(settings.source, settings, cache=cache)
-        if src_obj is not source:
-            owned.append(src_obj)
-        # One ClinfoAI, one LLM and one source for the whole run: connection pools, the
-        # E-utilities rate limiter and an in-process engine (vllm-offline batches whatever
-        # concurrent calls it sees) are shared by all questions in flight.
-        clinfo = ClinfoAI(llm=llm_obj, source=src_obj, settings=settings)
+        if source is None or isinstance(source, str):
+            # Built once here so an unknown source or a missing corpus stops the run before it
+            # starts (and the demo corpus is indexed now); ClinfoAI then opens one per question,
+            # which keeps each answer's trace (requests, cache hits) its own. The E-utilities
+            # rate limiter is per process and base URL, so those instances still share it.
+            await create_source(settings.source, settings, cache=cache).aclose()
+        # One ClinfoAI and one LLM for the whole run: connection pools, the structured-output
+        # probe and an in-process engine (vllm-offline batches whatever concurrent calls it
+        # sees) are shared by all questions in flight.
+        clinfo = ClinfoAI(llm=llm_obj, source=source if source is not None and not isinstance(source, str) else None, settings=settings)
         classifier = CachedLLM(llm_obj, cache) if cache.enabled and hasattr(llm_obj, "identity") else llm_obj
 
         out.mkdir(parents=True, exist_ok=True)
