@@ -509,8 +509,8 @@ def extractive_synthesis(relevant: list[ArticleSummary], screened: int) -> tuple
     """A synthesis written by code, for models too small to write one: each relevant article's
     own conclusion, quoted and cited. Nothing in it is generated text."""
     used = relevant[:_EXTRACTIVE_MAX]
-    lines = [f"Conclusions of the {len(used)} most relevant article(s), quoted from their abstracts:"]
-    lines += [f"- {conclusion_of(s.article).rstrip()} [{n}]" for n, s in enumerate(used, start=1)]
+    intro = f"Conclusions of the {len(used)} most relevant article(s), quoted from their abstracts:\n"
+    lines = [intro] + [f"- {conclusion_of(s.article).rstrip()} [{n}]" for n, s in enumerate(used, start=1)]
     designs = [pt for s in used for pt in s.article.publication_types]
     strong = sum(pt in ("Randomized Controlled Trial", "Meta-Analysis", "Systematic Review") for pt in designs)
     tldr = (

@@ -47,7 +47,8 @@ def md_escape(text: str, *, one_line: bool = False) -> str:
         line = _LINE_START.sub(r"\\\1", line)
         line = _ORDERED.sub(r"\1\\\2", line)
         lines.append(line)
-    return "\n".join(lines)
+    # hard line breaks: escaped list markers would otherwise run lines together into one paragraph
+    return "  \n".join(lines)
 
 
 def pubmed_url(pmid: str) -> str | None:
