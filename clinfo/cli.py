@@ -61,6 +61,14 @@ def guarded(func: Callable[[], Any], debug: bool = False) -> Any:
 
 LLM_OPT = typer.Option(None, "--llm", help="LLM spec: openai:<model>, vllm:<model>, local[:file.gguf] (env CLINFO_LLM)")
 SOURCE_OPT = typer.Option(None, "--source", help="pubmed, demo or local:/path/corpus.db (env CLINFO_SOURCE)")
+# options every command that runs the pipeline shares (ask, eval run)
+BASE_URL_OPT = typer.Option(None, "--base-url", help="LLM server base URL (overrides OPENAI_BASE_URL)")
+NUM_QUERIES_OPT = typer.Option(None, "--num-queries", help="PubMed queries written per question.")
+RESULTS_PER_QUERY_OPT = typer.Option(None, "--results-per-query", help="Results kept per query.")
+PREFILTER_K_OPT = typer.Option(None, "--prefilter-k", help="Articles screened by the LLM per question.")
+PROMPT_DIR_OPT = typer.Option(None, "--prompt-dir", help="Directory of prompt overrides.")
+NO_CACHE_OPT = typer.Option(False, "--no-cache", help="Bypass the on-disk cache.")
+DEBUG_OPT = typer.Option(False, "--debug", help="Show tracebacks.")
 
 
 @app.command()
@@ -68,18 +76,18 @@ def ask(
     question: str = typer.Argument(..., help="The clinical question."),
     llm: Optional[str] = LLM_OPT,
     source: Optional[str] = SOURCE_OPT,
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="LLM server base URL (overrides OPENAI_BASE_URL)"),
+    base_url: Optional[str] = BASE_URL_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Bypass the on-disk cache."),
+    no_cache: bool = NO_CACHE_OPT,
     restriction_date: Optional[str] = typer.Option(None, "--restriction-date", help="Only literature up to this date (YYYY-MM-DD)."),
     ignore: list[str] = typer.Option([], "--ignore", help="PMID to exclude (repeatable)."),
-    num_queries: Optional[int] = typer.Option(None, "--num-queries", help="PubMed queries to write."),
-    results_per_query: Optional[int] = typer.Option(None, "--results-per-query", help="Results kept per query."),
-    prefilter_k: Optional[int] = typer.Option(None, "--prefilter-k", help="Articles screened by the LLM."),
-    prompt_dir: Optional[Path] = typer.Option(None, "--prompt-dir", help="Directory of prompt overrides."),
+    num_queries: Optional[int] = NUM_QUERIES_OPT,
+    results_per_query: Optional[int] = RESULTS_PER_QUERY_OPT,
+    prefilter_k: Optional[int] = PREFILTER_K_OPT,
+    prompt_dir: Optional[Path] = PROMPT_DIR_OPT,
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer only when complete."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    debug: bool = DEBUG_OPT,
 ) -> None:
     """Answer QUESTION with a cited synthesis (Markdown on stdout; --json for the full Answer)."""
 

@@ -11,7 +11,18 @@ from typing import Optional
 
 import typer
 
-from clinfo.cli import LLM_OPT, SOURCE_OPT, guarded
+from clinfo.cli import (
+    BASE_URL_OPT,
+    DEBUG_OPT,
+    LLM_OPT,
+    NO_CACHE_OPT,
+    NUM_QUERIES_OPT,
+    PREFILTER_K_OPT,
+    PROMPT_DIR_OPT,
+    RESULTS_PER_QUERY_OPT,
+    SOURCE_OPT,
+    guarded,
+)
 
 eval_app = typer.Typer(
     no_args_is_help=True,
@@ -30,18 +41,18 @@ def run_cmd(
     format: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     llm: Optional[str] = LLM_OPT,
     source: Optional[str] = SOURCE_OPT,
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="LLM server base URL (overrides OPENAI_BASE_URL)"),
+    base_url: Optional[str] = BASE_URL_OPT,
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Answer a seeded random sample of N questions."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
     concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, max=1024, help="Questions in flight at once."),
-    num_queries: Optional[int] = typer.Option(None, "--num-queries", help="PubMed queries per question."),
-    results_per_query: Optional[int] = typer.Option(None, "--results-per-query", help="Results kept per query."),
-    prefilter_k: Optional[int] = typer.Option(None, "--prefilter-k", help="Articles screened by the LLM per question."),
-    prompt_dir: Optional[Path] = typer.Option(None, "--prompt-dir", help="Directory of prompt overrides."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Bypass the on-disk cache."),
+    num_queries: Optional[int] = NUM_QUERIES_OPT,
+    results_per_query: Optional[int] = RESULTS_PER_QUERY_OPT,
+    prefilter_k: Optional[int] = PREFILTER_K_OPT,
+    prompt_dir: Optional[Path] = PROMPT_DIR_OPT,
+    no_cache: bool = NO_CACHE_OPT,
     retry_errors: bool = typer.Option(True, "--retry-errors/--keep-errors", help="On resume, run failed questions again."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    debug: bool = DEBUG_OPT,
 ) -> None:
     """Answer every question of DATASET; one JSON line per question in OUT/predictions.jsonl."""
 
@@ -81,7 +92,7 @@ def report_cmd(
     runs: list[Path] = typer.Argument(..., help="Run directories written by `clinfo eval run`."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a table."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the PNG plots."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    debug: bool = DEBUG_OPT,
 ) -> None:
     """Score RUNS (side by side) and write report.md, metrics.json and plots into each."""
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from clinfo.cli import SOURCE_OPT, fail, guarded
+from clinfo.cli import DEBUG_OPT, SOURCE_OPT, fail, guarded
 
 if TYPE_CHECKING:
     from clinfo.settings import Settings
@@ -26,8 +26,6 @@ index_app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Build and inspect a local PubMed mirror (SQLite FTS5, optional dense vectors).",
 )
-
-DEBUG_OPT = typer.Option(False, "--debug", help="Show tracebacks.")
 
 
 @index_app.command("build")
