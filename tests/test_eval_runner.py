@@ -228,3 +228,24 @@ def test_secrets_never_reach_the_run_files(tmp_path: Path, monkeypatch: pytest.M
         assert "SECRET" not in text, name
     config = json.loads((tmp_path / "run/config.json").read_text())
     assert config["settings"]["openai_api_key_set"] is True
+
+
+def test_a_second_writer_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    data = questions_jsonl(tmp_path / "qs.jsonl", 2)
+    out = tmp_path / "run"
+    llm = scripted_llm()
+    inner = llm.complete
+    seen: list[str] = []
+
+    async def meanwhile(request, on_token=None):
+        if request.step == "plan" and not seen:
+            seen.append("tried")
+            # while this run holds the directory, a second run on it must not start
+            with pytest.raises(RunError, match="another clinfo eval run is writing to"):
+                await asyncio.to_thread(run, data, out, 2)
+            seen.append("refused")
+        return await inner(request, on_token)
+
+    llm.complete = meanwhile  # type: ignore[method-assign]
+    run(data, out, 2, llm=llm)
+    assert seen == ["tried", "refused"] and len(lines(out / "predictions.jsonl")) == 2

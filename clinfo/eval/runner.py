@@ -21,9 +21,10 @@ import json
 import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from clinfo.errors import ClinfoError, ConfigError, InvalidArgument, LLMUnavailable, SourceUnavailable
 from clinfo.eval.datasets import LABELS, Dataset, EvalItem, load_dataset
@@ -300,6 +301,36 @@ def recover(path: Path, valid_ids: set[str], retry_errors: bool) -> dict[str, di
     return kept
 
 
+def _check_resumable(out: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The run directory's config, if any, after checking that this run may continue it."""
+    old = read_config(out)
+    if old is None and (out / PREDICTIONS).exists() and (out / PREDICTIONS).stat().st_size:
+        raise RunError(f"{out} holds predictions but no {CONFIG}; choose another --out")
+    if old is not None:
+        diffs = config_differences(old, config)
+        if diffs:
+            shown = "; ".join(diffs[:3]) + (f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else "")
+            raise RunError(f"{out} holds a run with another configuration ({shown}); use the same options to resume, or another --out")
+    return old
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One writer per run directory: a second ``clinfo eval run`` on it would duplicate lines.
+    The lock is the kernel's (flock), so a killed run releases it by dying."""
+    import fcntl
+
+    fd = os.open(out / ".lock", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"another clinfo eval run is writing to {out}; wait for it or choose another --out") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 # ---------------------------------------------------------------- progress
 
 
@@ -447,14 +478,7 @@ async def arun_eval(
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} exists and is not a directory")
-    old = read_config(out)
-    if old is None and (out / PREDICTIONS).exists():
-        raise RunError(f"{out} holds predictions but no {CONFIG}; choose another --out")
-    if old is not None:
-        diffs = config_differences(old, config)
-        if diffs:
-            shown = "; ".join(diffs[:3]) + (f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else "")
-            raise RunError(f"{out} holds a run with another configuration ({shown}); use the same options to resume, or another --out")
+    _check_resumable(out, config)
 
     # Backends first: an unknown LLM or a missing key stops here, before the directory is touched.
     cache = open_cache(settings)
@@ -476,12 +500,13 @@ async def arun_eval(
         classifier = CachedLLM(llm_obj, cache) if cache.enabled and hasattr(llm_obj, "identity") else llm_obj
 
         out.mkdir(parents=True, exist_ok=True)
-        if old is None:
-            _atomic_write(out / CONFIG, (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-        done = recover(out / PREDICTIONS, {i.id for i in items}, retry_errors)
-        todo = [i for i in items if i.id not in done]
-        secrets = [s.get_secret_value() for s in (settings.openai_api_key, settings.ncbi_api_key) if s is not None]
-        return await _execute(out, clinfo, classifier, settings, todo, len(items), len(done), concurrency, progress, secrets, config, on_record)
+        with _exclusive(out):
+            if _check_resumable(out, config) is None:  # again, now that no other run can write
+                _atomic_write(out / CONFIG, (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+            done = recover(out / PREDICTIONS, {i.id for i in items}, retry_errors)
+            todo = [i for i in items if i.id not in done]
+            secrets = [s.get_secret_value() for s in (settings.openai_api_key, settings.ncbi_api_key) if s is not None]
+            return await _execute(out, clinfo, classifier, settings, todo, len(items), len(done), concurrency, progress, secrets, config, on_record)
     finally:
         for obj in owned:
             await obj.aclose()
