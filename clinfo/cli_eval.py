@@ -105,9 +105,14 @@ def report_cmd(
         if as_json:
             sys.stdout.write(json.dumps({name: m for name, m in named}, indent=2) + "\n")
             return
-        from rich.console import Console
+        if sys.stdout.isatty():
+            from rich.console import Console
 
-        Console(soft_wrap=False).print(rich_table(named))
+            Console(soft_wrap=False).print(rich_table(named))
+        else:  # piped or redirected: a Markdown table, whole at any width, ready to paste
+            from clinfo.eval.report import markdown_table
+
+            sys.stdout.write(markdown_table(named) + "\n")
         for path in runs:
             typer.echo(f"wrote {Path(path) / 'report.md'}", err=True)
 

@@ -249,3 +249,20 @@ def test_a_second_writer_on_the_same_directory_is_refused(tmp_path: Path) -> Non
     llm.complete = meanwhile  # type: ignore[method-assign]
     run(data, out, 2, llm=llm)
     assert seen == ["tried", "refused"] and len(lines(out / "predictions.jsonl")) == 2
+
+
+def test_extractive_answers_are_classified_from_their_quoted_conclusions(tmp_path: Path) -> None:
+    data = questions_jsonl(tmp_path / "qs.jsonl", 1)
+    llm = scripted_llm()
+    run(data, tmp_path / "run", 1, llm=llm, synthesis_mode="extractive")
+    (classify,) = [c for c in llm.calls if c.step == "classify"]
+    prompt = classify.messages[-1]["content"]
+    assert "quoted from their abstracts" in prompt and "weigh the quoted conclusions" not in prompt
+
+
+def test_config_records_the_settings_a_preset_resolved(tmp_path: Path) -> None:
+    data = questions_jsonl(tmp_path / "qs.jsonl", 1)
+    run(data, tmp_path / "run", 1, preset="small", prefilter_k=3)
+    settings = json.loads((tmp_path / "run/config.json").read_text())["settings"]
+    assert settings["synthesis_mode"] == "extractive" and settings["planner"] == "keywords"
+    assert settings["prefilter_k"] == 3  # what the user set wins over the preset

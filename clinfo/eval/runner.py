@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from clinfo.errors import ClinfoError, ConfigError, InvalidArgument, LLMUnavailable, SourceUnavailable
 from clinfo.eval.datasets import LABELS, Dataset, EvalItem, load_dataset
-from clinfo.settings import Settings, load_settings
+from clinfo.settings import Settings, load_settings, resolve_preset
 
 PREDICTIONS = "predictions.jsonl"
 CONFIG = "config.json"
@@ -115,18 +115,24 @@ def read_label(text: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
-async def classify_answer(llm: Any, question: str, tldr: str, settings: Settings, *, no_evidence: bool = False) -> Classification:
-    """Read the final yes/no/maybe decision from an answer's TL;DR with one constrained LLM call.
+CLASSIFY_CHARS = 2000  # quoted conclusions can be long; a small model's context is not
+
+
+async def classify_answer(llm: Any, question: str, text: str, settings: Settings, *, no_evidence: bool = False) -> Classification:
+    """Read the final yes/no/maybe decision from an answer's text (its TL;DR) with one
+    constrained LLM call.
 
     An answer with no evidence is "maybe" without a call: it says nothing either way.
     """
     from clinfo.llm.base import LLMRequest
     from clinfo.prompts import load_prompt
 
-    if no_evidence or not tldr.strip():
+    if no_evidence or not text.strip():
         return Classification(label="maybe", method="no_evidence")
+    if len(text) > CLASSIFY_CHARS:
+        text = text[: CLASSIFY_CHARS - 1].rsplit(" ", 1)[0] + "…"
     request = LLMRequest(
-        messages=load_prompt("classify_answer", settings.prompt_dir).messages(question=question, tldr=tldr),
+        messages=load_prompt("classify_answer", settings.prompt_dir).messages(question=question, answer=text),
         schema=CLASSIFY_SCHEMA,
         schema_name="classify",
         max_tokens=20,
@@ -472,6 +478,9 @@ async def arun_eval(
         source=source if isinstance(source, str) else getattr(source, "name", None),
         **overrides,
     )
+    # the values the pipeline will really use (a preset fills what nobody set), so that
+    # config.json says what ran and a resumed run compares like with like
+    settings = resolve_preset(settings, set(settings.model_fields_set))
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, format)
     items = data.select(limit, seed)
     config = run_config(settings, data, limit, seed, len(items))
@@ -543,7 +552,11 @@ async def _execute(
         try:
             answer = await clinfo.aforward(item.question, restriction_date=item.restriction_date, ignore=item.ignore or None)
             if item.task == "yesno":
-                classification = await classify_answer(classifier, answer.question, answer.tldr, settings, no_evidence=answer.no_evidence)
+                # an extractive answer's TL;DR is a fixed sentence about the evidence count; its
+                # quoted conclusions are what says yes or no
+                extractive = settings.synthesis_mode == "extractive"
+                text = answer.synthesis if extractive else answer.tldr
+                classification = await classify_answer(classifier, answer.question, text, settings, no_evidence=answer.no_evidence)
         except ConfigError:
             raise  # a bad prompt directory or the like: every question would fail the same way
         except Exception as exc:  # one question's failure is recorded and the run goes on
