@@ -159,7 +159,7 @@ def _plots(run_dir: Path, metrics: dict[str, Any], walls: list[float]) -> list[s
             curve = retrieval[what].get("recall_curve")
             if curve:
                 ax.plot(CURVE_K, [v or 0.0 for v in curve], marker=".", label=what)
-        ax.set(xlabel="k", ylabel="Recall@k", ylim=(0, 1.02), title="Recall of gold PMIDs")
+        ax.set(xlabel="k", ylabel="Recall@k", ylim=(0, 1.02), xticks=[1, 5, 10, 15, 20], title="Recall of gold PMIDs")
         ax.legend()
         save(fig, "recall_at_k.png")
     yesno = metrics.get("yesno")
@@ -169,9 +169,10 @@ def _plots(run_dir: Path, metrics: dict[str, Any], walls: list[float]) -> list[s
         ax.imshow(conf["matrix"], cmap="Blues")
         ax.set_xticks(range(len(conf["columns_predicted"])), conf["columns_predicted"])
         ax.set_yticks(range(len(conf["rows_gold"])), conf["rows_gold"])
+        top = max(max(row) for row in conf["matrix"]) or 1
         for i, row in enumerate(conf["matrix"]):
             for j, v in enumerate(row):
-                ax.text(j, i, str(v), ha="center", va="center")
+                ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black")
         ax.set(xlabel="predicted", ylabel="gold", title=f"accuracy {yesno['accuracy']:.2f}")
         save(fig, "confusion.png")
     if walls:
