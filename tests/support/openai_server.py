@@ -82,6 +82,7 @@ def detect_step(body: dict[str, Any]) -> str:
         ("could not be used", "plan"),
         ("returned 0 results", "broaden"),
         ("Does this article help", "screen"),
+        ("Write a synthesis", "synthesize"),  # before "TL;DR": the synthesis prompt names it too
         ("TL;DR", "tldr"),
         ("yes, no or maybe", "classify"),
     ):
