@@ -74,6 +74,8 @@ from xml.sax.saxutils import escape
 
 import pytest
 
+from tests.support.loopback import ThreadedServer
+
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 BASELINE = SHARED / "data" / "pubmed-baseline" / "pubmed21n1298.xml.gz"
 FIXTURES = SHARED / "fixtures" / "eutils"
@@ -213,7 +215,7 @@ def query_words(term: str) -> list[str]:
     return [w for w in dict.fromkeys(words) if w not in _OPERATORS]
 
 
-class EUtilsServer:
+class EUtilsServer(ThreadedServer):
     """Real HTTP on 127.0.0.1 with real PubMed records; see the module docstring."""
 
     def __init__(
@@ -229,32 +231,17 @@ class EUtilsServer:
         self.requests: list[LoggedRequest] = []
         self.faults: collections.deque[Fault] = collections.deque()
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.base_url = ""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "EUtilsServer":
         handler = type("Handler", (_Handler,), {"server_ref": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._httpd.block_on_close = False  # a test's slow fault must not hold up teardown
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="eutils-server", daemon=True)
-        self._thread.start()
-        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/entrez/eutils/"
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        httpd.block_on_close = False  # a test's slow fault must not hold up teardown
+        self._serve(httpd, "eutils-server")
+        self.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/entrez/eutils/"
         return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> "EUtilsServer":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ fault helpers
     def fail(self, status: int, *, times: int = 1, retry_after: str | float | None = None,

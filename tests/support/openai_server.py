@@ -19,6 +19,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.loopback import ThreadedServer
+
 _WORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
 _STOP = {"evidence", "known", "does", "with", "what", "which", "that", "this", "from", "have", "than", "there", "their", "into", "about", "among", "after", "during", "improve", "effect", "effects", "patients", "adults"}
 
@@ -174,7 +176,7 @@ class _Server(ThreadingHTTPServer):
     owner: "OpenAIServer"
 
 
-class OpenAIServer:
+class OpenAIServer(ThreadedServer):
     def __init__(self, latency: float = 0.0, max_concurrency: int = 32) -> None:
         self.latency = latency
         self.max_concurrency = max_concurrency
@@ -184,7 +186,6 @@ class OpenAIServer:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.steps: list[str] = []
-        self._httpd: _Server | None = None
 
     @property
     def base_url(self) -> str:
@@ -192,19 +193,7 @@ class OpenAIServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
     def start(self) -> "OpenAIServer":
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
-        self._httpd.owner = self
-        threading.Thread(target=self._httpd.serve_forever, name="openai-bench", daemon=True).start()
+        httpd = _Server(("127.0.0.1", 0), _Handler)
+        httpd.owner = self
+        self._serve(httpd, "openai-bench")
         return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> "OpenAIServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
