@@ -15,12 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from clinfo.cache import Cache, open_cache
+from clinfo.cache import open_cache
 from clinfo.citations import CitationFilter
 from clinfo.errors import InvalidArgument, InvalidQuestion, LLMError, LLMUnavailable, QuerySyntaxError
 from clinfo.jsonout import parse_json
 from clinfo.llm.base import LLM, CachedLLM, LLMRequest, TokenCallback
-from clinfo.llm.registry import create_llm, parse_spec
+from clinfo.llm.registry import create_llm
 from clinfo.models import Answer, Article, ArticleSummary, QueryRecord, Reference, StepTiming, Trace
 from clinfo.prompts import load_prompt
 from clinfo.rank import bm25_rank, rrf, tokenize
@@ -552,14 +552,12 @@ class ClinfoAI:
         )
         explicit = set(base.model_fields_set) | {k for k, v in given.items() if v is not None}
         self.settings = resolve_preset(base.with_overrides(**given), explicit)
-        self._llm = llm if llm is not None and not isinstance(llm, str) else None
         self._source = source if source is not None and not isinstance(source, str) else None
-        if self._llm is None:
-            parse_spec(self.settings.llm)  # unknown backends fail here, not mid-run
-            create_llm(self.settings.llm, self.settings)  # and missing keys too (nothing connects yet)
-
-    def _open_cache(self) -> Cache:
-        return open_cache(self.settings)
+        # One backend object for every call: it keeps what it learnt (the server's structured-output
+        # dialect) and heavy engines load once. Unknown backends and missing keys fail here, and
+        # nothing connects yet: clients are made per event loop on first use.
+        self._owns_llm = llm is None or isinstance(llm, str)
+        self._llm: LLM = create_llm(self.settings.llm, self.settings) if self._owns_llm else llm  # type: ignore[assignment]
 
     async def aforward(
         self,
@@ -577,8 +575,8 @@ class ClinfoAI:
         ignored = _normalise_ignore(ignore)
         end = _normalise_date(restriction_date) or s.restriction_date
         dates = DateRange.ending(end, s.date_window_years)
-        cache = self._open_cache()
-        llm = self._llm or create_llm(s.llm, s)
+        cache = open_cache(s)
+        llm = self._llm
         if cache.enabled and hasattr(llm, "identity"):
             llm = CachedLLM(llm, cache)
         source = self._source or create_source(s.source, s, cache=cache)
@@ -587,8 +585,8 @@ class ClinfoAI:
         finally:
             if self._source is None:
                 await source.aclose()
-            if self._llm is None:
-                await llm.aclose()
+            if self._owns_llm:
+                await llm.aclose()  # this loop's connections; the object stays usable
             cache.close()
 
     def forward(self, question: str, **kwargs: Any) -> Answer:

@@ -316,3 +316,16 @@ def test_copied_placeholders_in_screening_replies_become_empty() -> None:
     answer = run(make_llm(screen=reply), make_source())
     s = answer.article_summaries[0]
     assert (s.reason, s.summary, s.sample_size, s.risk_of_bias) == ("", "", "", "") and s.design == "RCT"
+
+
+def test_one_backend_object_serves_successive_sync_calls() -> None:
+    from tests.support.openai_server import OpenAIServer
+
+    with OpenAIServer() as server:
+        words = "magnesium OR supplementation OR improve OR sleep OR quality OR older OR adults"
+        bot = ClinfoAI(llm="openai:bench", base_url=server.base_url, source=MemorySource({words: ["101", "103"]}, corpus()), planner="keywords", use_cache=False)
+        backend = bot._llm
+        first = bot.forward(QUESTION)  # each forward runs in its own event loop
+        second = bot.forward(QUESTION)
+        assert bot._llm is backend and first.references and second.references
+        assert server.requests == 2 * (2 + 2)  # two screenings, synthesis and TL;DR per question
