@@ -558,6 +558,7 @@ class ClinfoAI:
         # nothing connects yet: clients are made per event loop on first use.
         self._owns_llm = llm is None or isinstance(llm, str)
         self._llm: LLM = create_llm(self.settings.llm, self.settings) if self._owns_llm else llm  # type: ignore[assignment]
+        self._in_flight = 0  # concurrent aforward calls; the last one out closes the connections
 
     async def aforward(
         self,
@@ -580,12 +581,14 @@ class ClinfoAI:
         if cache.enabled and hasattr(llm, "identity"):
             llm = CachedLLM(llm, cache)
         source = self._source or create_source(s.source, s, cache=cache)
+        self._in_flight += 1
         try:
             return await _Run(s, llm, source, text, dates, ignored, on_event).run(on_token)
         finally:
+            self._in_flight -= 1
             if self._source is None:
                 await source.aclose()
-            if self._owns_llm:
+            if self._owns_llm and not self._in_flight:
                 await llm.aclose()  # this loop's connections; the object stays usable
             cache.close()
 

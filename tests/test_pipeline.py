@@ -329,3 +329,18 @@ def test_one_backend_object_serves_successive_sync_calls() -> None:
         second = bot.forward(QUESTION)
         assert bot._llm is backend and first.references and second.references
         assert server.requests == 2 * (2 + 2)  # two screenings, synthesis and TL;DR per question
+
+
+def test_concurrent_calls_share_the_backend_without_closing_it_under_each_other() -> None:
+    from tests.support.openai_server import OpenAIServer
+
+    with OpenAIServer(latency=0.05) as server:
+        words = "magnesium OR supplementation OR improve OR sleep OR quality OR older OR adults"
+        bot = ClinfoAI(llm="openai:bench", base_url=server.base_url, source=MemorySource({words: ["101", "103"]}, corpus()), planner="keywords", use_cache=False)
+
+        async def both() -> list[Answer]:
+            # the first question ends while the second is still screening
+            return await asyncio.gather(bot.aforward(QUESTION), bot.aforward(QUESTION, ignore="999"))
+
+        answers = asyncio.run(both())
+        assert all(a.references for a in answers) and bot._in_flight == 0
