@@ -76,7 +76,7 @@ def main() -> None:
         except ImportError:
             print("dense/hybrid skipped: the [dense] extra is not installed", file=sys.stderr)
         else:
-            from clinfo.dense import dense_dir, embed_index
+            from clinfo.corpus.dense import dense_dir, embed_index
 
             db = corpora[args.dense_corpus]
             t = time.perf_counter()

@@ -58,7 +58,7 @@ def embed_cmd(
     """Add dense vectors (FAISS index beside the corpus) for --mode dense|hybrid; resumes if interrupted."""
 
     def body() -> None:
-        from clinfo.dense import embed_index
+        from clinfo.corpus.dense import embed_index
 
         summary = embed_index(corpus, model=model, batch_size=batch_size, progress=not quiet)
         typer.echo(summary.line())

@@ -52,7 +52,7 @@ def test_dense_without_vectors_says_how_to_make_them(tiny_corpus: tuple[Path, di
 
 
 async def test_embed_search_hybrid_and_resume(tiny_corpus: tuple[Path, dict]) -> None:
-    from clinfo.dense import dense_dir, embed_index
+    from clinfo.corpus.dense import dense_dir, embed_index
     from clinfo.sources.local import LocalSource
 
     db, items = tiny_corpus
@@ -93,7 +93,7 @@ async def test_embed_search_hybrid_and_resume(tiny_corpus: tuple[Path, dict]) ->
 
 
 def test_hnsw_above_the_exact_limit(tiny_corpus: tuple[Path, dict], tmp_path: Path) -> None:
-    from clinfo.dense import DenseIndex, embed_index
+    from clinfo.corpus.dense import DenseIndex, embed_index
     from clinfo.sources.fts import FtsIndex
     from clinfo.index import open_corpus
 

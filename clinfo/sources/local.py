@@ -1,7 +1,7 @@
 """``LocalSource``: the ``Source`` protocol over a local corpus built by ``clinfo.index``.
 
 Search modes: ``bm25`` (SQLite FTS5, the PubMed query translated by ``clinfo.sources.fts``),
-``dense`` (sentence-transformers + FAISS, ``clinfo.dense``, needs the ``[dense]`` extra and
+``dense`` (sentence-transformers + FAISS, ``clinfo.corpus.dense``, needs the ``[dense]`` extra and
 ``clinfo index embed``) and ``hybrid`` (reciprocal rank fusion of both).
 
 SQLite work runs in worker threads (``asyncio.to_thread``) with one read-only connection per
@@ -57,7 +57,7 @@ class LocalSource:
         self._lock = threading.Lock()
         self._dense: Any = None
         if mode != "bm25":
-            from clinfo.dense import DenseIndex
+            from clinfo.corpus.dense import DenseIndex
 
             self._dense = DenseIndex.open(self.path, model=model)
 
