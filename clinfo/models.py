@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, Field
 
@@ -36,12 +36,20 @@ class Article(BaseModel):
     def url(self) -> str:
         return PUBMED_URL.format(pmid=self.pmid)
 
+    def opening_words(self, n: int = 12) -> str:
+        """The first ``n`` words of the abstract (section labels left out), "…" when cut."""
+        words = " ".join(sec.text for sec in self.abstract_sections).split()
+        return " ".join(words[:n]) + ("…" if len(words) > n else "")
+
     @property
     def citation(self) -> str:
         """A Vancouver-style citation built from this article's own metadata."""
         authors = self.authors[:3]
         author_text = ", ".join(authors) + (", et al" if len(self.authors) > 3 else "")
-        title = self.title.rstrip(".") or "[Untitled abstract]"
+        # an untitled record (PubMedQA's) is named by the opening words of its abstract, marked as such
+        title = self.title.rstrip(".")
+        if not title:
+            title = f"[Untitled; abstract begins: {self.opening_words()}]" if self.abstract_sections else "[Untitled]"
         bits = [b for b in (author_text, title, self.journal) if b]
         text = ". ".join(bits)
         if self.year:
@@ -64,6 +72,12 @@ class ArticleSummary(BaseModel):
     population: str = ""
     risk_of_bias: str = ""
     rank: int = 0  # position after the prefilter (0 = best); ties in score fall back to it
+    # How ``relevant`` was decided: "llm" (the model's verdict, with ``score``) or "retrieval"
+    # (retrieval scores; ``score`` is then not the model's). Readers show it instead of a bare score.
+    relevance_source: Literal["llm", "retrieval"] = "llm"
+    # The summary fields (design, sample_size, population, risk_of_bias, summary) the screening
+    # asked for; None when unknown (answers saved before this field existed).
+    fields_requested: list[str] | None = None
 
     @property
     def pmid(self) -> str:
