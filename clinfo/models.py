@@ -49,7 +49,8 @@ class Article(BaseModel):
         # an untitled record (PubMedQA's) is named by the opening words of its abstract, marked as such
         title = self.title.rstrip(".")
         if not title:
-            title = f"[Untitled; abstract begins: {self.opening_words()}]" if self.abstract_sections else "[Untitled]"
+            opening = self.opening_words()
+            title = f"[Untitled; abstract begins: {opening}]" if opening else "[Untitled]"
         bits = [b for b in (author_text, title, self.journal) if b]
         text = ". ".join(bits)
         if self.year:
