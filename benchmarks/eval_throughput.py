@@ -115,7 +115,7 @@ def main() -> None:
 
     if args.source == "demo":  # index the demo corpus before timing anything
         from clinfo.settings import load_settings
-        from clinfo.sources.local import demo_corpus_path
+        from clinfo.corpus.demo import demo_corpus_path
 
         demo_corpus_path(load_settings(cache_dir=cache))
 
@@ -150,7 +150,7 @@ def main() -> None:
         rate = 10 if args.ncbi_key else 3
         per_q = statistics.mean(r["answer"]["trace"]["source_requests"] for r in records if r["answer"])
         print(
-            f"E-utilities: {rate} requests/s for the whole process (the rate limiter) / {per_q:.1f} requests per question"
+            f"E-utilities: {rate} requests/s for the whole host (the shared request budget) / {per_q:.1f} requests per question"
             f" = {60 * rate / per_q:.0f} q/min ceiling, whatever the concurrency"
         )
     print(f"run directories: {work}")

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     ncbi_email: str | None = Field(None, validation_alias=_env("ncbi_email", "NCBI_EMAIL"))
     ncbi_tool: str = "clinfo"
     eutils_base_url: str = DEFAULT_EUTILS
+    eutils_rate_scope: Literal["host", "process"] = Field(
+        "host",
+        description="who shares NCBI's request budget (3/s, 10/s with a key): every process on this host "
+        "(a slot file in the cache directory) or this process only",
+    )
 
     # --- cache and prompts
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "clinfo")

@@ -500,7 +500,7 @@ async def arun_eval(
             # Built once here so an unknown source or a missing corpus stops the run before it
             # starts (and the demo corpus is indexed now); ClinfoAI then opens one per question,
             # which keeps each answer's trace (requests, cache hits) its own. The E-utilities
-            # rate limiter is per process and base URL, so those instances still share it.
+            # request budget is per base URL for the host, so those instances still share it.
             await create_source(settings.source, settings, cache=cache).aclose()
         # One ClinfoAI and one LLM for the whole run: connection pools, the structured-output
         # probe and an in-process engine (vllm-offline batches whatever concurrent calls it

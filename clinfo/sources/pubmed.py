@@ -1,8 +1,9 @@
 """Live PubMed through NCBI E-utilities (esearch + efetch).
 
 Every request is a form-encoded POST: the API key then travels in the body, never in a URL that
-httpx, proxies or servers log. Requests share one rate limiter per E-utilities base URL for the
-process, retry transient failures with backoff, and map every failure to a typed
+httpx, proxies or servers log. Requests draw evenly spaced start times from one budget per
+E-utilities base URL, shared by every thread and event loop and, by default, every process on the
+host (:mod:`clinfo.sources.rate_limit`); they retry transient failures with backoff, and map every failure to a typed
 :mod:`clinfo.errors` exception whose message names the endpoint and never the key.
 """
 
@@ -13,16 +14,14 @@ import datetime as dt
 import email.utils
 import io
 import json
+import hashlib
 import logging
-import math
 import random
 import threading
-import time
-import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import httpx
-from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -36,6 +35,7 @@ from clinfo.errors import MalformedResponse, QuerySyntaxError, SourceError, Sour
 from clinfo.models import Article
 from clinfo.sources.base import DateRange, SearchResult, SourceStats
 from clinfo.sources.pubmed_xml import parse_efetch
+from clinfo.sources.rate_limit import SpacedRate
 
 if TYPE_CHECKING:
     from clinfo.cache import Cache
@@ -59,49 +59,20 @@ def rate_for(settings: "Settings") -> float:
     return 10.0 if settings.ncbi_api_key is not None else 3.0
 
 
-class _SharedRate:
-    """One request rate for every PubMedSource in the process that talks to one base URL.
-
-    aiolimiter's limiters belong to one event loop, and the sync facade runs each question in
-    a fresh ``asyncio.run`` loop, so this keeps one limiter per loop and hands the spacing over
-    from one loop to the next. Loops running at the same time in different threads each get
-    their own limiter.
-    """
-
-    def __init__(self, per_second: float) -> None:
-        self.interval = 1.0 / per_second
-        self._limiters: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncLimiter]" = (
-            weakref.WeakKeyDictionary()
-        )
-        self._last_grant = -math.inf
-        self._lock = threading.Lock()
-
-    async def acquire(self) -> None:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            limiter = self._limiters.get(loop)
-            seed = False
-            if limiter is None:
-                # max_rate=1 per interval: requests evenly spaced, no burst at the start
-                limiter = self._limiters[loop] = AsyncLimiter(1, self.interval)
-                seed = time.monotonic() - self._last_grant < self.interval
-        if seed:
-            # A request from an earlier loop went out less than an interval ago: start this
-            # loop's bucket full so the next request waits its turn.
-            await limiter.acquire()
-        await limiter.acquire()
-        self._last_grant = time.monotonic()
-
-
-_RATES: dict[tuple[str, float], _SharedRate] = {}
+# One budget per (endpoint, rate) in the process, whatever the thread or event loop.
+_RATES: dict[tuple[str, float, str | None], SpacedRate] = {}
 _RATES_LOCK = threading.Lock()
 
 
-def _shared_rate(base_url: str, per_second: float) -> _SharedRate:
+def _shared_rate(settings: "Settings", per_second: float) -> SpacedRate:
+    state_file = None
+    if settings.eutils_rate_scope == "host":
+        digest = hashlib.sha256(f"{settings.eutils_base_url} {per_second}".encode()).hexdigest()[:16]
+        state_file = Path(settings.cache_dir) / "rate" / f"eutils-{digest}.slot"
+    key = (settings.eutils_base_url, per_second, str(state_file) if state_file else None)
     with _RATES_LOCK:
-        key = (base_url, per_second)
         if key not in _RATES:
-            _RATES[key] = _SharedRate(per_second)
+            _RATES[key] = SpacedRate(per_second, state_file)
         return _RATES[key]
 
 
@@ -173,7 +144,7 @@ class PubMedSource:
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._backoff = wait_exponential(multiplier=backoff, max=10.0) + wait_random(0, backoff)
-        self._rate = _shared_rate(self.base_url, requests_per_second or rate_for(settings))
+        self._rate = _shared_rate(settings, requests_per_second or rate_for(settings))
 
     # ------------------------------------------------------------------ Source API
     async def search(self, query: str, *, limit: int = 20, dates: DateRange | None = None) -> SearchResult:

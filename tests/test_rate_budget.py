@@ -1,0 +1,100 @@
+"""NCBI's request budget holds across threads, event loops and processes.
+
+Whole questions run against the loopback E-utilities server, which records when each request
+arrives; the LLM is scripted (this is about the source's traffic, not about answers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from clinfo import Answer, ClinfoAI
+from clinfo.sources.rate_limit import SpacedRate
+from tests.support.common import REPO
+from tests.support.eutils import EUtilsServer
+from tests.support.scripted import ScriptedLLM, screen_reply
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most request arrivals in any window [t, t + 1 s)."""
+    times = sorted(times)
+    return max((sum(1 for u in times[i:] if u < t + 1.0) for i, t in enumerate(times)), default=0)
+
+
+def ask(base_url: str, term: str) -> Answer:
+    llm = ScriptedLLM({
+        "plan": json.dumps({"queries": [term]}),
+        "screen": screen_reply(lambda title: True),
+        "synthesize": "The retrieved study bears on it [1].",
+        "tldr": "Evidence is limited.",
+    })
+    clinfo = ClinfoAI(llm=llm, source="pubmed", eutils_base_url=base_url, use_cache=False, num_queries=1,
+                      prefilter_k=2, http_retries=0)
+    return clinfo.forward(f"What is known about {term}?")
+
+
+def test_eight_questions_from_eight_threads_share_3_requests_per_second(eutils_server: EUtilsServer) -> None:
+    terms = eutils_server.sample_terms(8)
+    with ThreadPoolExecutor(max_workers=8) as pool:  # 8 threads, 8 event loops, as the app runs them
+        answers = list(pool.map(lambda term: ask(eutils_server.base_url, term), terms))
+
+    assert all(answer.references for answer in answers)  # every answer arrived, with its evidence
+    assert all(r.status == 200 for r in eutils_server.requests)
+    times = [r.time for r in eutils_server.requests]
+    assert len(times) >= 16  # an esearch and an efetch per question
+    assert busiest_second(times) <= 3
+
+
+def test_processes_on_one_host_share_the_budget(eutils_server: EUtilsServer, tmp_path: Path) -> None:
+    # Two processes (say the app and an eval run) with the same cache directory.
+    script = textwrap.dedent(
+        """
+        import sys
+        from concurrent.futures import ThreadPoolExecutor
+        from tests.test_rate_budget import ask
+        base_url, terms = sys.argv[1], sys.argv[2:]
+        with ThreadPoolExecutor(len(terms)) as pool:
+            answers = list(pool.map(lambda term: ask(base_url, term), terms))
+        print(sum(bool(a.references) for a in answers))
+        """
+    )
+    terms = eutils_server.sample_terms(6)
+    env = {**os.environ, "CLINFO_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, eutils_server.base_url, *part], cwd=REPO, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for part in (terms[:3], terms[3:])
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert [out.strip() for out, _ in outputs] == ["3", "3"]
+    times = [r.time for r in eutils_server.requests]
+    assert len(times) >= 12
+    assert busiest_second(times) <= 3
+    assert list((tmp_path / "cache" / "rate").glob("eutils-*.slot"))
+
+
+def test_slots_are_spaced_and_a_bad_slot_file_is_ignored(tmp_path: Path) -> None:
+    state = tmp_path / "rate" / "x.slot"
+    first, second = SpacedRate(4.0, state), SpacedRate(4.0, state)  # two processes' views of one file
+    waits = [first.reserve(), second.reserve(), first.reserve(), second.reserve()]
+    # each reservation is one interval after the previous one, whichever object made it
+    assert first.interval == second.interval == 1.1 / 4
+    assert [round(b - a, 3) for a, b in zip(waits, waits[1:])] == [0.275, 0.275, 0.275]
+
+    state.write_bytes(b"\x00\x00\x00\x00\x00\x00\xf0\x7f")  # +inf: a corrupt or far-future slot
+    assert SpacedRate(4.0, state).reserve() < 0.01
+
+
+def test_unwritable_slot_file_falls_back_to_the_process(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    rate = SpacedRate(2.0, blocker / "sub" / "x.slot")  # parent is a file: cannot be created
+    assert rate.reserve() < 0.01 and rate.interval - 0.05 < rate.reserve() <= rate.interval
+    assert rate.state_file is None
