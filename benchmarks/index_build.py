@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
 
-    from clinfo.index import build_index
+    from clinfo.corpus.build import build_index
 
     print(f"cpus={os.cpu_count()} load_avg_before={os.getloadavg()[0]:.2f}")
     for run in range(args.repeat):

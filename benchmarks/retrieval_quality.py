@@ -54,9 +54,9 @@ def main() -> None:
     ap.add_argument("--no-prune", action="store_true", help="keep common words in natural-language queries")
     args = ap.parse_args()
 
-    from clinfo.index import build_index
-    from clinfo.sources.fts import FtsIndex
-    from clinfo.sources.local import LocalSource
+    from clinfo.corpus.build import build_index
+    from clinfo.corpus.lexical import FtsIndex
+    from clinfo.sources.corpus import LocalSource
 
     if args.no_prune:
         FtsIndex.common_df = 1.0

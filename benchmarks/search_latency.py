@@ -79,8 +79,8 @@ def main() -> None:
     ap.add_argument("--show", type=int, default=3, help="print this many example queries per kind")
     args = ap.parse_args()
 
-    from clinfo.index import build_index
-    from clinfo.sources.local import LocalSource
+    from clinfo.corpus.build import build_index
+    from clinfo.sources.corpus import LocalSource
 
     tmp = None
     corpus = args.corpus

@@ -39,7 +39,7 @@ def build_cmd(
     """Ingest files into a corpus; re-running skips files already ingested and resumes interrupted ones."""
 
     def body() -> None:
-        from clinfo.index import build_index
+        from clinfo.corpus.build import build_index
 
         summary = build_index(paths, out, progress=not quiet, workers=workers)
         typer.echo(summary.line())
@@ -71,7 +71,7 @@ def info_cmd(corpus: Path = typer.Argument(..., help="Corpus file."), debug: boo
     """Counts and build metadata of a corpus, as JSON."""
 
     def body() -> None:
-        from clinfo.index import corpus_info
+        from clinfo.corpus.store import corpus_info
 
         typer.echo(json.dumps(corpus_info(corpus), indent=2))
 
@@ -85,7 +85,8 @@ def _open_source(spec: str | None, mode: str, settings: "Settings") -> "Source":
     spec = (spec or settings.source).strip()
     if mode == "bm25":
         return create_source(spec, settings)
-    from clinfo.sources.local import MODES, LocalSource, demo_corpus_path
+    from clinfo.corpus.demo import demo_corpus_path
+    from clinfo.sources.corpus import MODES, LocalSource
 
     if mode not in MODES:
         raise ConfigError(f"unknown --mode {mode!r}; use one of {', '.join(MODES)}")

@@ -14,12 +14,19 @@ from pathlib import Path
 
 import pytest
 
+from clinfo.corpus.build import build_index
+from clinfo.corpus.lexical import FtsIndex
+from clinfo.corpus.store import SCHEMA_VERSION, corpus_info, open_corpus
 from clinfo.errors import CorpusError
-from clinfo.index import SCHEMA_VERSION, build_index, corpus_info, open_corpus
-from clinfo.sources.fts import FtsIndex
 from clinfo.sources.pubmed_xml import DeletedCitations, iter_pubmed_xml
 from tests.support.common import REPO
-from tests.support.corpus import XmlSlice, pubmedqa_items, pubmedqa_jsonl_record, write_jsonl, write_xml
+from tests.support.corpus import (
+    XmlSlice,
+    pubmedqa_items,
+    pubmedqa_jsonl_record,
+    write_jsonl,
+    write_xml,
+)
 
 
 def _pmids(db: Path) -> set[int]:
@@ -240,7 +247,7 @@ def test_progress_goes_to_stderr(tmp_path: Path, slice21: XmlSlice, capsys: pyte
 
 _BUILD_SCRIPT = """
 import sys
-from clinfo.index import build_index
+from clinfo.corpus.build import build_index
 build_index([sys.argv[1]], sys.argv[2], progress=False, workers=int(sys.argv[3]), batch_size=25)
 """
 

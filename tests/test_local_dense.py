@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from clinfo.corpus.build import build_index
 from clinfo.errors import CorpusError
-from clinfo.index import build_index
 from tests.support.common import REPO
 from tests.support.corpus import pubmedqa_items, pubmedqa_jsonl_record, write_jsonl
 
@@ -19,7 +19,7 @@ def test_bm25_path_does_not_import_torch_or_faiss(small_corpus: Path) -> None:
     code = (
         "import sys, asyncio\n"
         "import clinfo, clinfo.cli\n"
-        "from clinfo.sources.local import LocalSource\n"
+        "from clinfo.sources.corpus import LocalSource\n"
         f"src = LocalSource({str(small_corpus)!r})\n"
         "asyncio.run(src.search('cancer', limit=3))\n"
         "heavy = [m for m in ('torch', 'faiss', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
@@ -42,7 +42,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
 
 
 def test_dense_without_vectors_says_how_to_make_them(tiny_corpus: tuple[Path, dict]) -> None:
-    from clinfo.sources.local import LocalSource
+    from clinfo.sources.corpus import LocalSource
 
     db, _ = tiny_corpus
     fresh = db.parent / "other.db"
@@ -53,7 +53,7 @@ def test_dense_without_vectors_says_how_to_make_them(tiny_corpus: tuple[Path, di
 
 async def test_embed_search_hybrid_and_resume(tiny_corpus: tuple[Path, dict]) -> None:
     from clinfo.corpus.dense import dense_dir, embed_index
-    from clinfo.sources.local import LocalSource
+    from clinfo.sources.corpus import LocalSource
 
     db, items = tiny_corpus
     first = embed_index(db, progress=False)
@@ -94,8 +94,8 @@ async def test_embed_search_hybrid_and_resume(tiny_corpus: tuple[Path, dict]) ->
 
 def test_hnsw_above_the_exact_limit(tiny_corpus: tuple[Path, dict], tmp_path: Path) -> None:
     from clinfo.corpus.dense import DenseIndex, embed_index
-    from clinfo.sources.fts import FtsIndex
-    from clinfo.index import open_corpus
+    from clinfo.corpus.lexical import FtsIndex
+    from clinfo.corpus.store import open_corpus
 
     db, items = tiny_corpus
     copy = tmp_path / "copy.db"
@@ -123,7 +123,7 @@ def test_cli_embed_and_hybrid_search(tiny_corpus: tuple[Path, dict], tmp_path: P
     result = runner.invoke(app, ["index", "embed", str(copy), "-q"])
     assert result.exit_code == 0, result.output
     # The module's corpus may have grown in an earlier test: count what it holds now.
-    from clinfo.index import corpus_info
+    from clinfo.corpus.store import corpus_info
 
     n = corpus_info(copy)["articles"]
     assert f"embedded {n} articles" in result.stdout and f"exact index over {n} vectors" in result.stdout

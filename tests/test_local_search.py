@@ -14,13 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clinfo.corpus.demo import demo_corpus_path
+from clinfo.corpus.lexical import FtsIndex
+from clinfo.corpus.lexical_query import translate
+from clinfo.corpus.store import open_corpus
 from clinfo.errors import CorpusError, QuerySyntaxError
-from clinfo.index import open_corpus
 from clinfo.settings import Settings
 from clinfo.sources import Source, create_source
 from clinfo.sources.base import DateRange
-from clinfo.sources.fts import FtsIndex, translate
-from clinfo.sources.local import LocalSource, demo_corpus_path
+from clinfo.sources.corpus import LocalSource
 from tests.support.corpus import pubmedqa_items
 
 ALL = 100_000
@@ -301,7 +303,7 @@ def test_demo_corpus_rebuilds_when_packaged_data_changes(tmp_path: Path, monkeyp
     import gzip
     import json
 
-    import clinfo.sources.local as local
+    import clinfo.corpus.demo as local
 
     settings = Settings()
     first = demo_corpus_path(settings)

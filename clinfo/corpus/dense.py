@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clinfo.corpus.store import open_corpus
 from clinfo.errors import ConfigError, CorpusError
-from clinfo.index import open_corpus
 
 if TYPE_CHECKING:
+    from clinfo.corpus.lexical import FtsIndex
     from clinfo.sources.base import DateRange
-    from clinfo.sources.fts import FtsIndex
 
 __all__ = ["DEFAULT_MODEL", "EmbedSummary", "embed_index", "DenseIndex", "resolve_model", "dense_dir"]
 

@@ -22,11 +22,12 @@ def create_source(spec: str, settings: "Settings", cache: "Cache | None" = None)
 
         return PubMedSource(settings, cache=cache)
     if spec == "demo":
-        from clinfo.sources.local import LocalSource, demo_corpus_path
+        from clinfo.corpus.demo import demo_corpus_path
+        from clinfo.sources.corpus import LocalSource
 
         return LocalSource(demo_corpus_path(settings), name="demo")
     if spec.startswith("local:") and spec[6:].strip():
-        from clinfo.sources.local import LocalSource
+        from clinfo.sources.corpus import LocalSource
 
         return LocalSource(spec[6:].strip())
     raise ConfigError(f"unknown source {spec!r}; use 'pubmed', 'demo' or 'local:/path/to/corpus.db'")

@@ -126,7 +126,7 @@ def slice20() -> XmlSlice:
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory, slice21: XmlSlice, slice20: XmlSlice) -> Path:
     """A corpus built once per session from both slices plus 50 PubMedQA items as JSONL."""
-    from clinfo.index import build_index
+    from clinfo.corpus.build import build_index
 
     folder = tmp_path_factory.mktemp("corpus")
     f20 = write_xml(folder / "slice20.xml.gz", slice20.header, slice20.records)

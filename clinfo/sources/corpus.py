@@ -1,6 +1,6 @@
-"""``LocalSource``: the ``Source`` protocol over a local corpus built by ``clinfo.index``.
+"""``LocalSource``: the ``Source`` protocol over a local corpus (``clinfo.corpus``).
 
-Search modes: ``bm25`` (SQLite FTS5, the PubMed query translated by ``clinfo.sources.fts``),
+Search modes: ``bm25`` (SQLite FTS5, the PubMed query translated by ``clinfo.corpus.lexical_query``),
 ``dense`` (sentence-transformers + FAISS, ``clinfo.corpus.dense``, needs the ``[dense]`` extra and
 ``clinfo index embed``) and ``hybrid`` (reciprocal rank fusion of both).
 
@@ -11,29 +11,25 @@ thread, so concurrent searches neither block the event loop nor share a connecti
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import sqlite3
-import tempfile
 import threading
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
+from clinfo.corpus.lexical import FtsIndex
+from clinfo.corpus.lexical_query import translate
+from clinfo.corpus.store import open_corpus
 from clinfo.errors import ConfigError, CorpusError
-from clinfo.index import SCHEMA_VERSION, build_index, open_corpus
 from clinfo.sources.base import DateRange, SearchResult, SourceStats
-from clinfo.sources.fts import FtsIndex, translate
 
 if TYPE_CHECKING:
     from clinfo.models import Article
-    from clinfo.settings import Settings
 
-__all__ = ["LocalSource", "demo_corpus_path", "DEMO_DATA", "MODES"]
+__all__ = ["LocalSource", "MODES"]
 
 MODES = ("bm25", "dense", "hybrid")
 Mode = Literal["bm25", "dense", "hybrid"]
-DEMO_DATA = "demo_corpus.jsonl.gz"
 # Candidates each ranker contributes before fusion: deep enough that a document ranked well by
 # one ranker and moderately by the other can surface.
 _FUSION_DEPTH = 100
@@ -138,46 +134,3 @@ class LocalSource:
 def _rrf_scores(rankings: list[list[int]], items: list[int], k: int = 60) -> list[float]:
     positions = [{item: i for i, item in enumerate(r)} for r in rankings]
     return [sum(1.0 / (k + pos[item] + 1) for pos in positions if item in pos) for item in items]
-
-
-# ----------------------------------------------------------------------------------- demo corpus
-
-
-def _demo_data() -> Path:
-    ref = resources.files("clinfo") / "data" / DEMO_DATA
-    path = Path(str(ref))
-    if not path.is_file():
-        raise CorpusError(f"demo corpus data {DEMO_DATA} is missing from the clinfo installation")
-    return path
-
-
-def demo_corpus_path(settings: "Settings") -> Path:
-    """The demo corpus as a ready SQLite file in ``settings.cache_dir``, built on first use.
-
-    The file name carries a digest of the packaged data and the schema version, so an upgrade
-    that changes either builds a fresh index. The build goes to a temporary file that is renamed
-    into place, so a crash or a concurrent process never sees a half-built corpus.
-    """
-    data = _demo_data()
-    digest = hashlib.sha256(data.read_bytes()).hexdigest()[:16]
-    folder = Path(settings.cache_dir) / "corpus"
-    target = folder / f"demo-{digest}-v{SCHEMA_VERSION}.db"
-    if target.is_file():
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".demo-", suffix=".db.tmp", dir=folder)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        tmp.unlink()  # build_index creates the file itself
-        summary = build_index([data], tmp, progress=False, workers=0)
-        if summary.files_failed or summary.articles == 0:
-            raise CorpusError(f"demo corpus build failed: {summary.line()}")
-        os.replace(tmp, target)
-    finally:
-        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
-            leftover.unlink(missing_ok=True)
-    for old in folder.glob("demo-*.db"):  # earlier versions of the packaged data
-        if old != target:
-            old.unlink(missing_ok=True)
-    return target

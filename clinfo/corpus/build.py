@@ -1,16 +1,4 @@
-"""The local PubMed mirror: one SQLite file with an FTS5 index, built from NLM XML or JSON Lines.
-
-Layout (``SCHEMA_VERSION`` 1):
-
-* ``docs``: one row per citation, keyed by PMID (the INTEGER PRIMARY KEY, so lookups by PMID are
-  rowid lookups). The searchable texts are plain columns; what else an ``Article`` needs (abstract
-  section labels, authors, DOI) is a small JSON object. Sections are stored joined by ``\\n``; the
-  parser collapses whitespace inside a section, so the split is exact.
-* ``fts``: an external-content FTS5 table over ``docs`` (title, abstract, MeSH, publication types),
-  so the texts are stored once. BM25 comes with FTS5.
-* ``files``: every input file seen (name, size, mtime) with how far it has been ingested, so a
-  re-run skips finished files and a killed run resumes where its last transaction ended.
-* ``deleted``: PMIDs withdrawn by ``DeleteCitation``, with the file that withdrew them.
+"""Building a corpus: PubMed XML or JSON Lines files into the record store (``clinfo.corpus.store``).
 
 Every input file gets a sequence number in the order given (across runs, later runs are later).
 A record replaces the stored one only if it comes from a later file, and a deletion only removes a
@@ -33,123 +21,26 @@ import multiprocessing as mp
 import os
 import queue as queue_mod
 import sqlite3
-import sys
 import threading
 import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Sequence
+from typing import IO, Any, Iterable, Iterator
 
+from clinfo.corpus.store import (
+    _DDL,
+    _DOC_COLS,
+    _FTS_COLS,
+    SCHEMA_VERSION,
+    _check_schema,
+    article_to_row,
+)
 from clinfo.errors import CorpusError, MalformedResponse
 from clinfo.models import AbstractSection, Article
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "BuildSummary",
-    "build_index",
-    "open_corpus",
-    "row_to_article",
-    "article_to_row",
-    "corpus_info",
-    "input_files",
-]
-
-SCHEMA_VERSION = 1
-
-_DDL = [
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS files (
-        id INTEGER PRIMARY KEY,          -- sequence: a later file wins
-        name TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-        done_upto INTEGER NOT NULL DEFAULT 0,  -- items (records + delete blocks) already applied
-        complete INTEGER NOT NULL DEFAULT 0,
-        error TEXT,
-        records INTEGER NOT NULL DEFAULT 0,
-        added REAL NOT NULL,
-        UNIQUE (name, size, mtime_ns))""",
-    """CREATE TABLE IF NOT EXISTS docs (
-        pmid INTEGER PRIMARY KEY,
-        seq INTEGER NOT NULL,            -- files.id of the file this version came from
-        year INTEGER,
-        title TEXT NOT NULL,
-        abstract TEXT NOT NULL,          -- section texts joined by \\n
-        mesh TEXT NOT NULL,              -- headings joined by \\n
-        pubtype TEXT NOT NULL,           -- publication types joined by \\n
-        journal TEXT NOT NULL,
-        extra TEXT NOT NULL)             -- JSON: labels, authors, doi""",
-    "CREATE INDEX IF NOT EXISTS docs_year ON docs(year)",
-    "CREATE TABLE IF NOT EXISTS deleted (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)",
-    """CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
-        title, abstract, mesh, pubtype,
-        content='docs', content_rowid='pmid',
-        tokenize='unicode61 remove_diacritics 2')""",
-]
-
-_DOC_COLS = "pmid, seq, year, title, abstract, mesh, pubtype, journal, extra"
-_FTS_COLS = "title, abstract, mesh, pubtype"
-
-
-# ------------------------------------------------------------------------------- rows <-> Article
-
-
-def _squash(text: str) -> str:
-    return " ".join(text.split())
-
-
-def article_to_row(article: Article, seq: int = 0) -> tuple[Any, ...] | str:
-    """The ``docs`` row for an article, or the reason it is not indexed."""
-    pmid = str(article.pmid).strip()
-    if not pmid.isdigit() or not 0 < int(pmid) < 2**63:
-        return "invalid PMID"
-    sections = [(_squash(s.label), _squash(s.text)) for s in article.abstract_sections]
-    sections = [(label, text) for label, text in sections if text]
-    if not sections:
-        return "no abstract"
-    title = _squash(article.title)
-    texts = [title, article.journal, *(t for _, t in sections), *article.mesh, *article.authors]
-    # The XML reader repairs invalid UTF-8 with U+FFFD; such a record's text is not what NLM wrote.
-    if any("\ufffd" in t for t in texts):
-        return "invalid UTF-8"
-    extra: dict[str, Any] = {}
-    if any(label for label, _ in sections):
-        extra["labels"] = [label for label, _ in sections]
-    if article.authors:
-        extra["authors"] = article.authors
-    if article.doi:
-        extra["doi"] = article.doi
-    return (
-        int(pmid),
-        seq,
-        article.year,
-        title,
-        "\n".join(text for _, text in sections),
-        "\n".join(_squash(m) for m in article.mesh if m.strip()),
-        "\n".join(_squash(p) for p in article.publication_types if p.strip()),
-        _squash(article.journal),
-        json.dumps(extra, ensure_ascii=False, separators=(",", ":")),
-    )
-
-
-def row_to_article(row: Sequence[Any]) -> Article:
-    """``(pmid, year, title, abstract, mesh, pubtype, journal, extra)`` -> Article."""
-    pmid, year, title, abstract, mesh, pubtype, journal, extra_json = row
-    extra = json.loads(extra_json) if extra_json else {}
-    texts = abstract.split("\n") if abstract else []
-    labels = extra.get("labels") or [""] * len(texts)
-    return Article(
-        pmid=str(pmid),
-        title=title,
-        abstract_sections=[AbstractSection(label=label, text=text) for label, text in zip(labels, texts)],
-        authors=extra.get("authors", []),
-        journal=journal,
-        year=year,
-        doi=extra.get("doi"),
-        mesh=mesh.split("\n") if mesh else [],
-        publication_types=pubtype.split("\n") if pubtype else [],
-    )
-
+__all__ = ["BuildSummary", "build_index", "input_files"]
 
 # ------------------------------------------------------------------------------------ JSON Lines
 
@@ -329,7 +220,7 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int) -
                 stream = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
             items = _iter_jsonl(stream)
         else:
-            from clinfo.sources.pubmed_xml import DeletedCitations, iter_pubmed_xml
+            from clinfo.sources.pubmed_xml import iter_pubmed_xml
 
             items = iter_pubmed_xml(buffered)
         for item in items:
@@ -401,56 +292,6 @@ class BuildSummary:
             parts.append("failed: " + "; ".join(reason for _, reason in self.files_failed))
         parts.append(f"index holds {self.articles:,} articles")
         return "; ".join(parts)
-
-
-# -------------------------------------------------------------------------------- opening a corpus
-
-
-def open_corpus(path: str | os.PathLike[str], *, readonly: bool = True, check_same_thread: bool = True) -> sqlite3.Connection:
-    """A connection to an existing corpus; ``CorpusError`` if missing, not ours, or another schema."""
-    p = Path(path)
-    if not p.is_file():
-        raise CorpusError(f"no corpus at {p}; build one with 'clinfo index build'")
-    try:
-        if readonly:
-            conn = sqlite3.connect(p.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=check_same_thread)
-        else:
-            conn = sqlite3.connect(p, isolation_level=None, check_same_thread=check_same_thread, timeout=30)
-        _check_schema(conn, p)
-    except sqlite3.DatabaseError as exc:
-        raise CorpusError(f"{p} is not a readable clinfo corpus ({' '.join(str(exc).split())})") from None
-    return conn
-
-
-def _check_schema(conn: sqlite3.Connection, p: Path) -> None:
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    except sqlite3.OperationalError:
-        conn.close()
-        raise CorpusError(f"{p} is not a clinfo corpus (no meta table)") from None
-    if row is None:
-        conn.close()
-        raise CorpusError(f"{p} is not a clinfo corpus (no schema version)")
-    if str(row[0]) != str(SCHEMA_VERSION):
-        conn.close()
-        raise CorpusError(
-            f"{p} was built with corpus schema v{row[0]}; this clinfo reads v{SCHEMA_VERSION}; rebuild it with 'clinfo index build'"
-        )
-
-
-def corpus_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Counts and metadata of a corpus (articles, files, schema, generation)."""
-    conn = open_corpus(path)
-    try:
-        info: dict[str, Any] = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        info["articles"] = conn.execute("SELECT count(*) FROM docs").fetchone()[0]
-        info["files"] = [
-            {"name": n, "complete": bool(c), "records": r, "error": e}
-            for n, c, r, e in conn.execute("SELECT name, complete, records, error FROM files ORDER BY id")
-        ]
-        return info
-    finally:
-        conn.close()
 
 
 def _create_or_open_for_write(out: Path) -> sqlite3.Connection:
@@ -587,7 +428,14 @@ class _Progress:
         self.done_bytes: dict[int, int] = {}
         if enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(
                 TextColumn("indexing"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[citations]}"),

@@ -1,0 +1,237 @@
+"""The record store: one SQLite file holding the citations, the file ledger and deletions.
+
+Layout (``SCHEMA_VERSION`` 1):
+
+* ``docs``: one row per citation, keyed by PMID (the INTEGER PRIMARY KEY, so lookups by PMID are
+  rowid lookups). The searchable texts are plain columns; what else an ``Article`` needs (abstract
+  section labels, authors, DOI) is a small JSON object. Sections are stored joined by ``\\n``; the
+  parser collapses whitespace inside a section, so the split is exact.
+* ``fts``: an external-content FTS5 table over ``docs`` (title, abstract, MeSH, publication types),
+  so the texts are stored once. BM25 comes with FTS5.
+* ``files``: every input file seen (name, size, mtime) with how far it has been ingested, so a
+  re-run skips finished files and a killed run resumes where its last transaction ended.
+* ``deleted``: PMIDs withdrawn by ``DeleteCitation``, with the file that withdrew them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any, Sequence
+
+from clinfo.errors import CorpusError
+from clinfo.models import AbstractSection, Article
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "RecordStore",
+    "open_corpus",
+    "row_to_article",
+    "article_to_row",
+    "corpus_info",
+]
+
+SCHEMA_VERSION = 1
+
+_DDL = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS files (
+        id INTEGER PRIMARY KEY,          -- sequence: a later file wins
+        name TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        done_upto INTEGER NOT NULL DEFAULT 0,  -- items (records + delete blocks) already applied
+        complete INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        records INTEGER NOT NULL DEFAULT 0,
+        added REAL NOT NULL,
+        UNIQUE (name, size, mtime_ns))""",
+    """CREATE TABLE IF NOT EXISTS docs (
+        pmid INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,            -- files.id of the file this version came from
+        year INTEGER,
+        title TEXT NOT NULL,
+        abstract TEXT NOT NULL,          -- section texts joined by \\n
+        mesh TEXT NOT NULL,              -- headings joined by \\n
+        pubtype TEXT NOT NULL,           -- publication types joined by \\n
+        journal TEXT NOT NULL,
+        extra TEXT NOT NULL)             -- JSON: labels, authors, doi""",
+    "CREATE INDEX IF NOT EXISTS docs_year ON docs(year)",
+    "CREATE TABLE IF NOT EXISTS deleted (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)",
+    """CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
+        title, abstract, mesh, pubtype,
+        content='docs', content_rowid='pmid',
+        tokenize='unicode61 remove_diacritics 2')""",
+]
+
+_DOC_COLS = "pmid, seq, year, title, abstract, mesh, pubtype, journal, extra"
+_FTS_COLS = "title, abstract, mesh, pubtype"
+
+
+# ------------------------------------------------------------------------------- rows <-> Article
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def article_to_row(article: Article, seq: int = 0) -> tuple[Any, ...] | str:
+    """The ``docs`` row for an article, or the reason it is not indexed."""
+    pmid = str(article.pmid).strip()
+    if not pmid.isdigit() or not 0 < int(pmid) < 2**63:
+        return "invalid PMID"
+    sections = [(_squash(s.label), _squash(s.text)) for s in article.abstract_sections]
+    sections = [(label, text) for label, text in sections if text]
+    if not sections:
+        return "no abstract"
+    title = _squash(article.title)
+    texts = [title, article.journal, *(t for _, t in sections), *article.mesh, *article.authors]
+    # The XML reader repairs invalid UTF-8 with U+FFFD; such a record's text is not what NLM wrote.
+    if any("\ufffd" in t for t in texts):
+        return "invalid UTF-8"
+    extra: dict[str, Any] = {}
+    if any(label for label, _ in sections):
+        extra["labels"] = [label for label, _ in sections]
+    if article.authors:
+        extra["authors"] = article.authors
+    if article.doi:
+        extra["doi"] = article.doi
+    return (
+        int(pmid),
+        seq,
+        article.year,
+        title,
+        "\n".join(text for _, text in sections),
+        "\n".join(_squash(m) for m in article.mesh if m.strip()),
+        "\n".join(_squash(p) for p in article.publication_types if p.strip()),
+        _squash(article.journal),
+        json.dumps(extra, ensure_ascii=False, separators=(",", ":")),
+    )
+
+
+def row_to_article(row: Sequence[Any]) -> Article:
+    """``(pmid, year, title, abstract, mesh, pubtype, journal, extra)`` -> Article."""
+    pmid, year, title, abstract, mesh, pubtype, journal, extra_json = row
+    extra = json.loads(extra_json) if extra_json else {}
+    texts = abstract.split("\n") if abstract else []
+    labels = extra.get("labels") or [""] * len(texts)
+    return Article(
+        pmid=str(pmid),
+        title=title,
+        abstract_sections=[AbstractSection(label=label, text=text) for label, text in zip(labels, texts)],
+        authors=extra.get("authors", []),
+        journal=journal,
+        year=year,
+        doi=extra.get("doi"),
+        mesh=mesh.split("\n") if mesh else [],
+        publication_types=pubtype.split("\n") if pubtype else [],
+    )
+
+
+
+# -------------------------------------------------------------------------------- opening a corpus
+
+
+def open_corpus(path: str | os.PathLike[str], *, readonly: bool = True, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A connection to an existing corpus; ``CorpusError`` if missing, not ours, or another schema."""
+    p = Path(path)
+    if not p.is_file():
+        raise CorpusError(f"no corpus at {p}; build one with 'clinfo index build'")
+    try:
+        if readonly:
+            conn = sqlite3.connect(p.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=check_same_thread)
+        else:
+            conn = sqlite3.connect(p, isolation_level=None, check_same_thread=check_same_thread, timeout=30)
+        _check_schema(conn, p)
+    except sqlite3.DatabaseError as exc:
+        raise CorpusError(f"{p} is not a readable clinfo corpus ({' '.join(str(exc).split())})") from None
+    return conn
+
+
+def _check_schema(conn: sqlite3.Connection, p: Path) -> None:
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.OperationalError:
+        conn.close()
+        raise CorpusError(f"{p} is not a clinfo corpus (no meta table)") from None
+    if row is None:
+        conn.close()
+        raise CorpusError(f"{p} is not a clinfo corpus (no schema version)")
+    if str(row[0]) != str(SCHEMA_VERSION):
+        conn.close()
+        raise CorpusError(
+            f"{p} was built with corpus schema v{row[0]}; this clinfo reads v{SCHEMA_VERSION}; rebuild it with 'clinfo index build'"
+        )
+
+
+def corpus_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Counts and metadata of a corpus (articles, files, schema, generation)."""
+    conn = open_corpus(path)
+    try:
+        info: dict[str, Any] = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        info["articles"] = conn.execute("SELECT count(*) FROM docs").fetchone()[0]
+        info["files"] = [
+            {"name": n, "complete": bool(c), "records": r, "error": e}
+            for n, c, r, e in conn.execute("SELECT name, complete, records, error FROM files ORDER BY id")
+        ]
+        return info
+    finally:
+        conn.close()
+
+
+
+
+class RecordStore:
+    """Record lookup over one open corpus connection (one per thread: sqlite3 connections are not shared)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._n: int | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], readonly: bool = True) -> "RecordStore":
+        return cls(open_corpus(path, readonly=readonly, check_same_thread=False), Path(path))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @property
+    def size(self) -> int:
+        """Articles in the corpus (every stored article has an abstract)."""
+        if self._n is None:
+            self._n = int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0])
+        return self._n
+
+    def years(self, pmids: Sequence[int]) -> dict[int, int | None]:
+        """Publication year of each stored PMID; PMIDs not in the corpus are left out."""
+        out: dict[int, int | None] = {}
+        ids = [int(p) for p in pmids]
+        for i in range(0, len(ids), 900):
+            chunk = ids[i : i + 900]
+            q = f"SELECT pmid, year FROM docs WHERE pmid IN ({','.join('?' * len(chunk))})"
+            out.update(self.conn.execute(q, chunk).fetchall())
+        return out
+
+    def has(self, pmids: Sequence[int]) -> set[int]:
+        """The PMIDs of ``pmids`` the corpus holds."""
+        return set(self.years(pmids))
+
+    def fetch(self, pmids: Sequence[int | str]) -> list[Article]:
+        """Articles in the order asked; unknown or malformed PMIDs are left out."""
+        ids = [int(p) for p in (str(x).strip() for x in pmids) if p.isdigit() and len(p) < 19]
+        found: dict[int, Any] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = (
+                "SELECT pmid, year, title, abstract, mesh, pubtype, journal, extra FROM docs"
+                f" WHERE pmid IN ({','.join('?' * len(chunk))})"
+            )
+            for row in self.conn.execute(q, chunk):
+                found[row[0]] = row
+        out, seen = [], set()
+        for pmid in ids:
+            if pmid in found and pmid not in seen:
+                seen.add(pmid)
+                out.append(row_to_article(found[pmid]))
+        return out
