@@ -3,6 +3,7 @@
 AppTest runs the real script in this process, so a scripted LLM backend and an in-memory
 source registered here are what the app's settings resolve ``apptest:...`` to. One test uses
 the real OpenAI backend against a closed loopback port, for the real "server unreachable" path.
+Each AppTest is one browser session; several over one history file are several tabs or users.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ OPENAI_KEY = "sk-test-SECRET-key-0123456789abcdef"
 NCBI_KEY = "ncbi-SECRET-key-9876543210"
 
 SOURCES: list[MemorySource] = []  # every source the app opened, to see what it searched
+BACKENDS: list[str] = []  # every LLM backend object the app made, by model name
+PASSWORD = "correct horse battery staple"
 
 
 def corpus() -> list:
@@ -49,6 +52,7 @@ def corpus() -> list:
 
 
 def scripted(model: str, settings: Any) -> Any:
+    BACKENDS.append(model)
     if model == "down":
         return DownLLM()
     plan = {"ok": Q1, "followup": Q_FOLLOW}[model]
@@ -94,13 +98,44 @@ def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("CLINFO_LLM", "apptest:ok")
     monkeypatch.setenv("CLINFO_SOURCE", "apptest")
     monkeypatch.setenv("CLINFO_USE_CACHE", "false")
+    monkeypatch.delenv("CLINFO_APP_PASSWORD", raising=False)
     SOURCES.clear()
+    BACKENDS.clear()
     return db
 
 
-def start() -> AppTest:
+def start(link: dict[str, Any] | None = None, user: dict[str, Any] | None = None) -> AppTest:
+    """A new browser session; ``link``: the query parameters of the address it opens."""
     at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(link or {})
+    if user is not None:
+        at.user = user
     at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def reload(at: AppTest) -> AppTest:
+    """The same address in a new session: what a browser reload does."""
+    return start(dict(at.query_params))
+
+
+def stored_turns(db: Path) -> list[Any]:
+    """Every turn in the file, whoever asked it, oldest first."""
+    store = HistoryStore(db)
+    with sqlite3.connect(db) as conn:
+        ids = [row[0] for row in conn.execute("SELECT id FROM conversations ORDER BY id")]
+    return sorted((t for i in ids for t in store.turns(i)), key=lambda t: t.id)
+
+
+def listed(at: AppTest) -> list[str]:
+    """The conversations the sidebar offers to reopen, as their button labels."""
+    return [b.label for b in at.sidebar.button if (b.key or "").startswith("open-")]
+
+
+def open_listed(at: AppTest, label_start: str) -> AppTest:
+    (button,) = [b for b in at.sidebar.button if (b.key or "").startswith("open-") and b.label.startswith(label_start)]
+    button.click().run()
     assert not at.exception, at.exception
     return at
 
@@ -164,7 +199,7 @@ def test_question_gives_cited_answer_with_reference_links(app_env: Path) -> None
     # exports offered
     assert [b.label for b in at.download_button] == [label for label, *_ in FORMATS.values()]
     # stored
-    turns = HistoryStore(app_env).turns()
+    turns = stored_turns(app_env)
     assert [t.question for t in turns] == [QUESTION]
     assert [r.pmid for r in turns[0].answer.references] == ["101", "103"]
 
@@ -178,7 +213,7 @@ def test_failing_backend_shows_one_line_error_not_traceback(app_env: Path, monke
     assert not at.exception
     assert "Traceback" not in everything(at)
     # the failure is part of the conversation after a reload
-    again = start()
+    again = reload(at)
     assert [e.value for e in again.error] == [at.error[0].value]
 
 
@@ -206,9 +241,9 @@ def test_unreachable_server_and_keys_never_shown_or_stored(app_env: Path, monkey
     assert "OPENAI_API_KEY: set" in [c.value for c in at.sidebar.caption]
     assert "NCBI_API_KEY: set" in [c.value for c in at.sidebar.caption]
 
-    rendered = everything(at) + everything(start())
+    rendered = everything(at) + everything(reload(at))
     stored = app_env.read_bytes().decode("utf-8", "replace")
-    turns = HistoryStore(app_env).turns()
+    turns = stored_turns(app_env)
     exports = "".join(make(t.answer) for t in turns if t.answer for *_, make in FORMATS.values())
     for key in (OPENAI_KEY, NCBI_KEY):
         assert key not in rendered
@@ -233,19 +268,23 @@ def test_malicious_title_renders_as_text(app_env: Path) -> None:
     assert hrefs and all(h.startswith(("https://pubmed.ncbi.nlm.nih.gov/", "https://doi.org/")) for h in hrefs)
 
 
-def test_history_survives_a_new_session_and_clear_empties_it(app_env: Path) -> None:
-    ask(start(), QUESTION)
+def test_conversation_survives_a_reload_and_clear_empties_it(app_env: Path) -> None:
+    first = ask(start(), QUESTION)
+    assert set(first.query_params) == {"c"}  # the open conversation is in the address
 
-    again = start()  # a reload or a restart: a new session on the same database
+    again = reload(first)  # a reload or a restart: a new session on the same address
     assert [role for role, _ in chat(again)] == ["user", "assistant"]
     assert chat(again)[0][1] == "Does magnesium improve sleep in older adults?"
     assert "https://pubmed.ncbi.nlm.nih.gov/101/" in chat(again)[1][1]
     assert len(again.download_button) == len(FORMATS)
+    assert listed(again) == [f"{QUESTION} · 1"]
 
     again.sidebar.button(key="clear_history").click().run()
-    assert not again.chat_message
+    assert not again.chat_message and listed(again) == []
     assert len(HistoryStore(app_env)) == 0
-    assert not start().chat_message
+    assert "c" not in again.query_params
+    assert not reload(first).chat_message  # the old address opens a new conversation
+    assert any("not available" in w.value for w in reload(first).warning)
 
 
 def test_sidebar_defaults_come_from_environment(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,7 +324,7 @@ def followup(app_env: Path, mode: str) -> tuple[AppTest, list[str]]:
     at.sidebar.radio(key="followups").set_value(mode)
     at.sidebar.text_input(key="llm_model").set_value("followup")  # plans Q_FOLLOW, which the source does not know
     ask(at, FOLLOW_UP)
-    turns = HistoryStore(app_env).turns()
+    turns = stored_turns(app_env)
     assert [t.question for t in turns] == [QUESTION, FOLLOW_UP]
     return at, [r.pmid for r in turns[1].answer.references]
 
@@ -305,7 +344,7 @@ def test_followup_reuse_only_does_not_search(app_env: Path) -> None:
 def test_followup_search_again_only_ignores_earlier_articles(app_env: Path) -> None:
     at, refs = followup(app_env, "search")
     assert refs == []
-    assert HistoryStore(app_env).turns()[1].answer.no_evidence
+    assert stored_turns(app_env)[1].answer.no_evidence
     assert any(w.value.startswith("No relevant evidence found") for w in at.warning)
 
 
@@ -339,12 +378,12 @@ class SlowLLM(DownLLM):
 
 
 def test_cancel_stops_the_worker_and_its_llm_call(app_env: Path) -> None:
-    from clinfo.app.runner import QuestionRun
+    from clinfo.app.runner import Engine, QuestionRun
     from clinfo.settings import load_settings
 
     slow = SlowLLM()
     register("apptest-slow", lambda model, settings: slow)
-    run = QuestionRun(load_settings(llm="apptest-slow"), QUESTION).start()
+    run = QuestionRun(Engine(load_settings(llm="apptest-slow")), QUESTION).start()
     assert slow.started.wait(30)  # the first LLM call is in flight
     run.cancel()
     seen = [message for batch in run.batches(poll=0.05) for message in batch]

@@ -1,8 +1,18 @@
 """The app's conversation history: one SQLite file, so a reload or a restart keeps the chat.
 
-Each turn stores the question, the Answer as JSON (or the one-line error when the run failed)
-and the public part of the run's configuration. Keys are never stored: settings go in through
-an allow-list, and every text is passed through :func:`clinfo.app.redact.redact` first.
+The file holds conversations, each with its turns. A turn stores the question, the Answer as
+JSON (or the one-line error when the run failed) and the public part of the run's configuration.
+Keys are never stored: settings go in through an allow-list, and every text is passed through
+:func:`clinfo.app.redact.redact` first.
+
+Who sees what is decided here, by :class:`Viewer`:
+
+* a known user (signed in through Streamlit's auth, or named at the password gate) sees every
+  conversation of that user, from any tab, across restarts;
+* an anonymous viewer sees the conversations started in its own browser session, plus any it
+  opened by its link (each conversation has an unguessable token, kept in the page's address,
+  so a reload reopens it), plus the one conversation a version-1 file is migrated into (version 1
+  had a single conversation that every tab shared, so nothing new is exposed).
 
 The file is ``$CLINFO_APP_DB`` if set, else ``app_history.db`` under the cache directory.
 Connections are opened per operation, because Streamlit serves each browser session from its
@@ -14,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import secrets as _secrets
 import sqlite3
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -28,7 +39,8 @@ if TYPE_CHECKING:
     from clinfo.settings import Settings
 
 ENV_DB = "CLINFO_APP_DB"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+TITLE_CHARS = 80
 # what a turn records about its configuration: enough to know how an answer was made, no secrets
 PUBLIC_CONFIG = (
     "llm",
@@ -43,19 +55,49 @@ PUBLIC_CONFIG = (
 )
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS turns (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    created     TEXT NOT NULL,
-    question    TEXT NOT NULL,
-    answer_json TEXT,
-    error       TEXT,
-    config_json TEXT NOT NULL DEFAULT '{}'
+CREATE TABLE IF NOT EXISTS conversations (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    token    TEXT NOT NULL UNIQUE,
+    user     TEXT,
+    session  TEXT,
+    created  TEXT NOT NULL,
+    title    TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS turns (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+    created         TEXT NOT NULL,
+    question        TEXT NOT NULL,
+    answer_json     TEXT,
+    error           TEXT,
+    config_json     TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS conversations_owner ON conversations(user, session);
+CREATE INDEX IF NOT EXISTS turns_conversation ON turns(conversation_id, id);
 """
 
 
 class HistoryError(ClinfoError):
     """The history file cannot be opened, read or written."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: ``user`` when known (namespaced, e.g. ``auth:ann@x.org``), and the browser
+    session's random id, which is all an anonymous viewer has."""
+
+    session: str
+    user: str | None = None
+
+
+@dataclass
+class Conversation:
+    id: int
+    token: str
+    user: str | None
+    created: str
+    title: str
+    turns: int = 0
 
 
 @dataclass
@@ -86,6 +128,25 @@ def public_config(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v) for k, v in out.items()}
 
 
+def title_of(question: str) -> str:
+    text = " ".join(question.split())
+    return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _visible(viewer: Viewer, opened: Iterable[int] = ()) -> tuple[str, list[Any]]:
+    """The WHERE clause (on table ``c``) of the conversations ``viewer`` may list and open."""
+    if viewer.user is not None:
+        return "c.user = ?", [viewer.user]
+    ids = sorted({int(i) for i in opened})
+    extra = f" OR c.id IN ({', '.join('?' * len(ids))})" if ids else ""
+    # session IS NULL: the conversation a version-1 file became (every tab shared it then)
+    return f"(c.user IS NULL AND (c.session = ? OR c.session IS NULL{extra}))", [viewer.session, *ids]
+
+
 class HistoryStore:
     def __init__(self, path: Path | str, secrets: Iterable[str] = ()) -> None:
         self.path = Path(path)
@@ -108,20 +169,88 @@ class HistoryStore:
 
     def _init(self) -> None:
         with self._db() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise HistoryError(
-                    f"conversation history {self.path} was written by a newer clinfo (schema {version}); "
-                    f"set {ENV_DB} to another file"
-                )
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # DDL and the v1 migration in one explicit transaction: several sessions may open a
+            # v1 file at once, and a half-migrated file must never be left behind
+            conn.isolation_level = None
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise HistoryError(
+                        f"conversation history {self.path} was written by a newer clinfo (schema {version}); "
+                        f"set {ENV_DB} to another file"
+                    )
+                if version == 1:
+                    _migrate_v1(conn)
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def _clean(self, text: str | None) -> str | None:
         return None if text is None else redact(text, self.secrets)
 
+    # ---- conversations
+    def new_conversation(self, viewer: Viewer, title: str) -> Conversation:
+        token = _secrets.token_urlsafe(18)
+        created = _now()
+        clean_title = self._clean(title_of(title)) or ""
+        with self._db() as conn:
+            cur = conn.execute(
+                "INSERT INTO conversations (token, user, session, created, title) VALUES (?, ?, ?, ?, ?)",
+                (token, viewer.user, viewer.session, created, clean_title),
+            )
+            cid = int(cur.lastrowid or 0)
+        return Conversation(id=cid, token=token, user=viewer.user, created=created, title=clean_title)
+
+    def conversations(self, viewer: Viewer, opened: Iterable[int] = ()) -> list[Conversation]:
+        """What ``viewer`` may reopen, most recent first."""
+        where, args = _visible(viewer, opened)
+        with self._db() as conn:
+            rows = conn.execute(
+                "SELECT c.id, c.token, c.user, c.created, c.title, COUNT(t.id) FROM conversations c "
+                f"LEFT JOIN turns t ON t.conversation_id = c.id WHERE {where} "
+                "GROUP BY c.id ORDER BY COALESCE(MAX(t.id), 0) DESC, c.id DESC",
+                args,
+            ).fetchall()
+        return [Conversation(*row[:5], turns=row[5]) for row in rows]
+
+    def conversation(self, viewer: Viewer, token: str) -> Conversation | None:
+        """The conversation with this link token, if ``viewer`` may open it: its own user's, or
+        for an anonymous viewer any anonymous one (the token is the capability); None otherwise."""
+        owner = "c.user = ?" if viewer.user is not None else "c.user IS NULL"
+        args: list[Any] = [token] + ([viewer.user] if viewer.user is not None else [])
+        with self._db() as conn:
+            row = conn.execute(
+                "SELECT c.id, c.token, c.user, c.created, c.title, "
+                "(SELECT COUNT(*) FROM turns t WHERE t.conversation_id = c.id) "
+                f"FROM conversations c WHERE c.token = ? AND {owner}",
+                args,
+            ).fetchone()
+        return None if row is None else Conversation(*row[:5], turns=row[5])
+
+    def delete(self, conversation_ids: Iterable[int]) -> None:
+        ids = [int(i) for i in conversation_ids]
+        if not ids:
+            return
+        marks = ", ".join("?" * len(ids))
+        with self._db() as conn:
+            conn.execute(f"DELETE FROM turns WHERE conversation_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM conversations WHERE id IN ({marks})", ids)
+
+    def clear(self, viewer: Viewer, opened: Iterable[int] = ()) -> None:
+        """Delete every conversation ``viewer`` can see (nobody else's)."""
+        self.delete(c.id for c in self.conversations(viewer, opened))
+
+    # ---- turns
     def add(
         self,
+        conversation_id: int,
         question: str,
         answer: "Answer | None" = None,
         error: str | None = None,
@@ -130,7 +259,8 @@ class HistoryStore:
         if (answer is None) == (error is None):
             raise ValueError("a turn has either an answer or an error")
         row = (
-            dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            conversation_id,
+            _now(),
             self._clean(question),
             self._clean(answer.to_json(indent=None) if answer is not None else None),
             self._clean(error),
@@ -138,16 +268,20 @@ class HistoryStore:
         )
         with self._db() as conn:
             cur = conn.execute(
-                "INSERT INTO turns (created, question, answer_json, error, config_json) VALUES (?, ?, ?, ?, ?)", row
+                "INSERT INTO turns (conversation_id, created, question, answer_json, error, config_json) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                row,
             )
             return int(cur.lastrowid or 0)
 
-    def turns(self) -> list[Turn]:
+    def turns(self, conversation_id: int) -> list[Turn]:
         from clinfo.models import Answer
 
         with self._db() as conn:
             rows = conn.execute(
-                "SELECT id, created, question, answer_json, error, config_json FROM turns ORDER BY id"
+                "SELECT id, created, question, answer_json, error, config_json FROM turns "
+                "WHERE conversation_id = ? ORDER BY id",
+                (conversation_id,),
             ).fetchall()
         out = []
         for id_, created, question, answer_json, error, config_json in rows:
@@ -164,13 +298,28 @@ class HistoryStore:
             out.append(Turn(id=id_, created=created, question=question, answer=answer, error=error, config=config))
         return out
 
-    def clear(self) -> None:
-        with self._db() as conn:
-            conn.execute("DELETE FROM turns")
-
     def __len__(self) -> int:
+        """Turns in the file, everyone's."""
         with self._db() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Version 1 had one table of turns, one conversation for every tab: its turns become one
+    conversation of no user and no session, which anonymous viewers keep seeing."""
+    conn.execute(
+        "CREATE TABLE conversations (id INTEGER PRIMARY KEY AUTOINCREMENT, token TEXT NOT NULL UNIQUE, "
+        "user TEXT, session TEXT, created TEXT NOT NULL, title TEXT NOT NULL DEFAULT '')"
+    )
+    conn.execute("ALTER TABLE turns ADD COLUMN conversation_id INTEGER REFERENCES conversations(id)")
+    first = conn.execute("SELECT created, question FROM turns ORDER BY id LIMIT 1").fetchone()
+    if first is None:
+        return
+    cur = conn.execute(
+        "INSERT INTO conversations (token, user, session, created, title) VALUES (?, NULL, NULL, ?, ?)",
+        (_secrets.token_urlsafe(18), first[0], title_of(first[1])),
+    )
+    conn.execute("UPDATE turns SET conversation_id = ?", (cur.lastrowid,))
 
 
 def found_articles(turns: Iterable[Turn]) -> list["Article"]:

@@ -1,21 +1,29 @@
-"""The Streamlit page: sidebar settings, the chat with its history, live progress, answers, exports.
+"""The Streamlit page: access, conversations, sidebar settings, the chat, live progress, answers, exports.
 
 Every piece of outside text (titles, abstracts, LLM output, error messages from servers) goes
 through :mod:`clinfo.app.view`'s escaping before a Markdown-rendering element; nothing here
 uses ``unsafe_allow_html``. Errors become one ``st.error`` line, never a traceback.
+
+Each browser session (a tab) has its own conversation and its own engine (one ``ClinfoAI``,
+rebuilt only when the run settings change); :mod:`clinfo.app.history` decides which earlier
+conversations a viewer may reopen. Access: Streamlit's own auth when ``[auth]`` is configured
+in secrets.toml, else a shared password from ``$CLINFO_APP_PASSWORD`` when set, else open.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
+import os
+import secrets as _secrets
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from clinfo.app import export, view
-from clinfo.app.history import HistoryStore, Turn, default_db_path, found_articles
+from clinfo.app.history import Conversation, HistoryStore, Turn, Viewer, default_db_path, found_articles
 from clinfo.app.redact import key_status, secret_values
-from clinfo.app.runner import FOLLOWUP_LABELS, QuestionRun, error_message
+from clinfo.app.runner import FOLLOWUP_LABELS, Engine, QuestionRun, error_message, settings_key
 from clinfo.app.view import md_escape
 from clinfo.errors import ClinfoError
 
@@ -27,6 +35,15 @@ if TYPE_CHECKING:
 SOURCE_LABELS = {"pubmed": "PubMed (live, E-utilities)", "demo": "Demo corpus (offline)", "local": "Local index file"}
 # backends that cannot run without a model name
 _NEEDS_MODEL = {"openai", "vllm", "vllm-offline"}
+ENV_PASSWORD = "CLINFO_APP_PASSWORD"
+CONVERSATIONS_SHOWN = 30
+# session_state keys (none is a widget key, so the browser cannot set them)
+_SESSION = "clinfo_session"  # this browser session's random id
+_CONVERSATION = "clinfo_conversation"  # link token of the open conversation; None: a new one
+_OPENED = "clinfo_opened"  # ids of conversations this session opened by their link
+_ENGINE = "clinfo_engine"
+_GATE = "clinfo_gate_name"  # present once the password was given: the name entered ("" for none)
+_LINK = "c"  # query parameter with the open conversation's token
 
 
 def main() -> None:
@@ -42,29 +59,176 @@ def _page() -> None:
 
     st.title("clinfo")
     st.caption("Cited answers to clinical questions from the biomedical literature.")
+    viewer = access()
+    if viewer is None:  # the gate is showing; nothing else is
+        return
     st.info(view.DISCLAIMER, icon="⚕️")
     base = load_settings()  # a bad CLINFO_* value stops here, as one line
     secrets = secret_values(base)
     store = HistoryStore(default_db_path(base), secrets)
+    conversation = open_conversation(store, viewer)
+    conversations_box = st.sidebar.container()  # filled last, so it lists a conversation just started
     choices = sidebar(base)
-    history_box = st.sidebar.container()
 
-    turns = store.turns()
+    turns = store.turns(conversation.id) if conversation else []
     for i, turn in enumerate(turns):
         show_turn(turn, latest=i == len(turns) - 1)
 
     question = st.chat_input("Ask a clinical question")
     if question:
-        ask(question, base, choices, store, turns, secrets)
-    with history_box:  # filled last, so the count includes the question just answered
-        history_controls(store)
+        conversation = ask(question, base, choices, store, viewer, conversation, turns, secrets)
+    with conversations_box:
+        conversation_controls(store, viewer, conversation)
+
+
+# ---------------------------------------------------------------- who is looking
+def access() -> Viewer | None:
+    """The viewer, or None while a sign-in or password gate is shown instead of the page."""
+    session = st.session_state.setdefault(_SESSION, _secrets.token_hex(16))
+    try:
+        user = st.user.to_dict()
+    except Exception:  # no script context or an auth setup error: treat as no auth
+        user = {}
+    if "is_logged_in" in user:  # Streamlit reports it only when [auth] is configured
+        if not user["is_logged_in"]:
+            st.write("Sign in to use clinfo.")
+            st.button("Sign in", key="login", on_click=st.login)
+            return None
+        who = user.get("email") or user.get("name") or user.get("sub")
+        st.sidebar.button("Sign out", key="logout", on_click=st.logout)
+        return Viewer(session=session, user=user_key("auth", str(who)) if who else None)
+
+    password = os.environ.get(ENV_PASSWORD, "")
+    if not password:
+        return Viewer(session=session)
+    if _GATE not in st.session_state:
+        password_gate(password)
+        return None
+    name = st.session_state[_GATE]
+    st.sidebar.button("Leave", key="leave", on_click=_leave)
+    return Viewer(session=session, user=user_key("name", name) if name else None)
+
+
+def user_key(kind: str, who: str) -> str:
+    """``auth:ann@example.org`` / ``name:ann``: kinds kept apart, so a name typed at the password
+    gate never matches a signed-in account."""
+    return f"{kind}:{' '.join(who.split()).casefold()}"
+
+
+def shown_user(viewer: Viewer) -> str | None:
+    return viewer.user.split(":", 1)[1] if viewer.user else None
+
+
+def password_gate(password: str) -> None:
+    # a form: nothing is sent until "Enter"; clear_on_submit empties the password field after
+    with st.form("gate", clear_on_submit=True):
+        name = st.text_input("Your name (optional: keeps your conversations across tabs and visits)", key="gate_name")
+        given = st.text_input("Password", type="password", key="gate_password")
+        entered = st.form_submit_button("Enter")
+    if not entered:
+        return
+    if hmac.compare_digest(given.encode("utf-8"), password.encode("utf-8")):
+        st.session_state[_GATE] = " ".join(name.split())
+        st.rerun()
+    st.error("Wrong password.")
+
+
+def _leave() -> None:
+    for key in (_GATE, _CONVERSATION, _OPENED, _ENGINE):
+        st.session_state.pop(key, None)
+    st.query_params.pop(_LINK, None)
+
+
+# ---------------------------------------------------------------- conversations
+def open_conversation(store: HistoryStore, viewer: Viewer) -> Conversation | None:
+    """This session's open conversation; on a session's first run, the one its address names."""
+    if _CONVERSATION not in st.session_state:
+        st.session_state[_CONVERSATION] = st.query_params.get(_LINK) or None
+    token = st.session_state[_CONVERSATION]
+    conversation = store.conversation(viewer, token) if token else None
+    if conversation is None:
+        if token:  # deleted, or not this viewer's: start a new one and say so
+            st.warning("That conversation is not available here; this is a new one.")
+        _select(None)
+    else:
+        _remember(conversation)
+    return conversation
+
+
+def _remember(conversation: Conversation) -> None:
+    st.session_state[_CONVERSATION] = conversation.token
+    opened = st.session_state.setdefault(_OPENED, [])
+    if conversation.id not in opened:
+        opened.append(conversation.id)
+    st.query_params[_LINK] = conversation.token
+
+
+def _select(token: str | None) -> None:
+    st.session_state[_CONVERSATION] = token
+    if token:
+        st.query_params[_LINK] = token
+    else:
+        st.query_params.pop(_LINK, None)
+
+
+def conversation_controls(store: HistoryStore, viewer: Viewer, current: Conversation | None) -> None:
+    st.header("Conversations")
+    st.button(
+        "New conversation", key="new_conversation", on_click=_select, args=(None,), disabled=current is None,
+        icon=":material/add:",
+    )
+    opened = st.session_state.get(_OPENED, [])
+    conversations = store.conversations(viewer, opened)
+    for c in conversations[:CONVERSATIONS_SHOWN]:
+        is_current = current is not None and c.id == current.id
+        st.button(
+            f"{md_escape(c.title or 'untitled', one_line=True)} · {c.turns}",
+            key=f"open-{c.id}",
+            on_click=_select,
+            args=(c.token,),
+            type="primary" if is_current else "secondary",
+            disabled=is_current,
+            help=f"started {c.created[:16].replace('T', ' ')} UTC, {c.turns} {'question' if c.turns == 1 else 'questions'}",
+        )
+    if len(conversations) > CONVERSATIONS_SHOWN:
+        st.caption(f"and {len(conversations) - CONVERSATIONS_SHOWN} older ones")
+    who = shown_user(viewer)
+    if who:
+        st.caption(md_escape(f"Signed in as {who}: your conversations are kept for your next visit."))
+    else:
+        st.caption("Anonymous: this list holds the conversations of this browser tab; a conversation's address reopens it.")
+    st.button("Clear my history", key="clear_history", on_click=_clear, args=(store, viewer, opened), disabled=not conversations)
+    problem = st.session_state.pop("history_problem", None)
+    if problem:
+        st.error(md_escape(problem))
+
+
+def _clear(store: HistoryStore, viewer: Viewer, opened: list[int]) -> None:
+    # callbacks run before the script, outside main()'s guard: a failure here must not surface
+    # as a traceback, so it is carried into the run as a message
+    try:
+        store.clear(viewer, opened)
+    except ClinfoError as exc:
+        st.session_state["history_problem"] = error_message(exc, store.secrets)
+        return
+    st.session_state[_OPENED] = []
+    _select(None)
 
 
 # ---------------------------------------------------------------- sidebar
+def shown_defaults(base: "Settings") -> "Settings":
+    """What the sidebar starts from: the environment's settings with their preset applied (the
+    embedded model's ``small`` preset screens 5 articles, not 16), as the CLI would run them."""
+    from clinfo.settings import resolve_preset
+
+    return resolve_preset(base, set(base.model_fields_set))
+
+
 def sidebar(base: "Settings") -> dict[str, Any]:
-    """The run's configuration, with the same defaults as the CLI (settings and environment)."""
+    """The run's configuration, with the same defaults as the CLI (settings, environment, preset)."""
     from clinfo.llm.registry import backends, parse_spec
 
+    base = shown_defaults(base)
     sb = st.sidebar
     sb.header("Settings")
 
@@ -138,27 +302,12 @@ def sidebar(base: "Settings") -> dict[str, Any]:
     }
 
 
-def history_controls(store: HistoryStore) -> None:
-    st.divider()
-    count = len(store)
-    st.caption(f"History: {count} {'question' if count == 1 else 'questions'}, kept in {md_escape(str(store.path))}")
-    st.button("Clear history", key="clear_history", on_click=_clear, args=(store,), disabled=count == 0)
-    problem = st.session_state.pop("history_problem", None)
-    if problem:
-        st.error(md_escape(problem))
-
-
-def _clear(store: HistoryStore) -> None:
-    # callbacks run before the script, outside main()'s guard: a failure here must not surface
-    # as a traceback, so it is carried into the run as a message
-    try:
-        store.clear()
-    except ClinfoError as exc:
-        st.session_state["history_problem"] = error_message(exc, store.secrets)
-
-
 def run_settings(base: "Settings", choices: dict[str, Any]) -> "Settings":
-    fields = {k: v for k, v in choices.items() if k != "followups"}
+    # only what the user changed counts as set: the rest stays free for the chosen backend's
+    # preset (switching to the embedded model then screens 5 articles, as the CLI does)
+    shown = shown_defaults(base)
+    start = {**{k: getattr(shown, k, None) for k in choices}, "base_url": shown.base_url or shown.openai_base_url}
+    fields = {k: v for k, v in choices.items() if k != "followups" and v != start.get(k)}
     settings = base.with_overrides(**fields)
     # with_overrides skips None; here None means the user cleared what the environment set
     cleared = {k: None for k, v in fields.items() if v is None}
@@ -228,19 +377,42 @@ def export_buttons(answer: "Answer", key: str) -> None:
 
 
 # ---------------------------------------------------------------- a new question
-def ask(question: str, base: "Settings", choices: dict[str, Any], store: HistoryStore, turns: list[Turn], secrets: list[str]) -> None:
+def engine_for(settings: "Settings") -> Engine:
+    """This session's engine, rebuilt only when the run settings changed."""
+    held = st.session_state.get(_ENGINE)
+    if held is None or held.key != settings_key(settings):
+        held = Engine(settings)  # an unknown backend or a missing key fails here, as one line
+        st.session_state[_ENGINE] = held
+    return held
+
+
+def ask(
+    question: str,
+    base: "Settings",
+    choices: dict[str, Any],
+    store: HistoryStore,
+    viewer: Viewer,
+    conversation: Conversation | None,
+    turns: list[Turn],
+    secrets: list[str],
+) -> Conversation:
+    """Runs the question, shows and stores its answer; returns the conversation it went into."""
+    if conversation is None:
+        conversation = store.new_conversation(viewer, question)
+        _remember(conversation)
     with st.chat_message("user"):
         st.markdown(md_escape(question))
     with st.chat_message("assistant"):
         try:
-            settings = run_settings(base, choices)
+            engine = engine_for(run_settings(base, choices))
         except ClinfoError as exc:
-            fail(st, question, error_message(exc, secrets), store, choices)
-            return
+            fail(st, question, error_message(exc, secrets), store, conversation, choices)
+            return conversation
+        settings = engine.settings
         status = st.status("Planning PubMed queries…", expanded=True)
         body = st.empty()
         run = QuestionRun(
-            settings, question, known=found_articles(turns), followups=choices["followups"], secrets=secrets
+            engine, question, known=found_articles(turns), followups=choices["followups"], secrets=secrets
         ).start()
         live = _Live(status, settings.source)
         answer: Answer | None = None
@@ -264,8 +436,8 @@ def ask(question: str, base: "Settings", choices: dict[str, Any], store: History
             run.cancel()  # a no-op when done; stops the worker when Streamlit stops this script
         if answer is None:
             status.update(label="Failed", state="error", expanded=False)
-            fail(body, question, error or "no answer", store, choices)
-            return
+            fail(body, question, error or "no answer", store, conversation, choices)
+            return conversation
         relevant = len(answer.article_summaries)
         cited = sum(r.cited for r in answer.references)
         status.update(
@@ -273,14 +445,18 @@ def ask(question: str, base: "Settings", choices: dict[str, Any], store: History
             state="complete",
             expanded=False,
         )
-        turn_id = store.add(question, answer=answer, config={**choices, "llm": settings.llm, "source": settings.source})
+        config = {**choices, "llm": settings.llm, "source": settings.source, "prefilter_k": settings.prefilter_k}
+        turn_id = store.add(conversation.id, question, answer=answer, config=config)
         with body.container():
             show_answer(answer, key=f"turn{turn_id}", expanded=True)
+    return conversation
 
 
-def fail(where: Any, question: str, message: str, store: HistoryStore, choices: dict[str, Any]) -> None:
+def fail(
+    where: Any, question: str, message: str, store: HistoryStore, conversation: Conversation, choices: dict[str, Any]
+) -> None:
     where.error(md_escape(message))
-    store.add(question, error=message, config=choices)
+    store.add(conversation.id, question, error=message, config=choices)
 
 
 class _Live:

@@ -6,6 +6,12 @@ its ``on_event``/``on_token`` callbacks only put messages on a queue, and the sc
 drains the queue (:meth:`QuestionRun.batches`) and updates the page. Stopping the script
 cancels the worker's task, so an abandoned question does not keep calling the LLM.
 
+Each browser session keeps one :class:`Engine` (a ``ClinfoAI`` and its conversation source)
+across questions, so the LLM backend is made once (an embedded model loads once, a server's
+structured-output dialect is probed once); the page rebuilds it only when the run settings
+change. Questions on one engine run one at a time: the backend's connections belong to the
+event loop of the question that opened them.
+
 Follow-up questions can reuse what the conversation already found: :class:`ConversationSource`
 wraps the configured source and adds the conversation's articles to every search's results,
 so the BM25 prefilter and the LLM judge them against the new question alongside new hits.
@@ -14,6 +20,7 @@ so the BM25 prefilter and the LLM judge them against the new question alongside 
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
@@ -24,9 +31,9 @@ from clinfo.errors import ClinfoError
 
 if TYPE_CHECKING:
     from clinfo.models import Answer, Article
-    from clinfo.pipeline import Event
+    from clinfo.pipeline import ClinfoAI
     from clinfo.settings import Settings
-    from clinfo.sources.base import DateRange, SearchResult, Source
+    from clinfo.sources.base import DateRange, SearchResult, Source, SourceStats
 
 # "merge": search again and add the conversation's articles; "search": search again only;
 # "reuse": only the conversation's articles, no new search (offline, fast follow-ups)
@@ -74,16 +81,29 @@ def _in_window(article: "Article", dates: "DateRange | None") -> bool:
 
 
 class ConversationSource:
-    """A source whose results also include articles found earlier in the conversation."""
+    """A source whose results also include articles found earlier in the conversation.
 
-    def __init__(self, inner: "Source | None", known: Sequence["Article"]) -> None:
+    The same object serves every question of a session's engine; :meth:`reset` gives it the
+    question's inner source (opened on the question's event loop) and known articles."""
+
+    def __init__(self, inner: "Source | None" = None, known: Sequence["Article"] = ()) -> None:
+        self.reset(inner, known)
+
+    def reset(self, inner: "Source | None", known: Sequence["Article"]) -> None:
         from clinfo.sources.base import SourceStats
 
         self.inner = inner
         self.known = {a.pmid: a for a in known}
-        self.name = getattr(inner, "name", "conversation") if inner is not None else "conversation"
-        self.stats = inner.stats if inner is not None else SourceStats()
         self.reused: set[str] = set()  # PMIDs this run took from the conversation
+        self._stats = SourceStats()
+
+    @property
+    def name(self) -> str:
+        return getattr(self.inner, "name", "conversation") if self.inner is not None else "conversation"
+
+    @property
+    def stats(self) -> "SourceStats":
+        return self.inner.stats if self.inner is not None else self._stats
 
     async def search(self, query: str, *, limit: int = 20, dates: "DateRange | None" = None) -> "SearchResult":
         from clinfo.sources.base import SearchResult
@@ -116,8 +136,9 @@ class ConversationSource:
         return out
 
     async def aclose(self) -> None:
-        if self.inner is not None:
-            await self.inner.aclose()
+        inner, self.inner = self.inner, None
+        if inner is not None:
+            await inner.aclose()
 
 
 def error_message(exc: BaseException, secrets: Sequence[str] = ()) -> str:
@@ -133,19 +154,39 @@ def error_message(exc: BaseException, secrets: Sequence[str] = ()) -> str:
 Message = tuple[str, Any]
 
 
+def settings_key(settings: "Settings") -> str:
+    """What decides whether a session's engine can be reused: every public setting."""
+    return json.dumps(settings.public_dict(), sort_keys=True, default=str)
+
+
+class Engine:
+    """One ``ClinfoAI`` for a browser session, reused across its questions."""
+
+    def __init__(self, settings: "Settings") -> None:
+        from clinfo.pipeline import ClinfoAI
+
+        self.key = settings_key(settings)
+        self.source = ConversationSource()
+        # a source object passed in is not closed by the pipeline: QuestionRun does it
+        self.clinfo: "ClinfoAI" = ClinfoAI(source=self.source, settings=settings)
+        self.settings = self.clinfo.settings  # preset applied
+        self.busy = threading.Lock()  # one question at a time (see the module's docstring)
+
+
 class QuestionRun:
     """One question on a worker thread; read its progress with :meth:`batches`."""
 
     def __init__(
         self,
-        settings: "Settings",
+        engine: Engine,
         question: str,
         *,
         known: Sequence["Article"] = (),
         followups: FollowUps = "merge",
         secrets: Sequence[str] = (),
     ) -> None:
-        self.settings = settings
+        self.engine = engine
+        self.settings = engine.settings
         self.question = question
         self.followups = followups
         self.known = list(known) if followups in ("merge", "reuse") else []
@@ -164,6 +205,11 @@ class QuestionRun:
         return self
 
     def _main(self) -> None:
+        # a stopped question may still be closing its connections on the same engine
+        with self.engine.busy:
+            self._run()
+
+    def _run(self) -> None:
         loop = asyncio.new_event_loop()
         try:
             with self._lock:
@@ -185,7 +231,6 @@ class QuestionRun:
 
     async def _answer(self) -> "Answer":
         from clinfo.cache import open_cache
-        from clinfo.pipeline import ClinfoAI
 
         s = self.settings
         use_inner = not (self.followups == "reuse" and self.known)
@@ -193,12 +238,10 @@ class QuestionRun:
             self.messages.put(("note", "No articles were found earlier in this conversation: searching again."))
         cache = open_cache(s)
         try:
-            inner = open_source(s.source, s, cache=cache) if use_inner else None
-            source = ConversationSource(inner, self.known)
+            source = self.engine.source
+            source.reset(open_source(s.source, s, cache=cache) if use_inner else None, self.known)
             try:
-                # a source passed in is not closed by the pipeline: the finally below does it
-                clinfo = ClinfoAI(source=source, settings=s)
-                answer = await clinfo.aforward(
+                answer = await self.engine.clinfo.aforward(
                     self.question,
                     on_event=lambda e: self.messages.put(("event", e)),
                     on_token=lambda t: self.messages.put(("token", t)),
