@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import importlib.util
 import os
 import threading
@@ -50,8 +51,8 @@ class _Model:
     """One loaded GGUF and the single thread that may touch it (a llama context is not
     thread-safe). Calls queue in the executor rather than blocking threads of the default pool."""
 
-    def __init__(self, path: Path, n_ctx: int, n_threads: int) -> None:
-        self.path, self.n_ctx, self.n_threads = path, n_ctx, n_threads
+    def __init__(self, path: Path, n_ctx: int, n_threads: int, cache_dir: Path) -> None:
+        self.path, self.n_ctx, self.n_threads, self.cache_dir = path, n_ctx, n_threads, cache_dir
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinfo-llama")
         self._llama: Any = None
 
@@ -61,10 +62,15 @@ class _Model:
                 from llama_cpp import Llama
             except ImportError as exc:
                 raise ConfigError(f"the local backend needs llama-cpp-python ({exc}): {INSTALL_HINT}") from None
+            from clinfo.llm.llama_probe import check, plain_kernels
+
+            # a build that crashes on this CPU would take the process down: a child finds out first
+            verdict = check(self.path, self.cache_dir)
             try:
-                self._llama = Llama(
-                    model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False
-                )
+                with plain_kernels() if not verdict.extra_bufts else contextlib.nullcontext():
+                    self._llama = Llama(
+                        model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False
+                    )
             except (ValueError, RuntimeError) as exc:
                 raise LLMError(f"cannot load local model {self.path}: {' '.join(str(exc).split())}") from exc
         return self._llama
@@ -90,11 +96,11 @@ def _close_models() -> None:
             model._llama = None
 
 
-def _model(path: Path, n_ctx: int, n_threads: int) -> _Model:
+def _model(path: Path, n_ctx: int, n_threads: int, cache_dir: Path) -> _Model:
     key = (str(path.resolve()), n_ctx)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = _Model(path, n_ctx, n_threads)
+            _MODELS[key] = _Model(path, n_ctx, n_threads, cache_dir)
         return _MODELS[key]
 
 
@@ -103,11 +109,21 @@ class _Stopped(Exception):
 
 
 class LocalLLM:
-    def __init__(self, path: Path | str, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None, spec: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_threads: int | None = None,
+        spec: str | None = None,
+        cache_dir: Path | str | None = None,
+    ) -> None:
         self.path = Path(path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads or default_threads()
         self.spec = spec or f"local:{self.path}"
+        # where the verdict of the one-off CPU check is kept (clinfo.llm.llama_probe)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "clinfo"
 
     def identity(self) -> dict[str, Any]:
         # the size tells apart two different files that were put at the same path
@@ -124,7 +140,7 @@ class LocalLLM:
         return None
 
     async def complete(self, request: LLMRequest, on_token: TokenCallback | None = None) -> Completion:
-        model = _model(self.path, self.n_ctx, self.n_threads)
+        model = _model(self.path, self.n_ctx, self.n_threads, self.cache_dir)
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         if on_token is None:
@@ -271,7 +287,9 @@ def create(model: str, settings: "Settings") -> LocalLLM:
     if not path.is_file():
         raise ConfigError(f"local model file not found: {path} (use local:/path/to/model.gguf, or 'local' for SmolLM2)")
     n_ctx, n_threads = settings.local_n_ctx, settings.local_n_threads
-    return LocalLLM(path, n_ctx=n_ctx, n_threads=n_threads, spec=f"local:{model}" if model else "local")
+    return LocalLLM(
+        path, n_ctx=n_ctx, n_threads=n_threads, spec=f"local:{model}" if model else "local", cache_dir=settings.cache_dir
+    )
 
 
 MAX_STRING_CHARS = 400
