@@ -31,6 +31,8 @@ QUESTION = "Does magnesium improve sleep in older adults?"
 FOLLOW_UP = "What doses of magnesium were used?"
 Q1 = "magnesium[tiab] AND sleep[tiab]"
 Q_FOLLOW = "magnesium[tiab] AND dose[tiab]"
+Q_UNTITLED = "magnesium[tiab] AND insomnia[tiab]"
+UNTITLED_ABSTRACT = "Oral magnesium for eight weeks improved sleep efficiency and sleep onset latency in elderly insomniacs."
 EVIL_TITLE = '<script>alert("x")</script> *Bold* [click](javascript:alert(1)) magnesium sleep'
 OPENAI_KEY = "sk-test-SECRET-key-0123456789abcdef"
 NCBI_KEY = "ncbi-SECRET-key-9876543210"
@@ -48,6 +50,7 @@ def corpus() -> list:
         ),
         make_article("102", "Unrelated cardiology trial", "Statins and cholesterol in middle age."),
         make_article("103", EVIL_TITLE, "Magnesium and sleep duration in older people.", journal="J <b>Evil</b> & *Co*"),
+        make_article("104", "", UNTITLED_ABSTRACT),  # PubMedQA's records have no title
     ]
 
 
@@ -55,12 +58,13 @@ def scripted(model: str, settings: Any) -> Any:
     BACKENDS.append(model)
     if model == "down":
         return DownLLM()
-    plan = {"ok": Q1, "followup": Q_FOLLOW}[model]
+    plan = {"ok": Q1, "followup": Q_FOLLOW, "untitled": Q_UNTITLED}[model]
+    judge = (lambda title: "cardiology" not in title.lower()) if model == "untitled" else (lambda title: "magnesium" in title.lower())
     return ScriptedLLM(
         {
             "plan": json.dumps({"queries": [plan]}),
             "broaden": json.dumps({"query": plan}),
-            "screen": screen_reply(lambda title: "magnesium" in title.lower()),
+            "screen": screen_reply(judge),
             "synthesize": "Magnesium improved sleep in one trial [1]. A cohort agrees [2].",
             "tldr": "Limited evidence suggests magnesium may modestly improve sleep.",
         },
@@ -82,7 +86,7 @@ class DownLLM:
 
 
 def memory_source(arg: str, settings: Any) -> MemorySource:
-    source = MemorySource({Q1: ["101", "102", "103"]}, corpus())
+    source = MemorySource({Q1: ["101", "102", "103"], Q_UNTITLED: ["104", "102"]}, corpus())
     SOURCES.append(source)
     return source
 
@@ -421,3 +425,157 @@ def test_error_message_is_one_line_and_redacted() -> None:
     assert error_message(ConfigError("bad\nsetting"), []) == "bad setting"
     msg = error_message(RuntimeError(f"boom with {OPENAI_KEY}\n  at line 3"), [OPENAI_KEY])
     assert msg == "unexpected error (RuntimeError): boom with [redacted] at line 3"
+
+
+# ---------------------------------------------------------------- a team on one app
+def test_two_sessions_do_not_see_each_others_conversations(app_env: Path) -> None:
+    alice, bob = start(), start()  # two tabs (or two people) on one app and one history file
+    ask(alice, QUESTION)
+    bob.run()
+    assert not bob.chat_message and listed(bob) == []
+    assert QUESTION not in everything(bob)
+
+    ask(bob, FOLLOW_UP)
+    alice.run()
+    assert [body for role, body in chat(alice) if role == "user"] == [QUESTION]
+    assert listed(alice) == [f"{QUESTION} · 1"]
+    assert listed(bob) == [f"{FOLLOW_UP} · 1"]
+    assert FOLLOW_UP not in everything(alice)
+    # both are kept, in conversations of their own
+    assert [t.question for t in stored_turns(app_env)] == [QUESTION, FOLLOW_UP]
+
+
+def test_new_conversation_then_reopen_an_earlier_one(app_env: Path) -> None:
+    at = ask(start(), QUESTION)
+    first_link = at.query_params["c"]
+    at.sidebar.button(key="new_conversation").click().run()
+    assert not at.chat_message and "c" not in at.query_params
+    assert listed(at) == [f"{QUESTION} · 1"]
+
+    # a new conversation does not reuse the articles of another one
+    at.sidebar.radio(key="followups").set_value("reuse")
+    ask(at, FOLLOW_UP)
+    assert any("No articles were found earlier in this conversation" in c.value for c in at.main.status[0].caption)
+    assert at.query_params["c"] != first_link
+    assert listed(at) == [f"{FOLLOW_UP} · 1", f"{QUESTION} · 1"]
+
+    open_listed(at, QUESTION)
+    assert [body for role, body in chat(at) if role == "user"] == [QUESTION]
+    assert at.query_params["c"] == first_link
+    ask(at, "And in younger adults?")  # goes into the reopened conversation
+    assert listed(at) == [f"{QUESTION} · 2", f"{FOLLOW_UP} · 1"]
+
+
+def test_a_new_tab_starts_a_new_conversation_and_lists_none_of_another_tabs(app_env: Path) -> None:
+    ask(start(), QUESTION)
+    tab = start()
+    assert not tab.chat_message and not tab.query_params
+    assert tab.chat_input  # ready for a question
+
+
+def test_password_gate_shows_nothing_until_the_right_password(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFO_APP_PASSWORD", PASSWORD)
+    at = start()
+    assert not at.chat_input and not at.sidebar.children and not at.info  # no chat, no settings
+    assert [t.label for t in at.text_input][1] == "Password"
+
+    at.text_input(key="gate_password").input("wrong guess")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["Wrong password."]
+    assert not at.chat_input and not at.sidebar.children
+
+    at.text_input(key="gate_password").input(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception and at.chat_input and not at.error
+    ask(at, QUESTION)
+    assert any(i.value.startswith("**TL;DR:**") for i in at.info)
+    # the password is never echoed, kept in the session or stored
+    assert PASSWORD not in everything(at)
+    assert PASSWORD.encode() not in app_env.read_bytes()
+
+
+def through_gate(name: str) -> AppTest:
+    at = start()
+    at.text_input(key="gate_name").input(name)
+    at.text_input(key="gate_password").input(PASSWORD)
+    at.button[0].click().run()
+    assert at.chat_input, [e.value for e in at.error]
+    return at
+
+
+def test_named_user_keeps_history_across_sessions(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFO_APP_PASSWORD", PASSWORD)
+    ann = ask(through_gate("Ann Lee"), QUESTION)
+    assert any("Signed in as ann lee" in c.value for c in ann.sidebar.caption)
+
+    later = through_gate("  ann   LEE ")  # another tab or another day: same name, same history
+    assert not later.chat_message  # a new tab starts a new conversation...
+    assert listed(later) == [f"{QUESTION} · 1"]  # ...and lists the earlier ones
+    open_listed(later, QUESTION)
+    assert [body for role, body in chat(later) if role == "user"] == [QUESTION]
+
+    bob = through_gate("Bob")
+    assert listed(bob) == [] and QUESTION not in everything(bob)
+    anonymous = through_gate("")
+    assert listed(anonymous) == []
+    # Ann's link does not open her conversation for Bob
+    assert not start(dict(ann.query_params)).chat_message
+
+
+def test_signed_in_user_keeps_history_across_sessions(app_env: Path) -> None:
+    ann = {"is_logged_in": True, "email": "ann@example.org", "name": "Ann"}
+    ask(start(user=ann), QUESTION)
+    assert listed(start(user=ann)) == [f"{QUESTION} · 1"]
+    assert listed(start(user={"is_logged_in": True, "email": "bob@example.org"})) == []
+    assert listed(start()) == []  # anonymous
+
+    signed_out = start(user={"is_logged_in": False})
+    assert not signed_out.chat_input
+    assert [b.label for b in signed_out.button] == ["Sign in"]
+
+
+def test_one_engine_per_session_rebuilt_when_settings_change(app_env: Path) -> None:
+    at = ask(start(), QUESTION)
+    ask(at, FOLLOW_UP)
+    assert BACKENDS == ["ok"]  # one backend for both questions
+
+    at.sidebar.slider(key="prefilter_k").set_value(4)
+    ask(at, "A third question about magnesium?")
+    assert BACKENDS == ["ok", "ok"]
+    assert stored_turns(app_env)[-1].config["prefilter_k"] == 4
+
+    ask(start(), QUESTION)  # another session has its own
+    assert BACKENDS == ["ok", "ok", "ok"]
+
+
+# ---------------------------------------------------------------- cards show what was asked
+def relevant_cards(at: AppTest) -> str:
+    labels = [e.label for e in at.main.expander]
+    (i,) = [i for i, label in enumerate(labels) if label.endswith(("relevant article", "relevant articles"))]
+    return "\n".join(m.value for m in at.main.expander[i].markdown)
+
+
+def test_cards_show_only_requested_fields(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cards = relevant_cards(ask(start(), QUESTION))
+    assert "**Relevance:** judged by the model, score 8/10. judged on Magnesium and sleep in elderly" in cards
+    assert "**Design:** RCT" in cards
+
+    monkeypatch.setenv("CLINFO_SUMMARIZE", "false")  # relevance only, as the small preset asks
+    cards = relevant_cards(ask(start(), QUESTION))
+    assert "**Relevance:** judged by the model, score 8/10" in cards
+    for absent in ("Design", "Sample size", "Population", "Risk of bias", "not reported", "Summary of"):
+        assert absent not in cards
+
+
+def test_untitled_record_shows_its_opening_words_in_card_and_reference(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFO_LLM", "apptest:untitled")
+    at = ask(start(), QUESTION)
+    cards = relevant_cards(at)
+    title = cards.split("\n")[0]
+    assert title == (
+        "**\\[1\\] Oral magnesium for eight weeks improved sleep efficiency and sleep onset latency… "
+        "_(untitled; opening words of the abstract)_**  "
+    )
+    answer_md = chat(at)[1][1]
+    assert "\\[Untitled; abstract begins: Oral magnesium for eight weeks" in answer_md
+    assert "Untitled abstract" not in answer_md

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 
@@ -177,3 +178,56 @@ def test_file_names() -> None:
     a = Answer(question="Does Müller's magnesium (Mg²⁺) help?  Sleep/older adults")
     assert export.file_name(a, "bibtex") == "clinfo-does-muller-s-magnesium-mg2-help-sleep-older-adu.bib"
     assert export.file_name(Answer(question="???"), "ris") == "clinfo-answer.ris"
+
+
+# ---------------------------------------------------------------- article cards (clinfo.app.view)
+def summary_of(article: Any = None, **fields: Any) -> Any:
+    from clinfo.models import ArticleSummary
+
+    return ArticleSummary(article=article or make_article("7", "Zinc and colds"), relevant=True, **fields)
+
+
+def test_card_of_untitled_record_shows_its_opening_words_marked() -> None:
+    from clinfo.app.view import card_md, irrelevant_md
+
+    words = "Zinc lozenges given within a day of symptom onset shortened colds by about two days in adults."
+    untitled = make_article("8", "", words)
+    card = card_md(summary_of(untitled, score=7, reason="zinc and colds"), n=2)
+    first = card.split("\n")[0]
+    assert first.startswith("**\\[2\\] Zinc lozenges given within a day of symptom onset shortened colds by…")
+    assert "_(untitled; opening words of the abstract)_" in first and "no title" not in card
+    assert "Zinc lozenges" in irrelevant_md(summary_of(untitled))
+    # the reference names it the same way, marked, instead of "[Untitled abstract]"
+    assert untitled.citation.startswith("[Untitled; abstract begins: Zinc lozenges given within a day of symptom onset")
+    assert make_article("9", "", "").citation.startswith("[Untitled]")
+
+
+def test_card_says_how_relevance_was_decided() -> None:
+    from clinfo.app.view import card_md, irrelevant_md
+
+    retrieval = card_md(summary_of(relevance_source="retrieval", fields_requested=[]))
+    assert "**Relevance:** from retrieval scores" in retrieval and "/10" not in retrieval
+    with_reason = card_md(summary_of(relevance_source="retrieval", reason="covers zinc and colds"))
+    assert "**Relevance:** from retrieval scores. covers zinc and colds" in with_reason
+    # the model's verdict: its score when it gave one, never "score 0/10"
+    assert "**Relevance:** judged by the model, score 8/10. fits" in card_md(summary_of(score=8, reason="fits"))
+    unscored = card_md(summary_of(score=0, reason="Not reported"))
+    assert "**Relevance:** judged by the model\n" in unscored + "\n" and "0/10" not in unscored
+    assert "Not reported" not in unscored  # a placeholder is not a reason
+    assert "below the retrieval-score threshold" in irrelevant_md(summary_of(relevance_source="retrieval"))
+    assert "no reason given" in irrelevant_md(summary_of())
+
+
+def test_card_shows_only_the_fields_that_were_asked_for() -> None:
+    from clinfo.app.view import card_md
+
+    none_asked = card_md(summary_of(score=6, fields_requested=[]))
+    assert "- **" not in none_asked and "not reported" not in none_asked
+    some = card_md(summary_of(design="RCT", fields_requested=["design", "sample_size", "summary"]))
+    assert "- **Design:** RCT" in some and "- **Sample size:** _not reported_" in some
+    assert "Population" not in some and "Risk of bias" not in some
+    # answers saved before fields_requested existed: a run that asked filled at least one field
+    legacy_asked = card_md(summary_of(design="cohort"))
+    assert "- **Population:** _not reported_" in legacy_asked
+    legacy_not_asked = card_md(summary_of(score=5))
+    assert "- **" not in legacy_not_asked
