@@ -5,13 +5,16 @@
     python scripts/screenshot_app.py --seed                # answer first, then photograph the history
 
 Starts ``streamlit run app.py`` headless on a free loopback port with a throw-away history file,
-opens it in headless Chromium (the system's /usr/bin/chromium; nothing is downloaded), types the
-question into the chat input and waits for the answer, then saves a PNG of the whole page.
+opens it in headless Chromium (the system's /usr/bin/chromium; nothing is downloaded), asks each
+``--earlier`` question in a conversation of its own ("New conversation" after each), so the
+sidebar lists earlier conversations, then types the question into the chat input and waits for
+the answer, then saves a PNG of the whole page.
 Chromium is driven over the DevTools protocol with the ``websockets`` package that Streamlit
 already depends on, so no Node or Playwright is needed.
 
 With ``--seed`` the pipeline runs in this process first and its answer is stored in the history
-file; the page then shows it from history (useful when the browser should not wait on a slow model).
+file as a conversation of its own; the page then opens that conversation by its link (``?c=``),
+as a reload would (useful when the browser should not wait on a slow model).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_QUESTION = "Do statins reduce dementia risk in older adults?"
+DEFAULT_EARLIER = ["Does melatonin improve sleep in older adults?"]
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -109,10 +113,11 @@ class DevTools:
         print(f"wrote {path} ({width}x{height})", file=sys.stderr)
 
 
-def seed_history(question: str, env: dict[str, str]) -> None:
-    """Runs the pipeline here and stores its answer where the app will read it."""
+def seed_history(question: str, env: dict[str, str]) -> str:
+    """Runs the pipeline here and stores its answer where the app will read it; returns the
+    conversation's link token."""
     os.environ.update(env)
-    from clinfo.app.history import HistoryStore, default_db_path
+    from clinfo.app.history import HistoryStore, Viewer, default_db_path
     from clinfo.app.redact import secret_values
     from clinfo.pipeline import ClinfoAI
     from clinfo.settings import load_settings
@@ -121,16 +126,22 @@ def seed_history(question: str, env: dict[str, str]) -> None:
     print(f"answering in-process with {settings.llm} over {settings.source} …", file=sys.stderr)
     answer = ClinfoAI(settings=settings).forward(question)
     store = HistoryStore(default_db_path(settings), secret_values(settings))
-    store.add(question, answer=answer, config={"llm": settings.llm, "source": settings.source})
+    conversation = store.new_conversation(Viewer(session="screenshot-seed"), question)
+    store.add(conversation.id, question, answer=answer, config={"llm": settings.llm, "source": settings.source})
+    return conversation.token
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--question", default=DEFAULT_QUESTION)
+    ap.add_argument(
+        "--earlier", action="append", help="asked first, each in its own conversation (repeatable; default: one "
+        "sleep question; --earlier '' for none)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "screenshot.png")
     ap.add_argument("--llm", default=os.environ.get("CLINFO_LLM", "local"))
     ap.add_argument("--source", default=os.environ.get("CLINFO_SOURCE", "demo"))
-    ap.add_argument("--prefilter-k", type=int, default=6, help="articles screened (small keeps a CPU model quick)")
+    ap.add_argument("--prefilter-k", type=int, help="articles screened (default: the preset's; small screens 5)")
     ap.add_argument("--seed", action="store_true", help="answer in-process first, then show it from history")
     ap.add_argument("--width", type=int, default=1400)
     ap.add_argument("--max-height", type=int, default=2600, help="longer pages are cut here (0: no limit)")
@@ -138,6 +149,7 @@ def main() -> None:
     ap.add_argument("--progress-shot", type=Path, help="also photograph the live status while articles are screened")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = ap.parse_args()
+    args.earlier = [q for q in (DEFAULT_EARLIER if args.earlier is None else args.earlier) if q.strip()]
 
     work = Path(tempfile.mkdtemp(prefix="clinfo-shot-"))
     env = {
@@ -145,11 +157,11 @@ def main() -> None:
         "CLINFO_APP_DB": str(work / "history.db"),
         "CLINFO_LLM": args.llm,
         "CLINFO_SOURCE": args.source,
-        "CLINFO_PREFILTER_K": str(args.prefilter_k),
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     }
-    if args.seed:
-        seed_history(args.question, env)
+    if args.prefilter_k is not None:
+        env["CLINFO_PREFILTER_K"] = str(args.prefilter_k)
+    args.link = seed_history(args.question, env) if args.seed else None
 
     app_port, cdp_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
@@ -198,20 +210,42 @@ FINISHED = (
 )
 
 
+CHAT_BOX = '[data-testid="stChatInput"] textarea'
+
+
+def ask_in_browser(cdp: DevTools, question: str) -> None:
+    cdp.js(f"document.querySelector('{CHAT_BOX}').focus()")
+    cdp.call("Input.insertText", text=question)
+    for kind in ("keyDown", "keyUp"):
+        cdp.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
+                 **({"text": "\r"} if kind == "keyDown" else {}))
+    print(f"asked {question!r}; waiting for the answer …", file=sys.stderr)
+
+
+def click_button(cdp: DevTools, label: str) -> None:
+    found = cdp.js(
+        "(() => { const b = Array.from(document.querySelectorAll('button')).find(e => e.innerText.trim() === "
+        + json.dumps(label) + "); if (b) { b.click(); return true } return false })()"
+    )
+    if not found:
+        raise SystemExit(f"no button labelled {label!r} on the page")
+
+
 def drive(cdp: DevTools, args: argparse.Namespace, app_port: int) -> None:
     cdp.call("Page.enable")
     cdp.call("Emulation.setDeviceMetricsOverride", width=args.width, height=1000, deviceScaleFactor=1, mobile=False)
-    cdp.call("Page.navigate", url=f"http://127.0.0.1:{app_port}/")
-    chat_box = '[data-testid="stChatInput"] textarea'
-    cdp.wait_for(f"!!document.querySelector('{chat_box}')", 90, "the chat input")
+    link = f"?c={args.link}" if args.link else ""
+    cdp.call("Page.navigate", url=f"http://127.0.0.1:{app_port}/{link}")
+    cdp.wait_for(f"!!document.querySelector('{CHAT_BOX}')", 90, "the chat input")
 
     if not args.seed:
-        cdp.js(f"document.querySelector('{chat_box}').focus()")
-        cdp.call("Input.insertText", text=args.question)
-        for kind in ("keyDown", "keyUp"):
-            cdp.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
-                     **({"text": "\r"} if kind == "keyDown" else {}))
-        print(f"asked {args.question!r}; waiting for the answer …", file=sys.stderr)
+        for question in args.earlier:
+            ask_in_browser(cdp, question)
+            cdp.wait_for(FINISHED, args.timeout, "the earlier answer")
+            time.sleep(1)
+            click_button(cdp, "New conversation")
+            cdp.wait_for("!document.querySelector('[data-testid=\"stChatMessage\"]')", 60, "a new conversation")
+        ask_in_browser(cdp, args.question)
         if args.progress_shot:
             seen = cdp.wait_for(
                 "document.querySelector('[data-testid=\"stProgress\"]') ? 'progress' : " + FINISHED, args.timeout, "screening progress"
