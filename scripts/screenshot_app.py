@@ -224,8 +224,8 @@ def ask_in_browser(cdp: DevTools, question: str) -> None:
 
 def click_button(cdp: DevTools, label: str) -> None:
     found = cdp.js(
-        "(() => { const b = Array.from(document.querySelectorAll('button')).find(e => e.innerText.trim() === "
-        + json.dumps(label) + "); if (b) { b.click(); return true } return false })()"
+        "(() => { const b = Array.from(document.querySelectorAll('button')).find(e => e.innerText.trim().endsWith("
+        + json.dumps(label) + ")); if (b) { b.click(); return true } return false })()"
     )
     if not found:
         raise SystemExit(f"no button labelled {label!r} on the page")

@@ -169,6 +169,10 @@ class HistoryStore:
 
     def _init(self) -> None:
         with self._db() as conn:
+            # the page makes a store on every rerun: a file already current costs one read, no lock
+            if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                return
+        with self._db() as conn:
             # DDL and the v1 migration in one explicit transaction: several sessions may open a
             # v1 file at once, and a half-migrated file must never be left behind
             conn.isolation_level = None

@@ -186,8 +186,7 @@ def conversation_controls(store: HistoryStore, viewer: Viewer, current: Conversa
             key=f"open-{c.id}",
             on_click=_select,
             args=(c.token,),
-            type="primary" if is_current else "secondary",
-            disabled=is_current,
+            type="primary" if is_current else "secondary",  # the open one stands out
             help=f"started {c.created[:16].replace('T', ' ')} UTC, {c.turns} {'question' if c.turns == 1 else 'questions'}",
         )
     if len(conversations) > CONVERSATIONS_SHOWN:
