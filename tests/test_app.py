@@ -91,8 +91,22 @@ def memory_source(arg: str, settings: Any) -> MemorySource:
     return source
 
 
+def everything_source(arg: str, settings: Any) -> MemorySource:
+    """Every record for any query: for a real model, whose queries cannot be known in advance."""
+
+    class Everything(MemorySource):
+        async def search(self, query: str, *, limit: int = 20, dates: Any = None) -> Any:
+            self.results[query] = list(self.articles)
+            return await super().search(query, limit=limit, dates=dates)
+
+    source = Everything({}, corpus())
+    SOURCES.append(source)
+    return source
+
+
 register("apptest", scripted)
 register_source("apptest", memory_source)
+register_source("apptest-all", everything_source)
 
 
 @pytest.fixture
@@ -579,3 +593,38 @@ def test_untitled_record_shows_its_opening_words_in_card_and_reference(app_env: 
     answer_md = chat(at)[1][1]
     assert "\\[Untitled; abstract begins: Oral magnesium for eight weeks" in answer_md
     assert "Untitled abstract" not in answer_md
+
+
+def test_one_engine_answers_two_questions_on_a_real_server(app_env: Path, monkeypatch: pytest.MonkeyPatch, llama_server: Any) -> None:
+    # the real OpenAI backend keeps its client per event loop; each question runs on a new loop
+    monkeypatch.setenv("CLINFO_LLM", f"openai:{llama_server.model}")
+    monkeypatch.setenv("CLINFO_BASE_URL", llama_server.base_url)
+    monkeypatch.setenv("CLINFO_SOURCE", "apptest-all")
+    # few, short calls (the 135M model on CPU), all of them to the model: keyword queries, two
+    # relevance-only screenings, quoted conclusions
+    for name, value in {"PRESET": "default", "PLANNER": "keywords", "PREFILTER_K": "2", "SUMMARIZE": "false",
+                        "SYNTHESIS_MODE": "extractive"}.items():
+        monkeypatch.setenv(f"CLINFO_{name}", value)
+    at = ask(start(), QUESTION)
+    engine = at.session_state["clinfo_engine"]
+    assert not at.error and at.main.status[0].label.startswith("Done: 4 found")
+    ask(at, "Is magnesium safe for older adults?")
+    assert not at.error and at.main.status[0].label.startswith("Done: 4 found")
+    assert at.session_state["clinfo_engine"] is engine
+    turns = stored_turns(app_env)
+    assert [t.question for t in turns] == [QUESTION, "Is magnesium safe for older adults?"]
+    assert all(t.answer is not None and t.answer.trace.llm_calls > 0 for t in turns)
+
+
+def test_untouched_sidebar_values_leave_the_preset_in_charge(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFO_PRESET", "small")
+    at = start()
+    assert at.sidebar.slider(key="prefilter_k").value == 5  # shown as the preset sets it
+    ask(at, QUESTION)
+    assert at.session_state["clinfo_engine"].settings.prefilter_k == 5
+    assert stored_turns(app_env)[-1].config["prefilter_k"] == 5
+    # a value the user sets wins over the preset
+    at.sidebar.slider(key="prefilter_k").set_value(3)
+    ask(at, QUESTION)
+    assert at.session_state["clinfo_engine"].settings.prefilter_k == 3
+    assert stored_turns(app_env)[-1].config["prefilter_k"] == 3
