@@ -546,6 +546,9 @@ def test_signed_in_user_keeps_history_across_sessions(app_env: Path) -> None:
     signed_out = start(user={"is_logged_in": False})
     assert not signed_out.chat_input
     assert [b.label for b in signed_out.button] == ["Sign in"]
+    signed_out.button[0].click().run()  # no [auth] provider configured here: one line, no traceback
+    assert not signed_out.exception and len(signed_out.error) == 1 and "\n" not in signed_out.error[0].value
+    assert not signed_out.chat_input
 
 
 def test_one_engine_per_session_rebuilt_when_settings_change(app_env: Path) -> None:

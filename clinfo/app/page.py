@@ -92,7 +92,10 @@ def access() -> Viewer | None:
     if "is_logged_in" in user:  # Streamlit reports it only when [auth] is configured
         if not user["is_logged_in"]:
             st.write("Sign in to use clinfo.")
-            st.button("Sign in", key="login", on_click=st.login)
+            st.button("Sign in", key="login", on_click=_login)
+            problem = st.session_state.pop("login_problem", None)
+            if problem:
+                st.error(md_escape(problem))
             return None
         who = user.get("email") or user.get("name") or user.get("sub")
         st.sidebar.button("Sign out", key="logout", on_click=st.logout)
@@ -107,6 +110,15 @@ def access() -> Viewer | None:
     name = st.session_state[_GATE]
     st.sidebar.button("Leave", key="leave", on_click=_leave)
     return Viewer(session=session, user=user_key("name", name) if name else None)
+
+
+def _login() -> None:
+    # a callback runs outside main()'s guard: a misconfigured [auth] (or no Authlib) must read
+    # as one line, not a traceback
+    try:
+        st.login()
+    except Exception as exc:
+        st.session_state["login_problem"] = error_message(exc, secret_values())
 
 
 def user_key(kind: str, who: str) -> str:
