@@ -338,6 +338,7 @@ class _Run:
             "publication_types": ", ".join(article.publication_types) or "not stated",
             "abstract": _clip(article.abstract, self.s.screen_abstract_chars),
         }
+        requested = [k for k in _SUMMARY_FIELDS if k != "reason"] if self.s.summarize else []
         try:
             schema = SCREEN_SCHEMA if self.s.summarize else RELEVANCE_SCHEMA
             text = await self.ask("screen", "screen_article", values, schema, 500 if self.s.summarize else 150)
@@ -351,12 +352,45 @@ class _Run:
         if relevant is None:
             self.trace.unparseable_llm_outputs += 1
             self.warn(f"PMID {article.pmid}: unreadable screening reply, counted as not relevant")
-            return ArticleSummary(article=article, relevant=False, reason="the LLM's judgement could not be read", rank=rank)
+            return ArticleSummary(
+                article=article, relevant=False, reason="the LLM's judgement could not be read", rank=rank, fields_requested=requested
+            )
         assert isinstance(data, dict)
         fields = {k: _field_text(data.get(k)) for k in _SUMMARY_FIELDS if self.s.summarize or k == "reason"}
-        return ArticleSummary(article=article, relevant=relevant, score=_as_score(data.get("score"), relevant), rank=rank, **fields)
+        return ArticleSummary(
+            article=article,
+            relevant=relevant,
+            score=_as_score(data.get("score"), relevant),
+            rank=rank,
+            relevance_source="llm",
+            fields_requested=requested,
+            **fields,
+        )
+
+    def screen_by_coverage(self, articles: list[Article]) -> list[ArticleSummary]:
+        """Relevance from each record's coverage of the question (clinfo.relevance): no LLM call."""
+        from clinfo.relevance import judge
+
+        verdicts = judge(self.question, articles, min_coverage=self.s.min_coverage)
+        summaries = [
+            ArticleSummary(
+                article=a,
+                relevant=v.relevant,
+                score=round(10 * v.coverage),
+                reason=v.reason,
+                rank=rank,
+                relevance_source="retrieval",
+                fields_requested=[],
+            )
+            for rank, (a, v) in enumerate(zip(articles, verdicts))
+        ]
+        self.trace.articles_screened = len(summaries)
+        self.emit("screen", f"screened {len(summaries)}/{len(articles)} by term coverage", done=len(summaries), total=len(articles))
+        return summaries
 
     async def screen(self, articles: list[Article]) -> list[ArticleSummary]:
+        if self.s.screening == "retrieval":
+            return self.screen_by_coverage(articles)
         done = 0
 
         async def one(rank: int, article: Article) -> ArticleSummary | None:
@@ -462,9 +496,14 @@ class _Run:
         self.emit("screen", f"{len(relevant)} of {len(summaries)} articles judged relevant", relevant=len(relevant), total=len(summaries))
         if not relevant:
             answer.no_evidence = True
+            judged = (
+                f"none contained at least {self.s.min_coverage:.0%} of the question's weighted terms"
+                if self.s.screening == "retrieval"
+                else "none was judged relevant"
+            )
             answer.synthesis = (
                 f"No relevant evidence found. {len(fused)} articles were retrieved and {len(summaries)} screened"
-                f" for this question; none was judged relevant, so no synthesis was written."
+                f" for this question; {judged}, so no synthesis was written."
             )
             answer.tldr = NO_EVIDENCE_TLDR
             if on_token is not None:
@@ -473,7 +512,7 @@ class _Run:
             self.emit("synthesize", "writing the synthesis", articles=len(relevant))
             with self.step("synthesize"):
                 if self.s.synthesis_mode == "extractive":
-                    synthesis, tldr, cited, used = extractive_synthesis(relevant, len(summaries))
+                    synthesis, tldr, cited, used = extractive_synthesis(self.question, relevant, len(summaries))
                     if on_token is not None:
                         on_token(synthesis)
                 else:
@@ -491,32 +530,33 @@ class _Run:
         return answer
 
 
-_CONCLUSION_LABELS = ("CONCLUSION", "INTERPRETATION", "IMPLICATION")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _EXTRACTIVE_MAX = 5
 
 
-def conclusion_of(article: Article) -> str:
-    """The abstract's own conclusion: its CONCLUSIONS-like section, else its last sentence."""
-    for section in reversed(article.abstract_sections):
-        if any(label in section.label.upper() for label in _CONCLUSION_LABELS) and section.text.strip():
-            return " ".join(section.text.split())
-    sentences = _SENTENCE_END.split(" ".join(article.abstract.split()))
-    return sentences[-1] if sentences and sentences[-1] else article.title
+def extractive_synthesis(question: str, relevant: list[ArticleSummary], screened: int) -> tuple[str, str, list[int], int]:
+    """A synthesis written by code, for models too small to write one: from each relevant
+    article, the sentences that best answer the question (clinfo.quotes), quoted and cited.
+    Nothing in it is generated text."""
+    from clinfo.quotes import best_quote
 
-
-def extractive_synthesis(relevant: list[ArticleSummary], screened: int) -> tuple[str, str, list[int], int]:
-    """A synthesis written by code, for models too small to write one: each relevant article's
-    own conclusion, quoted and cited. Nothing in it is generated text."""
     used = relevant[:_EXTRACTIVE_MAX]
-    intro = f"Conclusions of the {len(used)} most relevant article(s), quoted from their abstracts:\n"
-    lines = [intro] + [f"- {conclusion_of(s.article).rstrip()} [{n}]" for n, s in enumerate(used, start=1)]
+    by_retrieval = all(s.relevance_source == "retrieval" for s in used)
+    intro = (
+        f"Sentences quoted from the {len(used)} most relevant article(s), chosen as those that best match the question"
+        " (conclusions and results preferred); nothing below is generated text:\n"
+    )
+    lines = [intro]
+    for n, s in enumerate(used, start=1):
+        quote = best_quote(question, s.article)
+        where = ", ".join(dict.fromkeys(x.label.title() for x in quote.sentences if x.label))
+        lines.append(f"- {quote.text.rstrip()}{f' ({where})' if where else ''} [{n}]")
     designs = [pt for s in used for pt in s.article.publication_types]
     strong = sum(pt in ("Randomized Controlled Trial", "Meta-Analysis", "Systematic Review") for pt in designs)
+    judged = "contain enough of the question's terms to count as relevant" if by_retrieval else "were judged relevant"
     tldr = (
-        f"{len(relevant)} of {screened} screened articles were judged relevant"
-        f" ({strong} trial(s) or systematic review(s) among those quoted); no synthesis was generated by this"
-        " small model, so weigh the quoted conclusions yourself."
+        f"{len(relevant)} of {screened} screened articles {judged}"
+        f" ({strong} trial(s) or systematic review(s) among those quoted); no synthesis was generated,"
+        " so weigh the quoted sentences yourself."
     )
     return "\n".join(lines), tldr, list(range(1, len(used) + 1)), len(used)
 

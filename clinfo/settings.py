@@ -56,8 +56,16 @@ class Settings(BaseSettings):
     )
     planner: Literal["llm", "keywords"] = Field("llm", description="keywords: search the question's words, no LLM planning")
     summarize: bool = Field(True, description="ask the screening LLM for a structured summary, not only relevance")
+    screening: Literal["llm", "retrieval"] = Field(
+        "llm",
+        description="who decides relevance: llm (the model judges each candidate) or retrieval (each candidate's"
+        " IDF-weighted coverage of the question's terms; no LLM call)",
+    )
+    min_coverage: float = Field(
+        0.7, ge=0.0, le=1.0, description="retrieval screening: share of the question's weighted terms a record must contain"
+    )
     synthesis_mode: Literal["llm", "extractive"] = Field(
-        "llm", description="extractive: quote each relevant abstract's conclusion, cited, instead of an LLM synthesis"
+        "llm", description="extractive: quote the sentences of each relevant abstract that best answer the question, cited, instead of an LLM synthesis"
     )
     num_queries: int = Field(3, ge=1, le=10)
     results_per_query: int = Field(20, ge=1, le=500)
@@ -128,8 +136,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # A 135M-parameter model cannot write PubMed syntax or a faithful synthesis (measured in
     # benchmarks/local_model_quality.py): search the question's words, let BM25 do most of the
-    # ranking, keep the LLM to short relevance judgements (its summaries invent numbers), and
-    # quote conclusions verbatim.
+    # ranking, decide relevance by the question's term coverage (the model called 90% of random
+    # abstracts relevant; benchmarks/offline_evidence.py), and quote the best-answering sentences.
     "small": {
         "planner": "keywords",
         "num_queries": 1,
@@ -137,6 +145,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "screen_abstract_chars": 1000,
         "synthesis_mode": "extractive",
         "summarize": False,
+        "screening": "retrieval",
     },
 }
 

@@ -292,15 +292,37 @@ def test_extractive_synthesis_quotes_conclusions_without_llm_writing() -> None:
     source = MemorySource({words: ["101", "102", "103"]}, articles)
     llm = make_llm()
     tokens: list[str] = []
-    answer = ClinfoAI(llm=llm, source=source, preset="small", use_cache=False).forward(QUESTION, on_token=tokens.append)
+    # the model still judges relevance when asked to (screening="llm"); the preset's default is tested below
+    answer = ClinfoAI(llm=llm, source=source, preset="small", screening="llm", use_cache=False).forward(QUESTION, on_token=tokens.append)
     assert set(llm.steps()) == {"screen"}  # no planning, no synthesis call
     assert set(llm.calls[0].schema["properties"]) == {"relevant", "score", "reason"}  # no summary asked
     assert answer.article_summaries[0].design == ""
-    assert "- Magnesium improved sleep. [1]" in answer.synthesis
+    assert answer.article_summaries[0].relevance_source == "llm" and answer.article_summaries[0].fields_requested == []
+    assert "- Magnesium improved sleep. (Conclusions) [1]" in answer.synthesis  # the conclusion, not the methods
     assert "- Dietary magnesium intake and sleep duration in older people. [2]" in answer.synthesis
     assert [r.pmid for r in answer.references] == ["101", "103"] and all(r.cited for r in answer.references)
     assert "2 of 3 screened articles were judged relevant" in answer.tldr
     assert "".join(tokens) == answer.synthesis
+
+
+def test_small_preset_screens_by_term_coverage_without_calling_the_model() -> None:
+    words = "magnesium OR supplementation OR improve OR sleep OR quality OR older OR adults"
+    source = MemorySource({words: ["102", "101", "103"]}, corpus())
+    llm = make_llm()
+    answer = ClinfoAI(llm=llm, source=source, preset="small", use_cache=False).forward(QUESTION)
+    assert llm.calls == [] and answer.trace.llm_calls == 0
+    assert [s.pmid for s in answer.article_summaries] == ["101"]  # covers every term of the question
+    judged = {s.pmid: s for s in answer.article_summaries + answer.irrelevant_articles}
+    assert all(s.relevance_source == "retrieval" for s in judged.values())
+    assert "missing: magnesium" in judged["102"].reason and not judged["102"].relevant
+    assert "contain enough of the question's terms" in answer.tldr
+
+
+def test_llm_screening_records_which_summary_fields_it_asked_for() -> None:
+    answer = run(make_llm(), make_source())
+    s = answer.article_summaries[0]
+    assert s.relevance_source == "llm"
+    assert s.fields_requested == ["summary", "design", "sample_size", "population", "risk_of_bias"]
 
 
 def test_presets_see_through_copied_settings() -> None:
