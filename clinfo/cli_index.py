@@ -24,14 +24,14 @@ index_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    help="Build and inspect a local PubMed mirror (SQLite FTS5, optional dense vectors).",
+    help="Build and inspect a local PubMed mirror (SQLite records, Tantivy lexical index, optional dense vectors).",
 )
 
 
 @index_app.command("build")
 def build_cmd(
     paths: list[Path] = typer.Argument(..., help="PubMed XML (.xml, .xml.gz), JSON Lines (.jsonl[.gz]) files or directories."),
-    out: Path = typer.Option(..., "--out", "-o", help="Corpus file to create or extend (SQLite)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Corpus file to create or extend (SQLite; the lexical index goes in OUT.tantivy/)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Parser processes (default: one per CPU; 0: none)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DEBUG_OPT,
@@ -43,6 +43,23 @@ def build_cmd(
 
         summary = build_index(paths, out, progress=not quiet, workers=workers)
         typer.echo(summary.line())
+
+    guarded(body, debug)
+
+
+@index_app.command("upgrade")
+def upgrade_cmd(
+    corpus: Path = typer.Argument(..., help="Corpus built by an older clinfo (schema v1, SQLite FTS5)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    debug: bool = DEBUG_OPT,
+) -> None:
+    """Convert an older corpus in place: drop its FTS5 index, build the lexical index from its records."""
+
+    def body() -> None:
+        from clinfo.corpus.build import upgrade_corpus
+
+        n = upgrade_corpus(corpus, progress=not quiet)
+        typer.echo(f"{corpus}: lexical index holds {n:,} articles")
 
     guarded(body, debug)
 

@@ -1,5 +1,6 @@
 """Building the local corpus from real PubMed XML and JSON Lines: counts, replacement, deletion,
-idempotence, resumption after a kill, and every kind of bad input."""
+idempotence, resumption after a kill, every kind of bad input, and the record store and lexical
+index agreeing after each of them; upgrading a schema v1 (FTS5) corpus."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from clinfo.corpus.build import build_index
-from clinfo.corpus.lexical import FtsIndex
-from clinfo.corpus.store import SCHEMA_VERSION, corpus_info, open_corpus
+from clinfo.corpus.build import build_index, upgrade_corpus
+from clinfo.corpus.lexical import LexicalIndex, lexical_dir
+from clinfo.corpus.lexical_query import translate
+from clinfo.corpus.store import SCHEMA_VERSION, RecordStore, article_to_row, corpus_info, open_corpus
+from clinfo.sources.corpus import LocalSource
 from clinfo.errors import CorpusError
 from clinfo.sources.pubmed_xml import DeletedCitations, iter_pubmed_xml
 from tests.support.common import REPO
@@ -37,14 +40,38 @@ def _pmids(db: Path) -> set[int]:
         conn.close()
 
 
+def _lexical_pmids(db: Path) -> list[int]:
+    """Every PMID the lexical index holds, with repeats if a PMID were indexed twice."""
+    import tantivy
+
+    index = tantivy.Index.open(str(lexical_dir(db)))
+    searcher = index.searcher()
+    res = searcher.search(tantivy.Query.all_query(), max(searcher.num_docs, 1), count=False, order_by_field="pmid")
+    return [int(p) for p in searcher.fast_field_values("pmid", [a for _, a in res.hits])]
+
+
 def _check_integrity(db: Path) -> None:
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        # Raises if the FTS index disagrees with the docs table.
-        conn.execute("INSERT INTO fts(fts, rank) VALUES ('integrity-check', 1)")
+        assert conn.execute("SELECT count(*) FROM lexical_pending").fetchone()[0] == 0
     finally:
         conn.close()
+    # The lexical index holds exactly the stored articles, each once.
+    lexical = _lexical_pmids(db)
+    assert len(lexical) == len(set(lexical)) and set(lexical) == _pmids(db)
+
+
+class Engine:
+    def __init__(self, db: Path) -> None:
+        self.store = RecordStore.open(db)
+        self.lexical = LexicalIndex(db, self.store.meta("analyzer") or "")
+
+    def fetch(self, pmids: list) -> list:
+        return self.store.fetch(pmids)
+
+    def search(self, query: str, limit: int = 20) -> tuple[list[int], list[float], int]:
+        return self.lexical.search(translate(query), limit)
 
 
 def test_build_from_real_xml_keeps_every_field(tmp_path: Path, slice21: XmlSlice) -> None:
@@ -60,7 +87,7 @@ def test_build_from_real_xml_keeps_every_field(tmp_path: Path, slice21: XmlSlice
     assert summary.skipped["duplicate PMID"] == sum(1 for a in records if a.abstract_sections) - len(with_abstract) == 1
     assert _pmids(tmp_path / "c.db") == {int(p) for p in with_abstract}
     # What comes back is the Article the parser produced, field for field.
-    index = FtsIndex(open_corpus(tmp_path / "c.db"))
+    index = Engine(tmp_path / "c.db")
     pmids = sorted(with_abstract)[:25]
     for article in index.fetch(pmids):
         assert article == parsed[article.pmid]
@@ -107,16 +134,20 @@ def test_later_file_replaces_and_deletes_whatever_order_workers_finish(tmp_path:
     # Which worker finishes first varies; the counts say which way it went, the result is the same.
     assert summary.replaced + summary.skipped["superseded by a later file"] == 1
     assert summary.deleted + summary.skipped["deleted by a later file"] == 1
-    index = FtsIndex(open_corpus(db))
+    index = Engine(db)
     (article,) = index.fetch([revised_pmid])
     assert article.title.startswith("Zyxwvutonium revised")
     assert index.fetch([deleted_pmid]) == []
     assert index.search("zyxwvutonium[ti]")[0] == [int(revised_pmid)]
+    assert int(deleted_pmid) not in index.search(f"{deleted_pmid}[pmid]")[0]
     _check_integrity(db)
     # Ingesting the older file again, changed, makes it the latest file: its version wins.
     os.utime(older, ns=(time.time_ns(), time.time_ns() + 10**9))
     build_index([older], db, progress=False, workers=0)
-    assert not FtsIndex(open_corpus(db)).fetch([revised_pmid])[0].title.startswith("Zyxwvutonium")
+    again = Engine(db)
+    assert not again.fetch([revised_pmid])[0].title.startswith("Zyxwvutonium")
+    assert again.search("zyxwvutonium[ti]")[0] == []
+    _check_integrity(db)
 
 
 def test_duplicate_pmid_in_one_file_keeps_the_later_record(tmp_path: Path, slice21: XmlSlice) -> None:
@@ -125,7 +156,7 @@ def test_duplicate_pmid_in_one_file_keeps_the_later_record(tmp_path: Path, slice
     src = write_xml(tmp_path / "d.xml", slice21.header, [slice21.records[i], *slice21.records[i + 1 : i + 5], second])
     summary = build_index([src], tmp_path / "c.db", progress=False, workers=0)
     assert summary.skipped["duplicate PMID"] == 1
-    (article,) = FtsIndex(open_corpus(tmp_path / "c.db")).fetch([slice21.pmid(i)])
+    (article,) = Engine(tmp_path / "c.db").fetch([slice21.pmid(i)])
     assert article.title.startswith("Second copy")
 
 
@@ -158,7 +189,7 @@ def test_jsonl_bad_lines_are_counted_not_fatal(tmp_path: Path) -> None:
         "duplicate PMID": 1,
     }
     assert summary.added == 6 and not summary.files_failed
-    index = FtsIndex(open_corpus(tmp_path / "c.db"))
+    index = Engine(tmp_path / "c.db")
     (untitled,) = index.fetch(["80"])
     assert untitled.title == "" and untitled.year == 2001
     (first,) = index.fetch([good[0]["pmid"]])
@@ -290,20 +321,26 @@ def test_build_killed_midway_is_usable_and_resumes(tmp_path: Path, workers: int)
     partial = _count_docs(db)
     assert 0 < partial < ref_summary.added
 
-    # The interrupted corpus opens and answers queries with what it has.
-    index = FtsIndex(open_corpus(db))
-    assert index.search("patients")[2] > 0
-    index.conn.close()
-    _check_integrity(db)
+    # The interrupted corpus opens and answers queries with what its lexical index committed,
+    # saying that a build is unfinished when the lexical index lags the records.
+    killed = LocalSource(db)
+    result = killed.search_sync("patients", limit=5)
+    store = RecordStore.open(db)
+    pending = store.pending()
+    store.close()
+    assert pending > 0 or result.pmids
+    assert any("interrupted build" in w for w in result.warnings) == (pending > 0)
+    killed.close()
 
     resumed = build_index([src], db, progress=False, workers=workers)
     assert resumed.files_ingested == 1
     assert resumed.added == ref_summary.added - partial  # nothing added twice
     assert _pmids(db) == _pmids(reference)
     _check_integrity(db)
-    a, b = FtsIndex(open_corpus(db)), FtsIndex(open_corpus(reference))
+    a, b = Engine(db), Engine(reference)
     for q in ("covid-19 vaccine", "cancer[tiab] AND 2021[dp]", '"randomized controlled trial"[pt]'):
-        assert a.search(q, 20)[:3] == b.search(q, 20)[:3]
+        ra, rb = a.search(q, 10_000), b.search(q, 10_000)
+        assert set(ra[0]) == set(rb[0]) and ra[2] == rb[2] > 0
 
 
 def test_gzip_detection_by_content_for_unsuffixed_files(tmp_path: Path) -> None:
@@ -312,3 +349,65 @@ def test_gzip_detection_by_content_for_unsuffixed_files(tmp_path: Path) -> None:
     src = tmp_path / "records.data"
     src.write_bytes(data)
     assert build_index([src], tmp_path / "c.db", progress=False, workers=0).added == 4
+
+
+# ------------------------------------------------------------------------ schema v1 (FTS5) corpora
+
+_V1_DDL = [  # what clinfo wrote before the lexical index (SCHEMA_VERSION 1)
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE files (id INTEGER PRIMARY KEY, name TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        done_upto INTEGER NOT NULL DEFAULT 0, complete INTEGER NOT NULL DEFAULT 0, error TEXT,
+        records INTEGER NOT NULL DEFAULT 0, added REAL NOT NULL, UNIQUE (name, size, mtime_ns))""",
+    """CREATE TABLE docs (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL, year INTEGER, title TEXT NOT NULL,
+        abstract TEXT NOT NULL, mesh TEXT NOT NULL, pubtype TEXT NOT NULL, journal TEXT NOT NULL, extra TEXT NOT NULL)""",
+    "CREATE INDEX docs_year ON docs(year)",
+    "CREATE TABLE deleted (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)",
+    """CREATE VIRTUAL TABLE fts USING fts5(title, abstract, mesh, pubtype, content='docs', content_rowid='pmid',
+        tokenize='unicode61 remove_diacritics 2')""",
+]
+
+
+def _write_v1(db: Path, slice21: XmlSlice, n: int) -> set[int]:
+    src = write_xml(db.parent / "v1.xml", slice21.header, slice21.records[:n])
+    rows = {}
+    for a in iter_pubmed_xml(src):
+        if not isinstance(a, DeletedCitations) and not isinstance(row := article_to_row(a, 1), str):
+            rows[row[0]] = row
+    conn = sqlite3.connect(db)
+    for ddl in _V1_DDL:
+        conn.execute(ddl)
+    conn.executemany("INSERT INTO meta VALUES (?, ?)", [("schema_version", "1"), ("generation", "1")])
+    conn.execute("INSERT INTO files (name, size, mtime_ns, complete, added) VALUES ('v1.xml', 1, 1, 1, 0)")
+    conn.executemany("INSERT INTO docs VALUES (?,?,?,?,?,?,?,?,?)", list(rows.values()))
+    conn.executemany("INSERT INTO fts(rowid, title, abstract, mesh, pubtype) VALUES (?,?,?,?,?)", [(r[0], *r[3:7]) for r in rows.values()])
+    conn.commit()
+    conn.close()
+    return set(rows)
+
+
+def test_v1_corpus_gets_one_line_naming_the_upgrade_then_upgrades_in_place(tmp_path: Path, slice21: XmlSlice) -> None:
+    db = tmp_path / "old.db"
+    pmids = _write_v1(db, slice21, 150)
+    for attempt in (lambda: LocalSource(db), lambda: build_index([tmp_path / "v1.xml"], db, progress=False)):
+        with pytest.raises(CorpusError, match=r"schema v1, SQLite FTS5\); upgrade it in place with 'clinfo index upgrade .*old.db'") as info:
+            attempt()
+        assert "\n" not in str(info.value)
+    size_before = db.stat().st_size
+    assert upgrade_corpus(db, progress=False) == len(pmids)
+    assert db.stat().st_size < size_before  # FTS5 pages given back
+    _check_integrity(db)
+    assert corpus_info(db)["schema_version"] == str(SCHEMA_VERSION)
+    # It answers as a corpus built today from the same records does.
+    fresh = tmp_path / "fresh.db"
+    build_index([tmp_path / "v1.xml"], fresh, progress=False, workers=0)
+    a, b = LocalSource(db), LocalSource(fresh)
+    for q in ("patients[tiab]", "cancer OR surgery", "patients AND 2000:2030[dp]"):
+        ra, rb = a.search_sync(q, limit=1000), b.search_sync(q, limit=1000)
+        assert set(ra.pmids) == set(rb.pmids) and ra.count == rb.count > 0
+    a.close()
+    b.close()
+    # Upgrading again changes nothing; a later build extends the upgraded corpus.
+    assert upgrade_corpus(db, progress=False) == len(pmids)
+    more = write_xml(tmp_path / "more.xml", slice21.header, slice21.records[150:200])
+    assert build_index([more], db, progress=False, workers=0).added > 0
+    _check_integrity(db)

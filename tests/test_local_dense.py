@@ -3,6 +3,7 @@ promise that the BM25 path never imports the heavy libraries."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from clinfo.corpus.build import build_index
+from clinfo.corpus.lexical import lexical_dir
 from clinfo.errors import CorpusError
 from tests.support.common import REPO
 from tests.support.corpus import pubmedqa_items, pubmedqa_jsonl_record, write_jsonl
@@ -47,6 +49,7 @@ def test_dense_without_vectors_says_how_to_make_them(tiny_corpus: tuple[Path, di
     db, _ = tiny_corpus
     fresh = db.parent / "other.db"
     fresh.write_bytes(db.read_bytes())
+    shutil.copytree(lexical_dir(db), lexical_dir(fresh))  # a corpus is the file and its lexical index
     with pytest.raises(CorpusError, match="clinfo index embed"):
         LocalSource(fresh, mode="dense")
 
@@ -94,8 +97,7 @@ async def test_embed_search_hybrid_and_resume(tiny_corpus: tuple[Path, dict]) ->
 
 def test_hnsw_above_the_exact_limit(tiny_corpus: tuple[Path, dict], tmp_path: Path) -> None:
     from clinfo.corpus.dense import DenseIndex, embed_index
-    from clinfo.corpus.lexical import FtsIndex
-    from clinfo.corpus.store import open_corpus
+    from clinfo.corpus.store import RecordStore
 
     db, items = tiny_corpus
     copy = tmp_path / "copy.db"
@@ -105,7 +107,7 @@ def test_hnsw_above_the_exact_limit(tiny_corpus: tuple[Path, dict], tmp_path: Pa
     assert summary.index_kind == "hnsw"
     index = DenseIndex.open(copy)
     pmid, item = next(iter(items.items()))
-    ids, _ = index.search(item["QUESTION"], 3, FtsIndex(open_corpus(copy)))
+    ids, _ = index.search(item["QUESTION"], 3, RecordStore.open(copy))
     assert ids[0] == int(pmid)
 
 
@@ -119,6 +121,7 @@ def test_cli_embed_and_hybrid_search(tiny_corpus: tuple[Path, dict], tmp_path: P
     db, items = tiny_corpus
     copy = tmp_path / "cli.db"
     copy.write_bytes(db.read_bytes())
+    shutil.copytree(lexical_dir(db), lexical_dir(copy))
     runner = CliRunner()
     result = runner.invoke(app, ["index", "embed", str(copy), "-q"])
     assert result.exit_code == 0, result.output

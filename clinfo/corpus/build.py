@@ -1,4 +1,5 @@
-"""Building a corpus: PubMed XML or JSON Lines files into the record store (``clinfo.corpus.store``).
+"""Building a corpus: PubMed XML or JSON Lines files into the record store (``clinfo.corpus.store``)
+and the lexical index beside it (``clinfo.corpus.lexical``).
 
 Every input file gets a sequence number in the order given (across runs, later runs are later).
 A record replaces the stored one only if it comes from a later file, and a deletion only removes a
@@ -10,6 +11,12 @@ worker process while this process is the single SQLite writer, committing one tr
 batch. ``synchronous=OFF`` with WAL is safe against a killed process (the WAL is replayed or
 discarded on the next open); only an OS crash could lose the last commits, and the ``files``
 table would then re-ingest them.
+
+The two stores never disagree after a finished build: each SQLite batch records the PMIDs it
+changed in ``lexical_pending``; the lexical index commits every ``_LEXICAL_COMMIT_EVERY`` changes
+and at the end, and only then is ``lexical_pending`` emptied. A killed build leaves the lexical
+index at its last commit (consistent in itself) and the PMIDs to redo; the next build replays them
+from the stored records before ingesting anything else.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import shutil
 import sqlite3
 import threading
 import time
@@ -29,18 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-from clinfo.corpus.store import (
-    _DDL,
-    _DOC_COLS,
-    _FTS_COLS,
-    SCHEMA_VERSION,
-    _check_schema,
-    article_to_row,
-)
+from clinfo.corpus.lexical import ANALYZER, LexicalWriter, lexical_dir
+from clinfo.corpus.store import _DDL, _DOC_COLS, SCHEMA_VERSION, _check_schema, article_to_row
 from clinfo.errors import CorpusError, MalformedResponse
 from clinfo.models import AbstractSection, Article
 
-__all__ = ["BuildSummary", "build_index", "input_files"]
+__all__ = ["BuildSummary", "build_index", "input_files", "upgrade_corpus"]
 
 # ------------------------------------------------------------------------------------ JSON Lines
 
@@ -294,80 +296,143 @@ class BuildSummary:
         return "; ".join(parts)
 
 
-def _create_or_open_for_write(out: Path) -> sqlite3.Connection:
+def _create_or_open_for_write(out: Path) -> tuple[sqlite3.Connection, bool]:
+    """(connection, whether the corpus is new)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fresh = not out.exists() or out.stat().st_size == 0
     try:
         conn = sqlite3.connect(out, isolation_level=None, timeout=60)
         if fresh:
-            conn.execute("PRAGMA page_size=8192")  # before the first table: fewer pages per FTS segment
+            conn.execute("PRAGMA page_size=8192")
             conn.execute("BEGIN")
             for ddl in _DDL:
                 conn.execute(ddl)
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT INTO meta VALUES ('generation', '0')")
-            # Merge segments once, at the end of a build ('optimize'), rather than as rows arrive:
-            # measured 25% less writer CPU on the two baseline files.
-            conn.execute("INSERT INTO fts(fts, rank) VALUES ('automerge', 0)")
-            conn.execute("INSERT INTO fts(fts, rank) VALUES ('crisismerge', 64)")
+            conn.execute("INSERT INTO meta VALUES ('analyzer', ?)", (ANALYZER,))
             conn.execute("COMMIT")
         else:
             _check_schema(conn, out)
     except sqlite3.DatabaseError as exc:
         raise CorpusError(f"{out} exists and is not a clinfo corpus ({' '.join(str(exc).split())})") from None
+    _tune_for_writing(conn)
+    return conn, fresh
+
+
+def _tune_for_writing(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     # Safe against a killed process with WAL (see module docstring); speeds batch commits up.
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache while writing
     conn.execute("PRAGMA temp_store=MEMORY")
-    return conn
+
+
+def _open_lexical(conn: sqlite3.Connection, out: Path, fresh: bool) -> LexicalWriter:
+    """The lexical index writer; a missing index is created and every article queued for it."""
+    analyzer = conn.execute("SELECT value FROM meta WHERE key='analyzer'").fetchone()
+    analyzer = analyzer[0] if analyzer else ANALYZER
+    folder = lexical_dir(out)
+    create = fresh or not (folder / "meta.json").is_file()
+    if create:
+        if folder.exists():  # left by a corpus file deleted since, or by a crash before its first commit
+            shutil.rmtree(folder)
+        if not fresh:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT OR IGNORE INTO lexical_pending SELECT pmid FROM docs")
+            conn.execute("COMMIT")
+    try:
+        return LexicalWriter(out, analyzer, create=create)
+    except CorpusError as exc:
+        if "LockBusy" in str(exc) or "lock" in str(exc).lower():
+            raise CorpusError(f"another build is writing {out}; wait for it to finish") from None
+        raise
 
 
 # ---------------------------------------------------------------------------------------- writer
 
+# Commit the lexical index after this many changed articles: each commit writes a segment, so
+# fewer commits build faster; what a killed build loses is replayed from lexical_pending.
+_LEXICAL_COMMIT_EVERY = 200_000
+
 
 class _Writer:
-    def __init__(self, conn: sqlite3.Connection, summary: BuildSummary) -> None:
+    def __init__(self, conn: sqlite3.Connection, lex: LexicalWriter, summary: BuildSummary) -> None:
         self.conn = conn
+        self.lex = lex
         self.summary = summary
         self.tombstones: dict[int, int] = dict(conn.execute("SELECT pmid, seq FROM deleted").fetchall())
         self.changed = False
+        self.uncommitted = 0  # lexical changes since its last commit
 
     def apply(self, file_id: int, upto: int, rows: list[tuple[Any, ...]], deletes: list[int], skipped: dict[str, int], seen: int) -> None:
         conn, s = self.conn, self.summary
         s.citations_read += seen
         s.skipped.update(skipped)
+        removed: list[int] = []
+        added: list[tuple[Any, ...]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             if rows:
-                self._rows(rows)
+                added = self._rows(rows, removed)
             if deletes:
-                self._deletes(file_id, deletes)
-            conn.execute(
-                "UPDATE files SET done_upto=?, records=records+? WHERE id=?", (upto, seen, file_id)
-            )
+                self._deletes(file_id, deletes, removed)
+            if removed or added:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO lexical_pending VALUES (?)", [(p,) for p in removed] + [(r[0],) for r in added]
+                )
+            conn.execute("UPDATE files SET done_upto=?, records=records+? WHERE id=?", (upto, seen, file_id))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        # After the SQLite commit: a failed transaction must not leave changes queued in the lexical writer.
+        if removed:
+            self.lex.delete(removed)
+        if added:
+            self.lex.add(added)
+        self.uncommitted += len(removed) + len(added)
+        if self.uncommitted >= _LEXICAL_COMMIT_EVERY:
+            self.sync()
 
-    def _existing(self, pmids: list[int]) -> dict[int, tuple[Any, ...]]:
-        found: dict[int, tuple[Any, ...]] = {}
+    def sync(self) -> None:
+        """Commit the lexical index, then forget the PMIDs it now reflects."""
+        self.lex.commit()
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute("DELETE FROM lexical_pending")
+        self.conn.execute("COMMIT")
+        self.uncommitted = 0
+
+    def replay(self, bar: _Progress | None = None) -> int:
+        """Bring the lexical index up to the record store for every pending PMID (after a kill)."""
+        total = self.conn.execute("SELECT count(*) FROM lexical_pending").fetchone()[0]
+        if not total:
+            return 0
+        last, done = 0, 0
+        while True:
+            chunk = [r[0] for r in self.conn.execute("SELECT pmid FROM lexical_pending WHERE pmid > ? ORDER BY pmid LIMIT 5000", (last,))]
+            if not chunk:
+                break
+            last = chunk[-1]
+            self.lex.delete(chunk)
+            q = f"SELECT {_DOC_COLS} FROM docs WHERE pmid IN ({','.join('?' * len(chunk))})"
+            self.lex.add(self.conn.execute(q, chunk).fetchall())
+            done += len(chunk)
+            if bar is not None:
+                bar.update(0, done, 0)
+        self.sync()
+        self.changed = True
+        return total
+
+    def _existing(self, pmids: list[int]) -> dict[int, int]:
+        """PMID -> seq of the stored version, for the PMIDs stored."""
+        found: dict[int, int] = {}
         for i in range(0, len(pmids), 900):
             chunk = pmids[i : i + 900]
-            q = f"SELECT pmid, seq, {_FTS_COLS} FROM docs WHERE pmid IN ({','.join('?' * len(chunk))})"
-            for row in self.conn.execute(q, chunk):
-                found[row[0]] = row
+            q = f"SELECT pmid, seq FROM docs WHERE pmid IN ({','.join('?' * len(chunk))})"
+            found.update(self.conn.execute(q, chunk).fetchall())
         return found
 
-    def _remove(self, old: tuple[Any, ...]) -> None:
-        # External-content FTS5 needs the old values to remove their postings.
-        self.conn.execute(
-            f"INSERT INTO fts(fts, rowid, {_FTS_COLS}) VALUES ('delete', ?, ?, ?, ?, ?)", (old[0], *old[2:])
-        )
-        self.conn.execute("DELETE FROM docs WHERE pmid=?", (old[0],))
-
-    def _rows(self, rows: list[tuple[Any, ...]]) -> None:
+    def _rows(self, rows: list[tuple[Any, ...]], removed: list[int]) -> list[tuple[Any, ...]]:
         s = self.summary
         existing = self._existing([r[0] for r in rows])
         fresh: dict[int, tuple[Any, ...]] = {}
@@ -382,13 +447,13 @@ class _Writer:
                 s.skipped["duplicate PMID"] += 1
                 fresh[pmid] = row
                 continue
-            old = existing.get(pmid)
-            if old is not None:
-                if old[1] > seq:
+            old_seq = existing.get(pmid)
+            if old_seq is not None:
+                if old_seq > seq:
                     s.skipped["superseded by a later file"] += 1
                     continue
-                self._remove(old)
-                if old[1] == seq:
+                removed.append(pmid)
+                if old_seq == seq:
                     s.skipped["duplicate PMID"] += 1
                 else:
                     s.replaced += 1
@@ -396,19 +461,18 @@ class _Writer:
                 s.added += 1
             fresh[pmid] = row
         if fresh:
-            batch = list(fresh.values())
-            self.conn.executemany(f"INSERT INTO docs ({_DOC_COLS}) VALUES (?,?,?,?,?,?,?,?,?)", batch)
-            self.conn.executemany(
-                f"INSERT INTO fts(rowid, {_FTS_COLS}) VALUES (?,?,?,?,?)", [(r[0], r[3], r[4], r[5], r[6]) for r in batch]
-            )
+            # INSERT OR REPLACE: one statement whether or not the PMID was stored.
+            self.conn.executemany(f"INSERT OR REPLACE INTO docs ({_DOC_COLS}) VALUES (?,?,?,?,?,?,?,?,?)", list(fresh.values()))
             self.changed = True
+        return list(fresh.values())
 
-    def _deletes(self, file_id: int, pmids: list[int]) -> None:
+    def _deletes(self, file_id: int, pmids: list[int], removed: list[int]) -> None:
         existing = self._existing(pmids)
         for pmid in pmids:
-            old = existing.pop(pmid, None)
-            if old is not None and old[1] <= file_id:
-                self._remove(old)
+            old_seq = existing.pop(pmid, None)
+            if old_seq is not None and old_seq <= file_id:
+                self.conn.execute("DELETE FROM docs WHERE pmid=?", (pmid,))
+                removed.append(pmid)
                 self.summary.deleted += 1
                 self.changed = True
             if self.tombstones.get(pmid, -1) < file_id:
@@ -422,27 +486,20 @@ class _Writer:
 class _Progress:
     """A byte-driven progress bar on stderr (rate, ETA, citations/s); silent when disabled."""
 
-    def __init__(self, enabled: bool, total_bytes: int) -> None:
+    def __init__(self, enabled: bool, total_bytes: int, label: str = "indexing") -> None:
         self.progress: Any = None
         self.start = time.perf_counter()
         self.done_bytes: dict[int, int] = {}
         if enabled:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.progress = Progress(
-                TextColumn("indexing"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[citations]}"),
+                TextColumn(label), BarColumn(), DownloadColumn(), TextColumn("{task.fields[citations]}"),
                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                 console=Console(stderr=True), refresh_per_second=4, transient=False,
             )  # fmt: skip
-            self.task = self.progress.add_task("indexing", total=total_bytes, citations="0 citations")
+            self.task = self.progress.add_task(label, total=total_bytes, citations="0 citations")
             self.progress.start()
 
     def update(self, file_id: int, nbytes: int, citations: int) -> None:
@@ -479,20 +536,24 @@ def build_index(
     """Ingest PubMed XML (``.xml``/``.xml.gz``) and JSON Lines files into the corpus at ``out``.
 
     Files already ingested (same name, size and mtime) are skipped; a file an interrupted run left
-    half-done resumes after its last committed batch. Bad records and bad files are skipped and
-    counted in the summary, never fatal. ``workers``: parser processes (default: one per CPU, at
-    most one per file; 0 parses in this process). From a program that runs other threads the
-    workers are spawned rather than forked, which needs the usual ``if __name__ == "__main__"``
-    guard in the calling script.
+    half-done resumes after its last committed batch, and lexical index changes the interrupted
+    run had not committed are replayed first. Bad records and bad files are skipped and counted in
+    the summary, never fatal. ``workers``: parser processes (default: one per CPU, at most one per
+    file; 0 parses in this process). From a program that runs other threads the workers are
+    spawned rather than forked, which needs the usual ``if __name__ == "__main__"`` guard in the
+    calling script. ``optimize``: wait for the lexical index's segment merges before returning.
     """
     started = time.perf_counter()
     files = input_files(paths)
     out_path = Path(out)
     summary = BuildSummary(files=len(files))
-    conn = _create_or_open_for_write(out_path)
+    conn, fresh = _create_or_open_for_write(out_path)
+    lex: LexicalWriter | None = None
     try:
+        lex = _open_lexical(conn, out_path, fresh)
+        writer = _Writer(conn, lex, summary)
+        writer.replay()
         jobs = _register_files(conn, files, summary)
-        writer = _Writer(conn, summary)
         total_bytes = sum(size for _, _, _, size in jobs)
         bar = _Progress(progress and bool(jobs), total_bytes)
         try:
@@ -504,13 +565,12 @@ def build_index(
                 _run_workers(jobs, writer, summary, bar, batch_size, workers)
         finally:
             bar.close()
+        if writer.uncommitted:
+            writer.sync()
         if writer.changed:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
             conn.execute("COMMIT")
-            if optimize:
-                # One b-tree per term instead of many segments: fewer pages read per query.
-                conn.execute("INSERT INTO fts(fts) VALUES ('optimize')")
         summary.articles = conn.execute("SELECT count(*) FROM docs").fetchone()[0]
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('articles', ?)", (str(summary.articles),))
         # A finished corpus is one self-contained file (no -wal/-shm), readable from read-only media.
@@ -520,8 +580,65 @@ def build_index(
         raise CorpusError(f"cannot write corpus {out_path}: {' '.join(str(exc).split())}") from None
     finally:
         conn.close()
+        if lex is not None:
+            if optimize:
+                lex.close()
+            else:
+                del lex
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def upgrade_corpus(path: str | os.PathLike[str], progress: bool = True) -> int:
+    """Convert a schema v1 corpus (SQLite FTS5) in place: drop FTS5, build the lexical index from
+    the stored records. Returns the number of articles indexed. Safe to re-run after a kill."""
+    p = Path(path)
+    if not p.is_file():
+        raise CorpusError(f"no corpus at {p}")
+    try:
+        conn = sqlite3.connect(p, isolation_level=None, timeout=60)
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise CorpusError(f"{p} is not a readable clinfo corpus ({' '.join(str(exc).split())})") from None
+    if row is None:
+        conn.close()
+        raise CorpusError(f"{p} is not a clinfo corpus (no schema version)")
+    version = str(row[0])
+    if version not in ("1", str(SCHEMA_VERSION)):
+        conn.close()
+        raise CorpusError(f"{p} has corpus schema v{version}; this clinfo upgrades v1 to v{SCHEMA_VERSION}")
+    try:
+        _tune_for_writing(conn)
+        if version == "1":
+            # One transaction: a kill leaves the v1 corpus as it was.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DROP TABLE IF EXISTS fts")
+            conn.execute("DROP INDEX IF EXISTS docs_year")
+            for ddl in _DDL:
+                conn.execute(ddl)
+            conn.execute("INSERT OR IGNORE INTO lexical_pending SELECT pmid FROM docs")
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('analyzer', ?)", (ANALYZER,))
+            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+            shutil.rmtree(lexical_dir(p), ignore_errors=True)
+        lex = _open_lexical(conn, p, fresh=False)
+        writer = _Writer(conn, lex, BuildSummary())
+        total = conn.execute("SELECT count(*) FROM lexical_pending").fetchone()[0]
+        bar = _Progress(progress and total > 0, total, label="upgrading")
+        try:
+            writer.replay(bar)
+        finally:
+            bar.close()
+        lex.close()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode=DELETE")
+        if version == "1":
+            conn.execute("VACUUM")  # give the FTS5 pages back to the file system
+        return int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        raise CorpusError(f"cannot upgrade corpus {p}: {' '.join(str(exc).split())}") from None
+    finally:
+        conn.close()
 
 
 def _register_files(conn: sqlite3.Connection, files: list[Path], summary: BuildSummary) -> list[tuple[int, str, int, int]]:

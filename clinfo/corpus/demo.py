@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -30,32 +31,34 @@ def _demo_data() -> Path:
 
 
 def demo_corpus_path(settings: "Settings") -> Path:
-    """The demo corpus as a ready SQLite file in ``settings.cache_dir``, built on first use.
+    """The demo corpus, ready, in ``settings.cache_dir``: ``corpus/demo-<digest>-v<schema>/corpus.db``
+    with its lexical index beside it, built on first use.
 
-    The file name carries a digest of the packaged data and the schema version, so an upgrade
-    that changes either builds a fresh index. The build goes to a temporary file that is renamed
+    The folder name carries a digest of the packaged data and the schema version, so an upgrade
+    that changes either builds a fresh corpus. The build goes to a temporary folder that is renamed
     into place, so a crash or a concurrent process never sees a half-built corpus.
     """
     data = _demo_data()
     digest = hashlib.sha256(data.read_bytes()).hexdigest()[:16]
     folder = Path(settings.cache_dir) / "corpus"
-    target = folder / f"demo-{digest}-v{SCHEMA_VERSION}.db"
-    if target.is_file():
-        return target
+    target = folder / f"demo-{digest}-v{SCHEMA_VERSION}"
+    db = target / "corpus.db"
+    if db.is_file():
+        return db
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".demo-", suffix=".db.tmp", dir=folder)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=folder))
     try:
-        tmp.unlink()  # build_index creates the file itself
-        summary = build_index([data], tmp, progress=False, workers=0)
+        summary = build_index([data], tmp / "corpus.db", progress=False, workers=0)
         if summary.files_failed or summary.articles == 0:
             raise CorpusError(f"demo corpus build failed: {summary.line()}")
-        os.replace(tmp, target)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not db.is_file():  # not a concurrent build that finished first
+                raise
     finally:
-        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
-            leftover.unlink(missing_ok=True)
-    for old in folder.glob("demo-*.db"):  # earlier versions of the packaged data
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in folder.glob("demo-*"):  # earlier versions of the packaged data or of the schema
         if old != target:
-            old.unlink(missing_ok=True)
-    return target
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    return db

@@ -1,160 +1,347 @@
-"""BM25 search over the corpus's SQLite FTS5 index; queries come translated by ``lexical_query``."""
+"""The lexical index: Tantivy beside the record store, BM25 with top-k pruning (block-max WAND).
+
+Layout: ``corpus.db.tantivy/`` next to ``corpus.db``. One document per article the record store
+holds: ``pmid`` (indexed, fast), ``title``/``abstract``/``mesh``/``pubtype`` (text with positions,
+one value per MeSH heading or publication type so phrases never run across two of them) and
+``year`` (indexed, fast; absent when unknown). Texts are not stored: records come from SQLite.
+
+Ranking cost follows the top k, not the matches: a natural-language question is one flat OR of
+term queries, which Tantivy answers with block-max WAND; filters (years, PMIDs, publication
+types) are constant-score clauses, and a date window on a question is applied to an over-fetched
+top list first (see ``LexicalIndex.search``) so a wide window never forces every match to be scored.
+
+Tantivy objects are created lazily (``import clinfo.corpus.lexical`` does not load tantivy).
+"""
 
 from __future__ import annotations
 
-import sqlite3
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clinfo.corpus.lexical_query import FtsQuery, _or_match, translate
-from clinfo.errors import QuerySyntaxError
+from clinfo.corpus.lexical_query import TEXT_FIELDS, And, Natural, Not, Or, Plan, Pmids, Text, Translation, Year
+from clinfo.errors import CorpusError
 
 if TYPE_CHECKING:
-    from clinfo.models import Article
     from clinfo.sources.base import DateRange
 
-__all__ = ["FtsIndex", "BM25_WEIGHTS"]
+__all__ = ["ANALYZER", "FIELD_WEIGHTS", "LexicalIndex", "LexicalWriter", "lexical_dir"]
 
-# bm25() weights for (title, abstract, mesh, pubtype): a title word says more about topic than an
-# abstract word; publication types are filters, not topic.
-BM25_WEIGHTS = (2.0, 1.0, 1.0, 0.0)
-
-
-def _date_filter(dates: "DateRange | None") -> tuple[str, list[Any]]:
-    if dates is None:
-        return "", []
-    conds, params = [], []
-    if dates.start is not None:
-        conds.append("d.year >= ?")
-        params.append(dates.start.year)
-    if dates.end is not None:
-        conds.append("d.year <= ?")
-        params.append(dates.end.year)
-    return " AND ".join(conds), params
+# Which analyzer new corpora use; a corpus records its own in the record store's meta table.
+# Measured with benchmarks/retrieval_quality.py (PubMedQA dev, 34k articles) - see the README.
+ANALYZER = "clinfo_stem"
+# BM25 weight of a match per field for untagged words; publication types are filters, not topic.
+FIELD_WEIGHTS = {"title": 2.0, "abstract": 1.0, "mesh": 1.0}
+_MAX_TOKEN = 40  # longer tokens (sequences, chemical names run together) are not indexed
 
 
-class FtsIndex:
-    """BM25 search and record lookup over one open corpus connection (one per thread)."""
+def lexical_dir(db_path: str | os.PathLike[str]) -> Path:
+    """Where the lexical index of the corpus at ``db_path`` lives."""
+    return Path(f"{db_path}.tantivy")
 
-    # In natural-language mode, words in more than this share of documents are left out of the
-    # OR unless too few words remain: their IDF is near zero, so they barely move the ranking,
-    # but they multiply the rows BM25 must score. Measured on PubMedQA dev against 34k articles:
-    # 0.2 keeps R@1 at 0.940 (as no pruning) with p50 14 ms / p99 36 ms instead of 16 / 44;
-    # 0.05 was faster still (6 / 13 ms) but cost 2.4 points of R@1.
-    common_df = 0.2
-    common_df_floor = 1000  # below this many documents a word is cheap to score whatever the share
-    min_words = 3
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self._df: dict[str, int] = {}
-        self._n: int | None = None
-        self._vocab = False
+def _analyzers() -> dict[str, Any]:
+    import tantivy as tv
+
+    def build(stem: bool) -> Any:
+        b = tv.TextAnalyzerBuilder(tv.Tokenizer.simple())
+        b = b.filter(tv.Filter.remove_long(_MAX_TOKEN)).filter(tv.Filter.lowercase()).filter(tv.Filter.ascii_fold())
+        if stem:
+            b = b.filter(tv.Filter.stemmer("english"))
+        return b.build()
+
+    return {"clinfo_stem": build(True), "clinfo_plain": build(False)}
+
+
+def _schema(analyzer: str) -> Any:
+    import tantivy as tv
+
+    sb = tv.SchemaBuilder()
+    sb.add_unsigned_field("pmid", indexed=True, fast=True)
+    for name in ("title", "abstract", "mesh", "pubtype"):
+        sb.add_text_field(name, tokenizer_name=analyzer, index_option="position")
+    sb.add_integer_field("year", indexed=True, fast=True)
+    return sb.build()
+
+
+def _register(index: Any) -> dict[str, Any]:
+    analyzers = _analyzers()
+    for name, analyzer in analyzers.items():
+        index.register_tokenizer(name, analyzer)
+    return analyzers
+
+
+def _tantivy_error(path: Path, exc: Exception) -> CorpusError:
+    return CorpusError(f"lexical index {path} cannot be used: {' '.join(str(exc).split())[:300]}")
+
+
+# ---------------------------------------------------------------------------------------- writer
+
+
+class LexicalWriter:
+    """Adds and deletes documents; nothing is visible to readers before ``commit``.
+
+    Deleting a PMID removes the documents added for it *before* the delete, so delete-then-add
+    in one commit replaces a record.
+    """
+
+    def __init__(self, db_path: Path, analyzer: str, *, create: bool, heap_bytes: int = 256_000_000, threads: int = 1) -> None:
+        import tantivy as tv
+
+        self.path = lexical_dir(db_path)
+        try:
+            if create:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self.index = tv.Index(_schema(analyzer), path=str(self.path), reuse=False)
+            else:
+                self.index = tv.Index.open(str(self.path))
+            _register(self.index)
+            self.writer = self.index.writer(heap_bytes, threads)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise _tantivy_error(self.path, exc) from None
+        self._doc = tv.Document
+        self._query = tv.Query
+
+    def add(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Rows as the record store holds them: ``(pmid, seq, year, title, abstract, mesh, pubtype, ...)``."""
+        Doc, w = self._doc, self.writer
+        for row in rows:
+            pmid, _, year, title, abstract, mesh, pubtype = row[:7]
+            doc = Doc(title=title, abstract=abstract)
+            doc.add_unsigned("pmid", pmid)
+            for m in mesh.split("\n") if mesh else ():
+                doc.add_text("mesh", m)
+            for p in pubtype.split("\n") if pubtype else ():
+                doc.add_text("pubtype", p)
+            if year is not None:
+                doc.add_integer("year", year)
+            w.add_document(doc)
+
+    def delete(self, pmids: Iterable[int]) -> None:
+        ids = [int(p) for p in pmids]
+        if ids:
+            # A term-set query takes the field's type from the schema (u64); one delete op per batch.
+            q = self._query.term_set_query(self.index.schema, "pmid", ids)
+            self.writer.delete_documents_by_query(q)
+
+    def commit(self) -> None:
+        try:
+            self.writer.commit()
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise _tantivy_error(self.path, exc) from None
+
+    def close(self) -> None:
+        """Wait for background segment merges (fewer segments: faster queries), release the lock."""
+        try:
+            self.writer.wait_merging_threads()
+        except (ValueError, RuntimeError):
+            pass  # already closed
+        try:
+            self.index.writer(15_000_000, 1).garbage_collect_files()
+        except (ValueError, OSError, RuntimeError):
+            pass  # another writer holds the lock: it will collect
+
+
+# ---------------------------------------------------------------------------------------- reader
+
+
+class LexicalIndex:
+    """Top-k BM25 search over one corpus; safe to share between threads (a searcher per query)."""
+
+    # Natural-language question with a date window: fetch this many times ``limit`` unfiltered (block-
+    # max WAND), keep those in the window, and widen by the same factor until enough survive or the
+    # over-fetch reaches _MAX_OVERFETCH; past that, the filtered query runs as an intersection.
+    overfetch = 8
+    max_overfetch = 4000
+
+    def __init__(self, db_path: str | os.PathLike[str], analyzer: str) -> None:
+        import tantivy as tv
+
+        self._tv = tv
+        self.path = lexical_dir(db_path)
+        if not (self.path / "meta.json").is_file():
+            raise CorpusError(f"no lexical index at {self.path}; rebuild it from the records with 'clinfo index upgrade {db_path}'")
+        try:
+            self.index = tv.Index.open(str(self.path))
+            self.analyzers = _register(self.index)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise _tantivy_error(self.path, exc) from None
+        self.analyzer = self.analyzers.get(analyzer)
+        if self.analyzer is None:
+            raise CorpusError(f"lexical index {self.path} uses analyzer {analyzer!r}, which this clinfo does not know")
+        self.schema = self.index.schema
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ compiling a plan
+
+    def _tokens(self, words: Iterable[str]) -> list[str]:
+        out: list[str] = []
+        for w in words:
+            out.extend(self.analyzer.analyze(w))
+        return out
+
+    def _field_query(self, field: str, tokens: list[str], prefix: bool, slop: int) -> Any:
+        Q, s = self._tv.Query, self.schema
+        if len(tokens) == 1 and not prefix:
+            return Q.term_query(s, field, tokens[0])
+        if len(tokens) == 1:
+            # Tokens are letters and digits only, so the pattern needs no escaping.
+            return Q.regex_query(s, field, tokens[0] + ".*")
+        if prefix:
+            return Q.phrase_prefix_query(s, field, tokens)
+        return Q.phrase_query(s, field, tokens, slop)
+
+    def _weighted(self, field: str, q: Any) -> Any:
+        w = FIELD_WEIGHTS.get(field, 1.0)
+        if field == "pubtype":
+            return self._tv.Query.const_score_query(q, 0.0)
+        return q if w == 1.0 else self._tv.Query.boost_query(q, w)
+
+    def _text(self, t: Text) -> Any:
+        tokens = self._tokens(t.tokens)
+        if not tokens:
+            return self._tv.Query.empty_query()
+        clauses = [self._weighted(f, self._field_query(f, tokens, t.prefix, t.slop)) for f in t.fields]
+        return clauses[0] if len(clauses) == 1 else self._should(clauses)
+
+    def _should(self, clauses: list[Any]) -> Any:
+        Occur = self._tv.Occur
+        return self._tv.Query.boolean_query([(Occur.Should, c) for c in clauses])
+
+    def _filter(self, q: Any) -> Any:
+        return self._tv.Query.const_score_query(q, 0.0)
+
+    def _year(self, lo: int | None, hi: int | None) -> Any:
+        tv = self._tv
+        return self._filter(tv.Query.range_query(self.schema, "year", tv.FieldType.Integer, lo, hi))
+
+    def compile(self, plan: Plan) -> Any:
+        tv = self._tv
+        Q, Occur = tv.Query, tv.Occur
+        if isinstance(plan, Text):
+            return self._text(plan)
+        if isinstance(plan, Year):
+            return self._year(plan.lo, plan.hi)
+        if isinstance(plan, Pmids):
+            return self._filter(Q.term_set_query(self.schema, "pmid", list(plan.ids))) if plan.ids else Q.empty_query()
+        if isinstance(plan, And):
+            return Q.boolean_query([(Occur.Must, self.compile(c)) for c in plan.children])
+        if isinstance(plan, Or):
+            return Q.boolean_query([(Occur.Should, self.compile(c)) for c in plan.children])
+        if isinstance(plan, Not):
+            pos = self.compile(plan.positive) if plan.positive is not None else self._filter(Q.all_query())
+            return Q.boolean_query([(Occur.Must, pos)] + [(Occur.MustNot, self.compile(n)) for n in plan.negatives])
+        if isinstance(plan, Natural):
+            # One flat OR of term queries: the shape block-max WAND prunes.
+            clauses = []
+            for word in plan.words:
+                tokens = self._tokens([word])
+                if len(tokens) != 1:
+                    continue
+                prefix = word in plan.prefixes
+                clauses.extend(self._weighted(f, self._field_query(f, tokens, prefix, 0)) for f in TEXT_FIELDS)
+            for phrase in plan.phrases:
+                tokens = self._tokens(phrase)
+                if len(tokens) > 1:
+                    clauses.extend(self._weighted(f, self._field_query(f, tokens, False, 0)) for f in TEXT_FIELDS)
+            return self._should(clauses) if clauses else Q.empty_query()
+        raise TypeError(f"not a query plan: {plan!r}")
+
+    # ------------------------------------------------------------------ searching
 
     @property
     def size(self) -> int:
-        if self._n is None:
-            self._n = int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0])
-        return self._n
+        return int(self.index.searcher().num_docs)
 
-    def doc_freq(self, words: list[str]) -> dict[str, int]:
-        missing = [w for w in words if w not in self._df]
-        if missing:
-            if not self._vocab:
-                self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.fts_vocab USING fts5vocab(main, fts, 'row')")
-                self._vocab = True
-            for i in range(0, len(missing), 500):
-                chunk = missing[i : i + 500]
-                found = dict(
-                    self.conn.execute(
-                        f"SELECT term, doc FROM temp.fts_vocab WHERE term IN ({','.join('?' * len(chunk))})", chunk
-                    ).fetchall()
-                )
-                for w in chunk:
-                    self._df[w] = int(found.get(w, 0))
-            if len(self._df) > 200_000:  # a bound for long-lived processes answering many queries
-                self._df.clear()
-        return {w: self._df.get(w, 0) for w in words}
+    def doc_freq(self, word: str) -> int:
+        """Articles whose title, abstract or MeSH hold ``word`` (the most of the three fields)."""
+        tokens = self._tokens([word])
+        if len(tokens) != 1:
+            return 0
+        searcher = self.index.searcher()
+        return max(searcher.doc_freq(f, tokens[0]) for f in TEXT_FIELDS)
 
-    def _prune(self, fq: FtsQuery) -> FtsQuery:
-        df = self.doc_freq(fq.words)
-        known = [w for w in fq.words if df[w] > 0 or w in fq.prefixes]
-        if not known and not fq.phrases:
-            return FtsQuery(query=fq.query, natural=True, empty=True, warnings=fq.warnings)
-        limit = max(self.common_df * self.size, self.common_df_floor)
-        keep = [w for w in known if df[w] <= limit]
-        want = max(0, min(self.min_words, len(known)) - len(fq.phrases))
-        if len(keep) < want:
-            rarest = set(sorted(known, key=lambda w: df[w])[:want])
-            keep = [w for w in known if w in rarest]
-        return FtsQuery(
-            query=fq.query,
-            match=_or_match(keep, fq.phrases, fq.prefixes),
-            natural=True,
-            words=keep,
-            phrases=fq.phrases,
-            prefixes=fq.prefixes,
-            warnings=fq.warnings,
-        )
+    def search(self, tr: Translation, limit: int, dates: DateRange | None = None) -> tuple[list[int], list[float], int]:
+        """(PMIDs best first, scores (higher is better), total matches) for a translated query.
 
-    def search(
-        self, query: str | FtsQuery, limit: int = 20, dates: "DateRange | None" = None
-    ) -> tuple[list[int], list[float], int, FtsQuery]:
-        """(PMIDs best first, scores (higher is better), total hits, the translation)."""
-        fq = translate(query) if isinstance(query, str) else query
-        if fq.natural and not fq.empty:
-            fq = self._prune(fq)
-        if fq.empty or limit <= 0:
-            return [], [], 0, fq
-        where, params = fq.where, list(fq.params)
-        date_sql, date_params = _date_filter(dates)
-        if date_sql:
-            where = f"({where}) AND {date_sql}" if where else date_sql
-            params += date_params
-        w = ", ".join(str(x) for x in BM25_WEIGHTS)
-        if fq.match is not None:
-            join = " JOIN docs d ON d.pmid = f.rowid" if where else ""
-            # bm25() only works while FTS5's cursor is current: score in a materialised CTE, then
-            # count and sort outside it.
-            sql = (
-                f"WITH hits AS MATERIALIZED (SELECT f.rowid AS pmid, -bm25(fts, {w}) AS score FROM fts f{join}"
-                f" WHERE fts MATCH ?{' AND ' + where if where else ''})"
-                " SELECT pmid, score, count(*) OVER () FROM hits ORDER BY score DESC, pmid LIMIT ?"
-            )
-            args = [fq.match, *params, limit]
-        else:
-            # Filters only: PubMed would sort by date; so do we, newest first.
-            sql = (
-                f"SELECT d.pmid, 0.0, count(*) OVER () FROM docs d{' WHERE ' + where if where else ''}"
-                " ORDER BY d.year DESC, d.pmid DESC LIMIT ?"
-            )
-            args = [*params, limit]
+        The total is exact for PubMed-syntax queries; for natural language (an OR of words that
+        matches most of a large corpus) it is a lower bound: the most articles any one word is in.
+        """
+        if tr.empty or limit <= 0:
+            return [], [], 0
         try:
-            rows = self.conn.execute(sql, args).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "fts5:" not in str(exc):
-                raise
-            # Every term is quoted, so only a limit of FTS5's own (expression size) lands here.
-            raise QuerySyntaxError(f"the local index cannot run this query ({' '.join(str(exc).split())}); simplify it") from None
-        count = rows[0][2] if rows else 0
-        return [r[0] for r in rows], [float(r[1]) for r in rows], count, fq
+            return self._search(tr, limit, dates)
+        except ValueError as exc:
+            raise _tantivy_error(self.path, exc) from None
 
-    def fetch(self, pmids: "list[str] | tuple[str, ...]") -> list["Article"]:
-        """Articles in the order asked; unknown or malformed PMIDs are left out."""
-        from clinfo.corpus.store import row_to_article
+    def _search(self, tr: Translation, limit: int, dates: DateRange | None) -> tuple[list[int], list[float], int]:
+        tv = self._tv
+        searcher = self.index.searcher()
+        lo = dates.start.year if dates is not None and dates.start is not None else None
+        hi = dates.end.year if dates is not None and dates.end is not None else None
+        window = None if lo is None and hi is None else self._year(lo, hi)
+        if tr.plan is None or not _scores(tr.plan):
+            # Filters only: PubMed would sort by date; the newest PMIDs come first here.
+            q = self.compile(tr.plan) if tr.plan is not None else tv.Query.all_query()
+            if window is not None:
+                q = tv.Query.boolean_query([(tv.Occur.Must, q), (tv.Occur.Must, window)])
+            res = searcher.search(q, limit, count=True, order_by_field="pmid", order=tv.Order.Desc)
+            pmids = searcher.fast_field_values("pmid", [a for _, a in res.hits])
+            return [int(p) for p in pmids], [0.0] * len(pmids), int(res.count)
+        q = self.compile(tr.plan)
+        if window is not None and isinstance(tr.plan, Natural):
+            found = self._windowed(searcher, q, limit, lo, hi)
+            if found is not None:
+                pmids, scores = found
+                return pmids, scores, len(pmids)
+        if window is not None:
+            q = tv.Query.boolean_query([(tv.Occur.Must, q), (tv.Occur.Must, window)])
+        pmids, scores = self._top(searcher, q, limit)
+        if len(pmids) < limit:
+            count = len(pmids)
+        elif tr.natural:
+            count = max(len(pmids), max((self.doc_freq(w) for w in tr.plan.words), default=0))  # type: ignore[union-attr]
+        else:
+            # Counting needs no scores: order by a fast field and the matches are only iterated.
+            count = int(searcher.search(q, 1, count=True, order_by_field="pmid").count)
+        return pmids, scores, count
 
-        ids = [int(p) for p in (str(x).strip() for x in pmids) if p.isdigit() and len(p) < 19]
-        found: dict[int, Any] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            q = (
-                "SELECT pmid, year, title, abstract, mesh, pubtype, journal, extra FROM docs"
-                f" WHERE pmid IN ({','.join('?' * len(chunk))})"
-            )
-            for row in self.conn.execute(q, chunk):
-                found[row[0]] = row
-        out, seen = [], set()
-        for pmid in ids:
-            if pmid in found and pmid not in seen:
-                seen.add(pmid)
-                out.append(row_to_article(found[pmid]))
-        return out
+    def _top(self, searcher: Any, q: Any, limit: int) -> tuple[list[int], list[float]]:
+        res = searcher.search(q, limit, count=False)
+        pmids = searcher.fast_field_values("pmid", [a for _, a in res.hits])
+        pairs = sorted(zip((float(s) for s, _ in res.hits), (int(p) for p in pmids)), key=lambda x: (-x[0], x[1]))
+        return [p for _, p in pairs], [s for s, _ in pairs]
+
+    def _windowed(self, searcher: Any, q: Any, limit: int, lo: int | None, hi: int | None) -> tuple[list[int], list[float]] | None:
+        depth = limit * self.overfetch
+        n = searcher.num_docs
+        while True:
+            res = searcher.search(q, depth, count=False)
+            addrs = [a for _, a in res.hits]
+            years = searcher.fast_field_values("year", addrs)
+            keep = [
+                i for i, y in enumerate(years) if y is not None and (lo is None or y >= lo) and (hi is None or y <= hi)
+            ]
+            if len(keep) >= limit or len(addrs) < depth:
+                keep = keep[:limit]
+                pmids = searcher.fast_field_values("pmid", [addrs[i] for i in keep])
+                pairs = sorted(((float(res.hits[i][0]), int(p)) for i, p in zip(keep, pmids)), key=lambda x: (-x[0], x[1]))
+                return [p for _, p in pairs], [s for s, _ in pairs]
+            if depth >= min(limit * self.max_overfetch, n):
+                return None  # a narrow window: the intersection is cheaper than more widening
+            depth = min(depth * self.overfetch, limit * self.max_overfetch, max(n, 1))
+
+
+def _scores(plan: Plan) -> bool:
+    """Whether a plan has a text clause that ranks (outside NOT); filters alone do not."""
+    if isinstance(plan, Text):
+        return any(f != "pubtype" for f in plan.fields)
+    if isinstance(plan, Natural):
+        return True
+    if isinstance(plan, (And, Or)):
+        return any(_scores(c) for c in plan.children)
+    if isinstance(plan, Not):
+        return plan.positive is not None and _scores(plan.positive)
+    return False

@@ -1,30 +1,30 @@
-"""PubMed query -> SQLite FTS5 MATCH expression plus SQL filters (the lexical index runs it).
+"""PubMed query (``clinfo.sources.query`` AST) or plain text -> a small query plan for the lexical index.
 
-The same LLM-written PubMed query should work offline. What maps, and how:
+The plan is plain data (``Text``, ``Year``, ``Pmids``, ``And``, ``Or``, ``Not``, ``Natural``), so
+translation is testable without an index; ``clinfo.corpus.lexical`` compiles it to Tantivy queries.
+What maps, and how:
 
-* AND / OR / NOT and parentheses map to FTS5's; PubMed's left-to-right grouping is already
-  explicit in the AST.
+* AND / OR / NOT and parentheses map to boolean clauses; PubMed's left-to-right grouping is
+  already explicit in the AST.
 * An untagged word searches title, abstract and MeSH (PubMed's All Fields, minus automatic term
   mapping); a run of untagged words is the AND of its words, stopwords dropped as PubMed does.
   A quoted phrase, a tagged run of words and a hyphenated word are phrases.
-* ``[tiab] [ti] [ab] [tw] [all]`` restrict columns; ``[mh]``/``[MeSH Terms]`` match a phrase inside
-  the MeSH headings ("Neoplasms" also matches "Breast Neoplasms", a rough stand-in for explosion);
+* ``[tiab] [ti] [ab] [tw] [all]`` restrict fields; ``[mh]``/``[MeSH Terms]`` match a phrase inside
+  a MeSH heading ("Neoplasms" also matches "Breast Neoplasms", a rough stand-in for explosion);
   ``[majr]`` reads as ``[mh]`` because major-topic flags are not stored; ``[pt]`` matches
-  publication types; ``[pmid]`` is a row lookup.
-* ``[dp]``/``[pdat]`` ranges filter on the publication year (the corpus stores the year only; a
-  month or day in the range is widened to its year, with a warning).
-* ``canc*`` is an FTS5 prefix query (PubMed needs 4+ letters before ``*``; shorter ones are
-  searched without truncation, with a warning, which also bounds the cost of the expansion).
-* ``"hip pain"[tiab:~2]`` is FTS5 ``NEAR``.
+  publication types; ``[pmid]`` looks PMIDs up.
+* ``[dp]``/``[pdat]`` ranges filter on the publication year, an indexed field (the corpus stores
+  the year only; a month or day in the range is widened to its year, with a warning).
+* ``canc*`` is a prefix query (PubMed needs 4+ letters before ``*``; shorter ones are searched
+  without truncation, with a warning, which also bounds the cost of the expansion).
+* ``"hip pain"[tiab:~2]`` is a sloppy phrase.
 * Tags the corpus cannot honour never fail: ``[la]``/``[sb]``/``[filter]`` are dropped, other tags
   (``[au]``, ``[ta]``, ``[nm]`` ...) become plain text terms; each adds a warning.
 
 Text without field tags or upper-case operators is natural language: its content words (quoted
-phrases kept whole) are ORed and BM25 ranks the union, which suits a question typed as is.
-Quotes and ``*`` alone do not make a query boolean: typed questions contain them too.
-
-Every term reaches FTS5 as a double-quoted string made of word characters only, so no input can
-produce an FTS5 syntax error.
+phrases kept whole) are ORed and BM25 ranks the union, which suits a question typed as is. Text
+that has PubMed syntax but does not parse (a pasted question with ``[...]`` or a stray ``(``) is
+searched the same way, with a warning: natural language never fails as syntax.
 """
 
 from __future__ import annotations
@@ -32,29 +32,43 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Union
 
 from clinfo.errors import QuerySyntaxError
 from clinfo.rank import STOPWORDS
-from clinfo.sources.query import SHORT_TAG, Dates, Node, Term, is_boolean, parse
+from clinfo.sources.query import SHORT_TAG, Dates, Node, Term, is_boolean, parse, plain_words
 
-__all__ = ["FtsQuery", "translate", "MAX_QUERY_CHARS"]
+__all__ = [
+    "MAX_QUERY_CHARS",
+    "TEXT_FIELDS",
+    "And",
+    "Natural",
+    "Not",
+    "Or",
+    "Plan",
+    "Pmids",
+    "Text",
+    "Translation",
+    "Year",
+    "translate",
+    "words_of",
+]
 
 MAX_QUERY_CHARS = 10_000
 _MAX_NL_WORDS = 64
 
-_ALL = "{title abstract mesh}"
-_COLUMNS: dict[str | None, str] = {
-    None: _ALL,
-    "All Fields": _ALL,
-    "Text Word": _ALL,
-    "Title/Abstract": "{title abstract}",
-    "Title": "{title}",
-    "Transliterated Title": "{title}",
-    "Abstract": "{abstract}",
-    "MeSH Terms": "{mesh}",
-    "MeSH Major Topic": "{mesh}",
-    "Publication Type": "{pubtype}",
+TEXT_FIELDS = ("title", "abstract", "mesh")  # what an untagged word searches
+_FIELDS: dict[str | None, tuple[str, ...]] = {
+    None: TEXT_FIELDS,
+    "All Fields": TEXT_FIELDS,
+    "Text Word": TEXT_FIELDS,
+    "Title/Abstract": ("title", "abstract"),
+    "Title": ("title",),
+    "Transliterated Title": ("title",),
+    "Abstract": ("abstract",),
+    "MeSH Terms": ("mesh",),
+    "MeSH Major Topic": ("mesh",),
+    "Publication Type": ("pubtype",),
 }
 _IGNORED = {"Language": "language", "Filter": "filters/subsets"}
 _MESH = {"MeSH Terms", "MeSH Major Topic"}
@@ -66,65 +80,114 @@ _NL_STOPWORDS = STOPWORDS | frozenset(
     then them they through under until very we while would you your i me my is there versus vs""".split()
 )
 
-# FTS5's unicode61 tokenizer splits on everything but letters and digits; so do we, and quoting
-# the result keeps every term a plain string to FTS5.
+# The index's tokenizer splits on everything but letters and digits; so do we.
 _TOKEN = re.compile(r"[^\W_]+")
 
 
-def _tokens(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
+    """Lower-cased tokens of ``text`` as the index splits it (before stemming)."""
     return _TOKEN.findall(text.lower())
 
 
-def _phrase(tokens: list[str], prefix: bool = False) -> str:
-    return '"' + " ".join(tokens) + '"' + (" *" if prefix else "")
+# ------------------------------------------------------------------------------------------ plan
+
+
+@dataclass(frozen=True)
+class Text:
+    """Tokens in some fields: one token is a term, several a phrase (``slop`` gaps allowed)."""
+
+    fields: tuple[str, ...]
+    tokens: tuple[str, ...]
+    prefix: bool = False  # the last token is a prefix
+    slop: int = 0
+
+    def __str__(self) -> str:
+        body = " ".join(self.tokens) + ("*" if self.prefix else "")
+        body = f'"{body}"' if len(self.tokens) > 1 else body
+        return f"{'|'.join(self.fields)}:{body}" + (f"~{self.slop}" if self.slop else "")
+
+
+@dataclass(frozen=True)
+class Year:
+    """Publication year in ``lo..hi`` (inclusive; None: open); articles without a year never match."""
+
+    lo: int | None
+    hi: int | None
+
+    def __str__(self) -> str:
+        return f"year:[{self.lo if self.lo is not None else '*'} TO {self.hi if self.hi is not None else '*'}]"
+
+
+@dataclass(frozen=True)
+class Pmids:
+    ids: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return f"pmid:({' '.join(map(str, self.ids))})" if self.ids else "NOTHING"
+
+
+@dataclass(frozen=True)
+class And:
+    children: tuple[Plan, ...]
+
+    def __str__(self) -> str:
+        return "(" + " AND ".join(map(str, self.children)) + ")"
+
+
+@dataclass(frozen=True)
+class Or:
+    children: tuple[Plan, ...]
+
+    def __str__(self) -> str:
+        return "(" + " OR ".join(map(str, self.children)) + ")"
+
+
+@dataclass(frozen=True)
+class Not:
+    """``positive`` without any of ``negatives``; ``positive`` None means every article."""
+
+    positive: Plan | None
+    negatives: tuple[Plan, ...]
+
+    def __str__(self) -> str:
+        neg = " ".join(f"NOT {n}" for n in self.negatives)
+        return f"({self.positive} {neg})" if self.positive is not None else f"(* {neg})"
+
+
+@dataclass(frozen=True)
+class Natural:
+    """Ranked OR of content words (each over ``TEXT_FIELDS``), phrases and prefixes."""
+
+    words: tuple[str, ...]
+    phrases: tuple[tuple[str, ...], ...] = ()
+    prefixes: frozenset[str] = frozenset()
+
+    def __str__(self) -> str:
+        parts = [f'"{" ".join(p)}"' for p in self.phrases] + [w + ("*" if w in self.prefixes else "") for w in self.words]
+        return "ANY(" + " ".join(parts) + ")"
+
+
+Plan = Union[Text, Year, Pmids, And, Or, Not, Natural]
 
 
 @dataclass
-class FtsQuery:
-    """A translated query: run ``match`` (FTS5) and ``where`` (SQL over ``docs d``) together."""
+class Translation:
+    """A query as the lexical index will run it. ``plan`` None: no text constraint (every article)."""
 
     query: str
-    match: str | None = None
-    where: str = ""
-    params: list[Any] = field(default_factory=list)
+    plan: Plan | None = None
     warnings: list[str] = field(default_factory=list)
     natural: bool = False
-    words: list[str] = field(default_factory=list)  # natural language: the content words
-    phrases: list[str] = field(default_factory=list)  # natural language: quoted phrases, as FTS5 strings
-    prefixes: set[str] = field(default_factory=set)  # natural language: words written with a trailing *
     empty: bool = False  # nothing searchable: the answer is no results
 
     @property
-    def translation(self) -> str:
-        bits = [f"MATCH {self.match}"] if self.match else []
-        if self.where:
-            bits.append(f"WHERE {self.where}")
-        return " ".join(bits) or "(everything)"
+    def text(self) -> str:
+        if self.empty:
+            return "(nothing searchable)"
+        return str(self.plan) if self.plan is not None else "(everything)"
 
 
-@dataclass
-class _Plan:
-    match: str | None = None
-    where: str | None = None
-    params: list[Any] = field(default_factory=list)
-
-    @property
-    def neutral(self) -> bool:
-        return self.match is None and self.where is None
-
-    def as_where(self) -> tuple[str, list[Any]]:
-        """The whole plan as one SQL condition over ``d`` (for OR/NOT mixing text and filters)."""
-        conds, params = [], []
-        if self.match is not None:
-            conds.append("d.pmid IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
-            params.append(self.match)
-        if self.where is not None:
-            conds.append(f"({self.where})")
-            params.extend(self.params)
-        return " AND ".join(conds), params
-
-
-_NOTHING = _Plan(where="0")
+# ----------------------------------------------------------------------------------- PubMed AST
 
 
 class _Translator:
@@ -135,7 +198,7 @@ class _Translator:
         if text not in self.warnings:
             self.warnings.append(text)
 
-    def node(self, node: Node) -> _Plan | None:
+    def node(self, node: Node) -> Plan | None:
         """None: the node constrains nothing we can evaluate and is left out of its parent."""
         if isinstance(node, Term):
             return self.term(node)
@@ -143,78 +206,32 @@ class _Translator:
             return self.dates(node)
         kids = [self.node(c) for c in node.children]
         if node.op == "NOT":
-            return self.not_(kids[0], [k for k in kids[1:] if k is not None])
-        plans = [k for k in kids if k is not None]
+            negs = tuple(k for k in kids[1:] if k is not None)
+            return Not(kids[0], negs) if negs else kids[0]
+        plans = tuple(k for k in kids if k is not None)
         if not plans:
             return None
         if len(plans) == 1:
             return plans[0]
-        if node.op == "AND":
-            return self.and_(plans)
-        return self.or_(plans)
+        return And(plans) if node.op == "AND" else Or(plans)
 
-    @staticmethod
-    def and_(plans: list[_Plan]) -> _Plan:
-        matches = [p.match for p in plans if p.match is not None]
-        wheres = [p for p in plans if p.where is not None]
-        return _Plan(
-            match=" AND ".join(f"({m})" for m in matches) if matches else None,
-            where=" AND ".join(f"({p.where})" for p in wheres) if wheres else None,
-            params=[x for p in wheres for x in p.params],
-        )
-
-    @staticmethod
-    def or_(plans: list[_Plan]) -> _Plan:
-        if all(p.where is None for p in plans):
-            return _Plan(match=" OR ".join(f"({p.match})" for p in plans))
-        conds, params = [], []
-        for p in plans:
-            cond, ps = p.as_where()
-            conds.append(f"({cond})")
-            params.extend(ps)
-        return _Plan(where=" OR ".join(conds), params=params)
-
-    @staticmethod
-    def not_(pos: _Plan | None, negs: list[_Plan]) -> _Plan | None:
-        if not negs:
-            return pos
-        if pos is not None and pos.match is not None and all(n.where is None for n in negs):
-            match = f"({pos.match})" + "".join(f" NOT ({n.match})" for n in negs)
-            return _Plan(match=match, where=pos.where, params=list(pos.params))
-        # FTS5 has no unary NOT: exclude in SQL instead.
-        conds, params = [], []
-        for n in negs:
-            cond, ps = n.as_where()
-            conds.append(f"NOT ({cond})")
-            params.extend(ps)
-        where = " AND ".join(conds)
-        if pos is None:
-            return _Plan(where=where, params=params)
-        if pos.where is not None:
-            where = f"({pos.where}) AND {where}"
-            params = list(pos.params) + params
-        return _Plan(match=pos.match, where=where, params=params)
-
-    def term(self, t: Term) -> _Plan | None:
+    def term(self, t: Term) -> Plan | None:
         tag = f"[{SHORT_TAG[t.field]}]" if t.field else ""
         if t.field in _IGNORED:
             self.warn(f"{tag} ignored: the local corpus has no {_IGNORED[t.field]}")
             return None
         if t.field == "PMID":
-            ids = [int(x) for x in _tokens(t.text) if x.isdigit() and len(x) < 19]
-            if not ids:
-                return _NOTHING
-            return _Plan(where=f"d.pmid IN ({','.join('?' * len(ids))})", params=ids)
+            return Pmids(tuple(int(x) for x in words_of(t.text) if x.isdigit() and len(x) < 19))
         text = t.text
         if t.field in _MESH and "/" in text:
             self.warn(f"MeSH subheadings are not stored locally; {t.text!r} matched on its heading")
             text = text.split("/", 1)[0]
         if t.field == "MeSH Major Topic":
             self.warn("[majr] searched as [mh]: major-topic flags are not stored locally")
-        columns = _COLUMNS.get(t.field)
-        if columns is None:
+        fields = _FIELDS.get(t.field)
+        if fields is None:
             self.warn(f"{tag} is not indexed locally; {t.text!r} searched as text")
-            columns = _ALL
+            fields = TEXT_FIELDS
         prefix = text.endswith("*")
         if prefix:
             stem = text.rstrip("*").split()[-1] if text.rstrip("*").split() else ""
@@ -222,66 +239,59 @@ class _Translator:
                 self.warn(f"truncation needs at least 4 letters; {t.text!r} searched without it")
                 prefix = False
         if t.proximity is not None:
-            toks = _tokens(text)
+            toks = tuple(words_of(text))
             if not toks:
                 return self._unsearchable(t)
-            return _Plan(match=f"{columns} : NEAR({' '.join(_phrase([w]) for w in toks)}, {t.proximity})")
+            return Text(fields, toks, slop=t.proximity)
         if t.phrase or (t.quoted and len(t.words) == 1):
-            toks = _tokens(text)
-            if not toks:
-                return self._unsearchable(t)
-            return _Plan(match=f"{columns} : {_phrase(toks, prefix)}")
+            toks = tuple(words_of(text))
+            return Text(fields, toks, prefix) if toks else self._unsearchable(t)
         # A run of untagged words, or one word: AND of the words (a hyphenated word is a phrase).
         parts = []
         words = text.split()
         for i, word in enumerate(words):
-            toks = _tokens(word)
+            toks = tuple(words_of(word))
             if not toks or (len(toks) == 1 and toks[0] in STOPWORDS and not word.endswith("*")):
                 continue
-            parts.append(_phrase(toks, prefix and i == len(words) - 1))
+            parts.append(Text(fields, toks, prefix and i == len(words) - 1))
         if not parts:
             return self._unsearchable(t)
-        body = parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
-        return _Plan(match=f"{columns} : {body}")
+        return parts[0] if len(parts) == 1 else And(tuple(parts))
 
     def _unsearchable(self, t: Term) -> None:
         self.warn(f"{t.text!r} is only stopwords or punctuation and was left out")
-        return None
 
-    def dates(self, d: Dates) -> _Plan:
+    def dates(self, d: Dates) -> Plan:
         tag = f"[{SHORT_TAG[d.field]}]"
         if d.field != "Date - Publication":
             self.warn(f"{tag} approximated by the publication year")
         if d.relative:
             n, unit = d.relative
-            today = dt.date.today()
             days = {"years": 365.25, "months": 30.44, "days": 1}[unit] * n
-            start = (today - dt.timedelta(days=days)).year
-            return _Plan(where="d.year IS NOT NULL AND d.year >= ?", params=[start])
+            return Year((dt.date.today() - dt.timedelta(days=days)).year, None)
         if "/" in d.start or "/" in d.end:
             self.warn(f"date range {d.start}:{d.end} widened to whole years: the corpus stores the publication year only")
-        lo, hi = int(d.start[:4]), int(d.end[:4])
-        # IS NOT NULL: an article without a year is outside every range, and NOT of that holds it,
-        # instead of SQL's NULL dropping it from both sides.
-        return _Plan(where="d.year IS NOT NULL AND d.year BETWEEN ? AND ?", params=[lo, hi])
+        return Year(int(d.start[:4]), int(d.end[:4]))
 
+
+# ---------------------------------------------------------------------------- natural language
 
 _QUOTED = re.compile(r'"([^"]*)"')
 
 
-def _natural(query: str) -> FtsQuery:
+def _natural(query: str, warnings: list[str]) -> Translation:
     """Ranked retrieval over the OR of the content words; quoted text stays a phrase, ``word*`` a prefix."""
-    out = FtsQuery(query=query, natural=True)
-    phrases: list[str] = []
+    out = Translation(query=query, natural=True, warnings=warnings)
+    phrases: list[tuple[str, ...]] = []
     rest = query
     if query.count('"') % 2 == 0:  # unbalanced quotes in typed text: ignore them all
         for m in _QUOTED.finditer(query):
-            toks = _tokens(m.group(1))
+            toks = tuple(words_of(m.group(1)))
             if len(toks) > 1:
-                phrases.append(_phrase(toks))
-        rest = _QUOTED.sub(lambda m: " " if len(_tokens(m.group(1))) > 1 else m.group(1), query)
-    words = [w for w in dict.fromkeys(_tokens(rest)) if w not in _NL_STOPWORDS]
-    prefixes = {m.lower() for m in re.findall(r"([^\W_]{4,})\*", rest)}
+                phrases.append(toks)
+        rest = _QUOTED.sub(lambda m: " " if len(words_of(m.group(1))) > 1 else m.group(1), query)
+    words = [w for w in dict.fromkeys(words_of(rest)) if w not in _NL_STOPWORDS]
+    prefixes = frozenset(m.lower() for m in re.findall(r"([^\W_]{4,})\*", rest))
     if len(words) > _MAX_NL_WORDS:
         out.warnings.append(f"query cut to its first {_MAX_NL_WORDS} content words")
         words = words[:_MAX_NL_WORDS]
@@ -289,32 +299,31 @@ def _natural(query: str) -> FtsQuery:
         out.empty = True
         out.warnings.append("no searchable words in the query")
         return out
-    out.words, out.phrases, out.prefixes = words, list(dict.fromkeys(phrases)), prefixes
-    out.match = _or_match(out.words, out.phrases, prefixes)
+    out.plan = Natural(tuple(words), tuple(dict.fromkeys(phrases)), prefixes & set(words))
     return out
 
 
-def _or_match(words: list[str], phrases: list[str] = (), prefixes: set[str] | frozenset[str] = frozenset()) -> str:  # type: ignore[assignment]
-    terms = [*phrases, *(_phrase([w], w in prefixes) for w in words)]
-    return f"{_ALL} : (" + " OR ".join(terms) + ")"
+# ------------------------------------------------------------------------------------ public API
 
 
-def translate(query: str) -> FtsQuery:
-    """Translate a PubMed query (or plain text) for FTS5; ``QuerySyntaxError`` for malformed syntax."""
+def translate(query: str) -> Translation:
+    """The plan for a PubMed query or plain text. Never raises: what does not parse is searched as words."""
     if not query.strip():
-        raise QuerySyntaxError("empty query")
+        return Translation(query=query, empty=True, warnings=["empty query"])
     if not is_boolean(query):
-        return _natural(query)  # bounded by its word cap, however long the text
-    if len(query) > MAX_QUERY_CHARS:
-        raise QuerySyntaxError(f"query is {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}")
-    node = parse(query)
+        return _natural(query, [])  # bounded by its word cap, however long the text
+    try:
+        if len(query) > MAX_QUERY_CHARS:
+            raise QuerySyntaxError(f"query is {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}")
+        node = parse(query)
+    except QuerySyntaxError as exc:
+        note = f"not PubMed syntax ({exc}); searched as plain words"
+        return _natural(plain_words(query), [note])
     tr = _Translator()
     plan = tr.node(node)
-    out = FtsQuery(query=query, warnings=tr.warnings)
+    out = Translation(query=query, plan=plan, warnings=tr.warnings)
     if plan is None:
         out.warnings.append("nothing in the query can be searched locally; returning the most recent articles")
-        return out
-    out.match, out.where, out.params = plan.match, plan.where or "", plan.params
-    if plan.where == "0" and plan.match is None:
+    elif plan == Pmids(()):
         out.empty = True
     return out

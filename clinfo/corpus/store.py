@@ -1,16 +1,23 @@
 """The record store: one SQLite file holding the citations, the file ledger and deletions.
 
-Layout (``SCHEMA_VERSION`` 1):
+Layout (``SCHEMA_VERSION`` 2):
 
 * ``docs``: one row per citation, keyed by PMID (the INTEGER PRIMARY KEY, so lookups by PMID are
   rowid lookups). The searchable texts are plain columns; what else an ``Article`` needs (abstract
   section labels, authors, DOI) is a small JSON object. Sections are stored joined by ``\\n``; the
   parser collapses whitespace inside a section, so the split is exact.
-* ``fts``: an external-content FTS5 table over ``docs`` (title, abstract, MeSH, publication types),
-  so the texts are stored once. BM25 comes with FTS5.
 * ``files``: every input file seen (name, size, mtime) with how far it has been ingested, so a
   re-run skips finished files and a killed run resumes where its last transaction ended.
 * ``deleted``: PMIDs withdrawn by ``DeleteCitation``, with the file that withdrew them.
+* ``lexical_pending``: PMIDs whose row changed (added, replaced, deleted) since the lexical index
+  (``clinfo.corpus.lexical``, a Tantivy directory beside this file) last committed. A build adds
+  to it in the same transaction as the change and empties it only after the lexical index has
+  committed, so a killed build leaves exactly the PMIDs to redo; the next build replays them.
+* ``meta``: schema version, generation (bumped by every build that changes articles), analyzer
+  of the lexical index.
+
+Schema v1 (before the lexical index) kept an SQLite FTS5 table instead; ``clinfo index upgrade``
+converts such a corpus in place.
 """
 
 from __future__ import annotations
@@ -19,10 +26,13 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from clinfo.errors import CorpusError
 from clinfo.models import AbstractSection, Article
+
+if TYPE_CHECKING:
+    from clinfo.sources.base import DateRange
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -33,7 +43,7 @@ __all__ = [
     "corpus_info",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DDL = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -56,16 +66,11 @@ _DDL = [
         pubtype TEXT NOT NULL,           -- publication types joined by \\n
         journal TEXT NOT NULL,
         extra TEXT NOT NULL)             -- JSON: labels, authors, doi""",
-    "CREATE INDEX IF NOT EXISTS docs_year ON docs(year)",
     "CREATE TABLE IF NOT EXISTS deleted (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)",
-    """CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
-        title, abstract, mesh, pubtype,
-        content='docs', content_rowid='pmid',
-        tokenize='unicode61 remove_diacritics 2')""",
+    "CREATE TABLE IF NOT EXISTS lexical_pending (pmid INTEGER PRIMARY KEY)",
 ]
 
 _DOC_COLS = "pmid, seq, year, title, abstract, mesh, pubtype, journal, extra"
-_FTS_COLS = "title, abstract, mesh, pubtype"
 
 
 # ------------------------------------------------------------------------------- rows <-> Article
@@ -157,6 +162,11 @@ def _check_schema(conn: sqlite3.Connection, p: Path) -> None:
     if row is None:
         conn.close()
         raise CorpusError(f"{p} is not a clinfo corpus (no schema version)")
+    if str(row[0]) == "1":
+        conn.close()
+        raise CorpusError(
+            f"{p} was built by an older clinfo (schema v1, SQLite FTS5); upgrade it in place with 'clinfo index upgrade {p}'"
+        )
     if str(row[0]) != str(SCHEMA_VERSION):
         conn.close()
         raise CorpusError(
@@ -170,6 +180,7 @@ def corpus_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         info: dict[str, Any] = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         info["articles"] = conn.execute("SELECT count(*) FROM docs").fetchone()[0]
+        info["lexical_pending"] = conn.execute("SELECT count(*) FROM lexical_pending").fetchone()[0]
         info["files"] = [
             {"name": n, "complete": bool(c), "records": r, "error": e}
             for n, c, r, e in conn.execute("SELECT name, complete, records, error FROM files ORDER BY id")
@@ -195,6 +206,30 @@ class RecordStore:
 
     def close(self) -> None:
         self.conn.close()
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def pending(self) -> int:
+        """Changes the lexical index has not committed yet (an interrupted build)."""
+        return int(self.conn.execute("SELECT count(*) FROM lexical_pending").fetchone()[0])
+
+    def pmids_in_window(self, pmids: Sequence[int], dates: DateRange | None) -> list[bool]:
+        """For each PMID: stored, and (when ``dates`` is given) published in that window's years."""
+        years = self.years(pmids)
+        lo = dates.start.year if dates is not None and dates.start is not None else None
+        hi = dates.end.year if dates is not None and dates.end is not None else None
+        out = []
+        for p in pmids:
+            y = years.get(int(p), -1)
+            if y == -1:
+                out.append(False)
+            elif dates is None:
+                out.append(True)
+            else:
+                out.append(y is not None and (lo is None or y >= lo) and (hi is None or y <= hi))
+        return out
 
     @property
     def size(self) -> int:

@@ -1,11 +1,12 @@
 """``LocalSource``: the ``Source`` protocol over a local corpus (``clinfo.corpus``).
 
-Search modes: ``bm25`` (SQLite FTS5, the PubMed query translated by ``clinfo.corpus.lexical_query``),
+Search modes: ``bm25`` (the Tantivy lexical index, the PubMed query translated by ``clinfo.corpus.lexical_query``),
 ``dense`` (sentence-transformers + FAISS, ``clinfo.corpus.dense``, needs the ``[dense]`` extra and
 ``clinfo index embed``) and ``hybrid`` (reciprocal rank fusion of both).
 
-SQLite work runs in worker threads (``asyncio.to_thread``) with one read-only connection per
-thread, so concurrent searches neither block the event loop nor share a connection.
+Work runs in worker threads (``asyncio.to_thread``) with one read-only SQLite connection per
+thread, so concurrent searches neither block the event loop nor share a connection; the lexical
+index is one object shared by all threads (each query takes its own searcher).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
-from clinfo.corpus.lexical import FtsIndex
+from clinfo.corpus.lexical import LexicalIndex
 from clinfo.corpus.lexical_query import translate
-from clinfo.corpus.store import open_corpus
+from clinfo.corpus.store import RecordStore
 from clinfo.errors import ConfigError, CorpusError
 from clinfo.sources.base import DateRange, SearchResult, SourceStats
 
@@ -46,11 +47,19 @@ class LocalSource:
         self.mode = mode
         self.model = model
         self.stats = SourceStats()
-        # Open once now so a missing or incompatible corpus fails at construction, not mid-run.
-        open_corpus(self.path).close()
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._stores: list[RecordStore] = []
         self._lock = threading.Lock()
+        # Open now so a missing or incompatible corpus fails at construction, not mid-run.
+        store = self._store()
+        self._warnings: list[str] = []
+        pending = self._guard(store.pending)
+        if pending:
+            self._warnings.append(
+                f"the lexical index lacks {pending:,} recent changes (an interrupted build); "
+                f"re-run 'clinfo index build' with the same files to finish it"
+            )
+        self._lexical = LexicalIndex(self.path, store.meta("analyzer") or "")
         self._dense: Any = None
         if mode != "bm25":
             from clinfo.corpus.dense import DenseIndex
@@ -59,14 +68,14 @@ class LocalSource:
 
     # ------------------------------------------------------------------ connections
 
-    def _index(self) -> FtsIndex:
-        index = getattr(self._local, "index", None)
-        if index is None:
-            conn = open_corpus(self.path, check_same_thread=False)
+    def _store(self) -> RecordStore:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = RecordStore.open(self.path)
             with self._lock:
-                self._conns.append(conn)
-            index = self._local.index = FtsIndex(conn)
-        return index
+                self._stores.append(store)
+            self._local.store = store
+        return store
 
     def _guard(self, func: Any, *args: Any) -> Any:
         try:
@@ -77,7 +86,7 @@ class LocalSource:
     @property
     def articles(self) -> int:
         """How many articles the corpus holds."""
-        return self._guard(lambda: self._index().size)
+        return self._guard(lambda: self._store().size)
 
     # ------------------------------------------------------------------ Source protocol
 
@@ -92,7 +101,7 @@ class LocalSource:
 
     def fetch_sync(self, pmids: Sequence[str]) -> list["Article"]:
         self.stats.requests += 1
-        return self._guard(lambda: self._index().fetch(list(pmids)))
+        return self._guard(lambda: self._store().fetch(list(pmids)))
 
     async def fetch(self, pmids: Sequence[str]) -> list["Article"]:
         """Full records in the order asked; PMIDs the corpus lacks are left out."""
@@ -103,32 +112,31 @@ class LocalSource:
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._conns:
-                conn.close()
-            self._conns.clear()
+            for store in self._stores:
+                store.close()
+            self._stores.clear()
         self._local = threading.local()
 
     # ------------------------------------------------------------------ ranking
 
     def _search(self, query: str, limit: int, dates: DateRange | None) -> SearchResult:
-        fq = translate(query)  # QuerySyntaxError for malformed PubMed syntax, in every mode
-        index = self._index()
+        tr = translate(query)  # never raises: text that is not PubMed syntax is searched as words
+        warnings = self._warnings + tr.warnings
         if self.mode == "bm25":
-            pmids, scores, count, fq = index.search(fq, limit, dates)
-            return SearchResult(query, [str(p) for p in pmids], count, fq.translation, list(fq.warnings), scores)
+            pmids, scores, count = self._lexical.search(tr, limit, dates)
+            return SearchResult(query, [str(p) for p in pmids], count, tr.text, warnings, scores)
+        store = self._store()
         depth = max(limit, _FUSION_DEPTH) if self.mode == "hybrid" else limit
-        dense_ids, dense_scores = self._dense.search(query, depth, index, dates)
-        warnings = list(fq.warnings) + self._dense.warnings()
+        dense_ids, dense_scores = self._dense.search(query, depth, store, dates)
+        warnings = warnings + self._dense.warnings()
         if self.mode == "dense":
             return SearchResult(query, [str(p) for p in dense_ids], len(dense_ids), "dense", warnings, dense_scores)
         from clinfo.rank import rrf
 
-        bm_ids, _, count, fq = index.search(fq, depth, dates)
+        bm_ids, _, count = self._lexical.search(tr, depth, dates)
         fused = rrf([bm_ids, dense_ids])[:limit]
         scores = _rrf_scores([bm_ids, dense_ids], fused)
-        return SearchResult(
-            query, [str(p) for p in fused], max(count, len(fused)), f"hybrid: {fq.translation} + dense", warnings, scores
-        )
+        return SearchResult(query, [str(p) for p in fused], max(count, len(fused)), f"hybrid: {tr.text} + dense", warnings, scores)
 
 
 def _rrf_scores(rankings: list[list[int]], items: list[int], k: int = 60) -> list[float]:

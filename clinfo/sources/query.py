@@ -39,6 +39,7 @@ __all__ = [
     "has_syntax",
     "is_boolean",
     "iter_leaves",
+    "plain_words",
 ]
 
 # Canonical name -> every spelling PubMed accepts for it (matched case-insensitively).
@@ -548,6 +549,16 @@ def terms(query: str | Node) -> list[str]:
             continue
         out.extend(w.lower() for w in _WORD.findall(leaf.text))
     return _dedupe(out)
+
+
+def plain_words(text: str) -> str:
+    """Text that is not valid PubMed syntax reduced to its words, so it can be searched as natural
+    language: a pasted question with ``[...]``, a stray ``(`` or ``:`` never fails as a query.
+    Upper-case operators become lower-case words; a trailing ``*`` on a word is kept."""
+    return " ".join(m.group(0).lower() if m.group(0) in OPERATORS else m.group(0) for m in _PLAIN.finditer(text))
+
+
+_PLAIN = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*\*?")
 
 
 def _dedupe(words: Iterator[str] | list[str]) -> list[str]:
