@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Build rate of the local corpus from the two NLM files in ../shared (50,788 citations).
 
-Prints citations/s over wall time, CPU seconds (this process and its parser workers), peak RSS
-and the index size. The machine is shared: the load average before the run is printed too, and
+Prints citations/s over wall time, CPU seconds (this process, the lexical index's writer thread
+and its parser workers), peak RSS and the size on disk (SQLite records + the lexical index). The machine is shared: the load average before the run is printed too, and
 citations per CPU-second is the figure least affected by other work.
 
     python benchmarks/index_build.py [--workers N] [--keep corpus.db]
@@ -43,15 +43,21 @@ def main() -> None:
             wall, c1 = time.perf_counter() - t0, os.times()
             cpu_self = (c1.user - c0.user) + (c1.system - c0.system)
             cpu_children = (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
-            size = out.stat().st_size
+            lexical = Path(f"{out}.tantivy")
+            db_size = out.stat().st_size
+            lex_size = sum(f.stat().st_size for f in lexical.rglob("*") if f.is_file()) if lexical.is_dir() else 0
+            size = db_size + lex_size
             if args.keep and run == args.repeat - 1:
                 shutil.copy(out, args.keep)
+                if lexical.is_dir():
+                    shutil.copytree(lexical, Path(f"{args.keep}.tantivy"), dirs_exist_ok=True)
         cpu = cpu_self + cpu_children
         print(summary.line())
         print(
             f"run {run + 1}: {summary.citations_read:,} citations in {wall:.2f} s wall = {summary.citations_read / wall:,.0f} citations/s;"
             f" cpu {cpu:.1f} s (writer {cpu_self:.1f} s, parsers {cpu_children:.1f} s) = {summary.citations_read / cpu:,.0f} citations per cpu-second;"
-            f" index {size / 1e6:.0f} MB; load_avg_after={os.getloadavg()[0]:.2f}"
+            f" on disk {size / 1e6:.0f} MB (records {db_size / 1e6:.0f} MB, lexical index {lex_size / 1e6:.0f} MB);"
+            f" load_avg_after={os.getloadavg()[0]:.2f}"
         )
     rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

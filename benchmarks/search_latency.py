@@ -1,13 +1,18 @@
 #!/usr/bin/env python
-"""Search latency of the local corpus over the two NLM baseline files.
+"""Search latency of the local corpus (lexical, bm25 mode), warm.
 
-Queries (seeded, reproducible): 500 natural-language questions sampled from PubMedQA PQA-L, and
-500 PubMed-syntax queries built from the same items' MeSH terms and question words (MeSH [mh],
-[tiab] words and phrases, truncation, OR groups, NOT, date ranges), the shape an LLM writes.
-Each query runs through LocalSource.search_sync (translation + SQLite), top 20. A first pass
-warms the page cache; the second pass is timed. Targets: p50 <= 20 ms, p99 <= 100 ms.
+Queries (seeded, reproducible): natural-language questions sampled from PubMedQA PQA-L; the same
+questions with a publication-year window (DateRange, as the pipeline passes it); PubMed-syntax
+queries built from the same items' MeSH terms and question words (MeSH [mh], [tiab] words and
+phrases, truncation, OR groups, NOT, date ranges), the shape an LLM writes; and planner-style
+queries of common words (``patients[tiab] AND treatment[tiab]``). Each query runs through
+LocalSource.search_sync, top 20. A first pass warms the caches; the second pass is timed.
 
-    python benchmarks/search_latency.py [--corpus corpus.db] [--seed 0]
+Without --corpus, a corpus of the two NLM baseline files is built in a temporary folder;
+``--corpus big.db --build-from DIR`` builds one from JSON Lines made by benchmarks/replicate.py.
+The script runs unchanged against an older checkout (PYTHONPATH=that checkout) to compare engines.
+
+    python benchmarks/search_latency.py [--corpus corpus.db] [--n 500] [--seed 0]
 """
 
 from __future__ import annotations
@@ -66,6 +71,12 @@ def boolean_query(item: dict, rng: random.Random) -> str:
     return query
 
 
+def corpus_bytes(db: Path) -> int:
+    """The SQLite file plus the lexical index folder beside it (if any)."""
+    lexical = Path(f"{db}.tantivy")
+    return db.stat().st_size + (sum(f.stat().st_size for f in lexical.rglob("*") if f.is_file()) if lexical.is_dir() else 0)
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, max(0, round(q / 100 * len(values)) - 1))]
@@ -77,6 +88,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-k", type=int, default=20)
     ap.add_argument("--show", type=int, default=3, help="print this many example queries per kind")
+    ap.add_argument("--n", type=int, default=500, help="queries per kind")
+    ap.add_argument("--build-from", type=Path, help="with --corpus: build it from these JSON Lines files (a folder) if absent")
     args = ap.parse_args()
 
     from clinfo.corpus.build import build_index
@@ -88,29 +101,44 @@ def main() -> None:
         tmp = tempfile.TemporaryDirectory()
         corpus = corpus or Path(tmp.name) / "corpus.db"
         print("building", corpus, "...", file=sys.stderr)
-        print(build_index(FILES, corpus, progress=False).line(), file=sys.stderr)
+        inputs = sorted(args.build_from.glob("*.jsonl")) if args.build_from else FILES
+        print(build_index(inputs, corpus, progress=False).line(), file=sys.stderr)
+
+    import datetime as dt
+
+    from clinfo.sources.base import DateRange
 
     rng = random.Random(args.seed)
-    items = rng.sample(pubmedqa(), 500)
-    natural = [it["QUESTION"] for it in items]
-    boolean = [boolean_query(it, rng) for it in items]
+    items = rng.sample(pubmedqa(), args.n)
+    natural = [(it["QUESTION"], None) for it in items]
+    windows = [DateRange(start=dt.date(y, 1, 1), end=dt.date(y + 4, 12, 31)) for y in (1975, 2017, 2019)]
+    windowed = [(it["QUESTION"], rng.choice(windows)) for it in items]
+    boolean = [(boolean_query(it, rng), None) for it in items]
+    common = ["patients", "treatment", "study", "results", "clinical", "disease", "risk", "children", "women", "therapy"]
+    planner = [(" AND ".join(f"{w}[tiab]" for w in rng.sample(common, 2)), None) for _ in items]
     src = LocalSource(corpus)
-    print(f"corpus {corpus} ({corpus.stat().st_size / 1e6:.0f} MB), load_avg={os.getloadavg()[0]:.2f}")
-    for kind, queries in (("pubmed-syntax", boolean), ("natural-language", natural)):
-        for q in queries:  # warm-up: page cache, vocabulary cache
-            src.search_sync(q, limit=args.k)
+    print(f"corpus {corpus} ({src.articles:,} articles, {corpus_bytes(corpus) / 1e6:,.0f} MB with its lexical index), load_avg={os.getloadavg()[0]:.2f}")
+    kinds = (
+        ("pubmed-syntax", boolean),
+        ("planner-common", planner),
+        ("natural-language", natural),
+        ("natural+years", windowed),
+    )
+    for kind, queries in kinds:
+        for q, dates in queries:  # warm-up: page cache, vocabulary cache
+            src.search_sync(q, limit=args.k, dates=dates)
         times, zero = [], 0
-        for q in queries:
+        for q, dates in queries:
             t = time.perf_counter()
-            result = src.search_sync(q, limit=args.k)
+            result = src.search_sync(q, limit=args.k, dates=dates)
             times.append((time.perf_counter() - t) * 1000)
             zero += not result.pmids
         print(
             f"{kind:17s} n={len(queries)} p50={percentile(times, 50):6.2f} ms  p95={percentile(times, 95):6.2f} ms"
             f"  p99={percentile(times, 99):6.2f} ms  max={max(times):6.1f} ms  mean={statistics.mean(times):6.2f} ms  zero-hit={zero}"
         )
-        for q in queries[: args.show]:
-            print(f"    e.g. {q}")
+        for q, dates in queries[: args.show]:
+            print(f"    e.g. {q}" + (f"  [{dates.start.year}-{dates.end.year}]" if dates else ""))
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if tmp is not None:
         tmp.cleanup()
