@@ -83,6 +83,8 @@ def test_retrieval_over_candidates_and_references(metrics: dict[str, Any]) -> No
     assert refs["recall@10"] == pytest.approx(0.5 / 3, abs=1e-4)
     assert refs["mrr"] == pytest.approx(1 / 3, abs=1e-4)
     assert refs["ndcg@10"] == pytest.approx(ndcg([1], 2) / 3, abs=1e-4)
+    # precision of what was cited: r1 cites only gold (1), r3 cites two non-gold (0), r2 cites nothing
+    assert refs["precision"] == pytest.approx(0.5) and refs["precision_questions"] == 2
 
 
 def test_yes_no_maybe(metrics: dict[str, Any]) -> None:

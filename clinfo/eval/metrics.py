@@ -101,7 +101,20 @@ def retrieval_metrics(answered: list[dict[str, Any]], curve: bool = True) -> dic
         out[what] = {name: scores.get(measure) for name, measure in RETRIEVAL_METRICS.items()}
         if curve:
             out[what]["recall_curve"] = [scores.get(f"R@{k}") for k in CURVE_K]
+    out["references"].update(reference_precision(with_gold))
     return out
+
+
+def reference_precision(with_gold: list[dict[str, Any]]) -> dict[str, Any]:
+    """Share of cited references that are gold, averaged over the answers that cite any (an
+    answer that says "no evidence" cites nothing and is counted under ``no_evidence_share``)."""
+    shares = []
+    for r in with_gold:
+        refs = ranked_references(r["answer"])
+        if refs:
+            shares.append(sum(p in set(r["gold_pmids"]) for p in refs) / len(refs))
+    mean = _mean(shares)
+    return {"precision": round(mean, 4) if mean is not None else None, "precision_questions": len(shares)}
 
 
 # ---------------------------------------------------------------- yes / no / maybe

@@ -23,6 +23,8 @@ ROWS: list[tuple[str, str, tuple[str, ...], str]] = [
     ("retrieval", "references Recall@10", ("retrieval", "references", "recall@10"), ".3f"),
     ("retrieval", "references MRR", ("retrieval", "references", "mrr"), ".3f"),
     ("retrieval", "references nDCG@10", ("retrieval", "references", "ndcg@10"), ".3f"),
+    ("retrieval", "references precision (answers citing any)", ("retrieval", "references", "precision"), ".3f"),
+    ("retrieval", "answers citing any", ("retrieval", "references", "precision_questions"), "d"),
     ("yes/no/maybe", "questions with a gold label", ("yesno", "questions"), "d"),
     ("yes/no/maybe", "accuracy", ("yesno", "accuracy"), ".3f"),
     ("yes/no/maybe", "macro-F1", ("yesno", "macro_f1"), ".3f"),
