@@ -169,6 +169,7 @@ class _Run:
         self.trace = Trace()
         self.sem = asyncio.Semaphore(settings.max_concurrency)
         self._searched: set[str] = set()  # every query sent to the source, so none is sent twice
+        self.relevance_signals = ""  # what retrieval screening used, for the no-evidence message
 
     # ---- plumbing
     def emit(self, stage: str, message: str, **data: Any) -> None:
@@ -367,16 +368,23 @@ class _Run:
             **fields,
         )
 
-    def screen_by_coverage(self, articles: list[Article]) -> list[ArticleSummary]:
-        """Relevance from each record's coverage of the question (clinfo.relevance): no LLM call."""
-        from clinfo.relevance import judge
+    async def screen_by_retrieval(self, articles: list[Article]) -> list[ArticleSummary]:
+        """Relevance from retrieval signals (clinfo.relevance): term coverage, plus similarity
+        where an encoder runtime is installed. No LLM call."""
+        from clinfo import relevance
 
-        verdicts = judge(self.question, articles, min_coverage=self.s.min_coverage)
+        similarity = None
+        if self.s.relevance_similarity:
+            similarity = await asyncio.to_thread(relevance.similarities, self.question, articles)
+            if similarity is None:
+                self.warn("relevance from term coverage only: no runtime for the similarity model (pip install 'clinfo[local]')")
+        verdicts = relevance.judge(self.question, articles, similarity=similarity, threshold=self.s.relevance_threshold)
+        self.relevance_signals = "term coverage and similarity" if similarity is not None else "term coverage"
         summaries = [
             ArticleSummary(
                 article=a,
                 relevant=v.relevant,
-                score=round(10 * v.coverage),
+                score=round(10 * v.score),
                 reason=v.reason,
                 rank=rank,
                 relevance_source="retrieval",
@@ -385,12 +393,12 @@ class _Run:
             for rank, (a, v) in enumerate(zip(articles, verdicts))
         ]
         self.trace.articles_screened = len(summaries)
-        self.emit("screen", f"screened {len(summaries)}/{len(articles)} by term coverage", done=len(summaries), total=len(articles))
+        self.emit("screen", f"screened {len(summaries)}/{len(articles)} by retrieval scores", done=len(summaries), total=len(articles))
         return summaries
 
     async def screen(self, articles: list[Article]) -> list[ArticleSummary]:
         if self.s.screening == "retrieval":
-            return self.screen_by_coverage(articles)
+            return await self.screen_by_retrieval(articles)
         done = 0
 
         async def one(rank: int, article: Article) -> ArticleSummary | None:
@@ -497,7 +505,7 @@ class _Run:
         if not relevant:
             answer.no_evidence = True
             judged = (
-                f"none contained at least {self.s.min_coverage:.0%} of the question's weighted terms"
+                f"none matched the question closely enough ({self.relevance_signals})"
                 if self.s.screening == "retrieval"
                 else "none was judged relevant"
             )
@@ -552,7 +560,7 @@ def extractive_synthesis(question: str, relevant: list[ArticleSummary], screened
         lines.append(f"- {quote.text.rstrip()}{f' ({where})' if where else ''} [{n}]")
     designs = [pt for s in used for pt in s.article.publication_types]
     strong = sum(pt in ("Randomized Controlled Trial", "Meta-Analysis", "Systematic Review") for pt in designs)
-    judged = "contain enough of the question's terms to count as relevant" if by_retrieval else "were judged relevant"
+    judged = "match the question closely enough to count as relevant" if by_retrieval else "were judged relevant"
     tldr = (
         f"{len(relevant)} of {screened} screened articles {judged}"
         f" ({strong} trial(s) or systematic review(s) among those quoted); no synthesis was generated,"

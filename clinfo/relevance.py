@@ -1,15 +1,21 @@
-"""Relevance decided without a model: how much of the question a record covers.
+"""Relevance decided without a generative model, from two retrieval signals:
 
-A record's coverage is the IDF-weighted share of the question's content terms (stems) found in
-its title, abstract and MeSH headings. The IDF comes from a fixed background (``clinfo.terms``),
-so the score is absolute: the same question and record score the same whatever else was
-retrieved, and one threshold holds across questions. A record is relevant when its coverage
-reaches ``min_coverage`` and lies within ``margin`` of the best candidate's; the margin keeps
-records that match only part of the question out of an answer that has closer matches.
+- coverage: the IDF-weighted share of the question's content terms (stems) found in a record's
+  title, abstract and MeSH headings. The IDF comes from a fixed background (``clinfo.terms``);
+- similarity: the cosine between the question and the record's title and abstract under
+  all-MiniLM-L6-v2 (``clinfo.corpus.encoders``; torch-free with the ``[local]`` extra), which
+  sees paraphrases that share no word.
 
-Calibrated in ``benchmarks/offline_evidence.py`` on PubMedQA questions whose source abstract is
-in the corpus, the same questions with it removed, and PubMedRS-200 questions (topics the demo
-corpus lacks).
+The score is their mean, or coverage alone where no encoder runtime is installed. Both signals
+are functions of the question and the record only, with a fixed model and background, so the
+score is absolute: the same whatever else was retrieved and whatever corpus answers, and one
+threshold holds across questions. A record is relevant when its score reaches the threshold
+and lies within ``MARGIN`` of the best candidate's; the margin keeps records that match only
+part of the question out of an answer that has closer matches.
+
+The thresholds are calibrated in ``benchmarks/offline_evidence.py`` on PubMedQA questions whose
+source abstract is in the demo corpus, the same questions with it removed, and PubMedRS-200
+questions whose references the demo corpus lacks.
 """
 
 from __future__ import annotations
@@ -20,32 +26,39 @@ from typing import Sequence
 from clinfo.models import Article
 from clinfo.terms import Background, background, content_terms, question_terms
 
-MIN_COVERAGE = 0.7
+# Calibrated thresholds for each set of signals (see the module docstring).
+THRESHOLDS = {"coverage": 0.75, "coverage+similarity": 0.65}
 MARGIN = 0.15
+# The similarity model is fixed, whatever encoder the corpus's vectors use: the thresholds hold for its cosines only.
+SIMILARITY_MODEL = "all-MiniLM-L6-v2"
 
 
 @dataclass(frozen=True)
 class Verdict:
     relevant: bool
+    score: float  # 0..1, compared with the threshold
     coverage: float  # 0..1
     matched: tuple[str, ...]  # question terms (stems) found in the record
     missing: tuple[str, ...]  # question terms not found
-    outmatched: bool = False  # enough coverage, but another candidate covers the question much better
+    similarity: float | None = None  # cosine, when an encoder was available
+    outmatched: bool = False  # above the threshold, but another candidate matches the question much better
 
     @property
     def reason(self) -> str:
         found = len(self.matched)
         total = found + len(self.missing)
-        text = f"contains {found} of the question's {total} terms (IDF-weighted coverage {self.coverage:.2f})"
+        text = f"contains {found} of the question's {total} terms (weighted coverage {self.coverage:.2f})"
+        if self.similarity is not None:
+            text += f", similarity {self.similarity:.2f}, score {self.score:.2f}"
         if self.missing:
             text += f"; missing: {', '.join(self.missing)}"
         if self.outmatched:
-            text += "; other candidates cover the question clearly better"
+            text += "; other candidates match the question clearly better"
         return text
 
 
 def record_text(article: Article) -> str:
-    return " ".join([article.title, *(s.text for s in article.abstract_sections), *article.mesh])
+    return " ".join([article.title, *(s.text for s in article.abstract_sections)])
 
 
 def coverage(question: str, article: Article, bg: Background | None = None) -> tuple[float, tuple[str, ...], tuple[str, ...]]:
@@ -55,26 +68,66 @@ def coverage(question: str, article: Article, bg: Background | None = None) -> t
     if not terms:
         return 0.0, (), ()
     weights = bg.weights(terms)
-    present = set(content_terms(record_text(article)))
+    present = set(content_terms(" ".join([record_text(article), *article.mesh])))
     matched = tuple(t for t in terms if t in present)
     missing = tuple(t for t in terms if t not in present)
     share = sum(weights[t] for t in matched) / sum(weights.values())
     return round(share, 4), matched, missing
 
 
+def similarities(question: str, articles: Sequence[Article]) -> list[float] | None:
+    """Cosine of ``question`` with each record under SIMILARITY_MODEL; None when no runtime for it
+    is installed (then relevance rests on coverage alone)."""
+    if not articles:
+        return []
+    try:
+        from clinfo.corpus.encoders import available_backends, get_encoder
+    except ImportError:
+        return None
+    backends = available_backends(SIMILARITY_MODEL)
+    if not backends:
+        return None
+    # onnx first: no torch import, and its int8 model is the faster on a CPU
+    encoder = get_encoder(SIMILARITY_MODEL, backend="onnx" if "onnx" in backends else "torch")
+    query = encoder.encode_queries([question])[0]
+    docs = encoder.encode_documents([record_text(a) for a in articles])
+    return [round(float(x), 4) for x in docs @ query]
+
+
+def signals(with_similarity: bool) -> str:
+    return "coverage+similarity" if with_similarity else "coverage"
+
+
 def judge(
     question: str,
     articles: Sequence[Article],
     *,
-    min_coverage: float = MIN_COVERAGE,
+    similarity: Sequence[float] | None = None,
+    threshold: float | None = None,
     margin: float = MARGIN,
     bg: Background | None = None,
 ) -> list[Verdict]:
-    """One verdict per article, in the order given."""
+    """One verdict per article, in the order given. ``similarity`` (one cosine per article) joins
+    coverage when given; ``threshold`` defaults to the calibrated one for the signals used."""
     bg = bg or background()
-    scored = [coverage(question, a, bg) for a in articles]
-    best = max((c for c, _, _ in scored), default=0.0)
+    if threshold is None:
+        threshold = THRESHOLDS[signals(similarity is not None)]
+    scored = []
+    for i, article in enumerate(articles):
+        share, matched, missing = coverage(question, article, bg)
+        sim = None if similarity is None else float(similarity[i])
+        value = share if sim is None else (share + max(0.0, sim)) / 2
+        scored.append((round(value, 4), share, matched, missing, sim))
+    best = max((s[0] for s in scored), default=0.0)
     return [
-        Verdict(relevant=c >= min_coverage and c >= best - margin, coverage=c, matched=m, missing=x, outmatched=c >= min_coverage and c < best - margin)
-        for c, m, x in scored
+        Verdict(
+            relevant=value >= threshold and value >= best - margin,
+            score=value,
+            coverage=share,
+            matched=matched,
+            missing=missing,
+            similarity=sim,
+            outmatched=value >= threshold and value < best - margin,
+        )
+        for value, share, matched, missing, sim in scored
     ]

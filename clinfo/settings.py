@@ -59,10 +59,19 @@ class Settings(BaseSettings):
     screening: Literal["llm", "retrieval"] = Field(
         "llm",
         description="who decides relevance: llm (the model judges each candidate) or retrieval (each candidate's"
-        " IDF-weighted coverage of the question's terms; no LLM call)",
+        " weighted coverage of the question's terms and its similarity to the question; no LLM call)",
     )
-    min_coverage: float = Field(
-        0.7, ge=0.0, le=1.0, description="retrieval screening: share of the question's weighted terms a record must contain"
+    relevance_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="retrieval screening: score (0-1) a record needs to count as relevant; default: the calibrated"
+        " one for the signals in use (clinfo.relevance.THRESHOLDS)",
+    )
+    relevance_similarity: bool = Field(
+        True,
+        description="retrieval screening: add question-abstract similarity (all-MiniLM-L6-v2) to term coverage"
+        " where an encoder runtime is installed",
     )
     synthesis_mode: Literal["llm", "extractive"] = Field(
         "llm", description="extractive: quote the sentences of each relevant abstract that best answer the question, cited, instead of an LLM synthesis"
@@ -136,7 +145,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # A 135M-parameter model cannot write PubMed syntax or a faithful synthesis (measured in
     # benchmarks/local_model_quality.py): search the question's words, let BM25 do most of the
-    # ranking, decide relevance by the question's term coverage (the model called 90% of random
+    # ranking, decide relevance from term coverage and similarity (the model called 90% of random
     # abstracts relevant; benchmarks/offline_evidence.py), and quote the best-answering sentences.
     "small": {
         "planner": "keywords",

@@ -4,6 +4,7 @@ preset end to end over the real demo corpus (no LLM call at all)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from clinfo import ClinfoAI
 from clinfo.models import AbstractSection, Article
 from clinfo.quotes import best_quote, split_sentences
-from clinfo.relevance import coverage, judge
+from clinfo.relevance import THRESHOLDS, coverage, judge, similarities
 from clinfo.terms import background, count_background, demo_texts, question_terms
 
 METFORMIN = "Is metformin use associated with lower cancer incidence in people with type 2 diabetes?"
@@ -64,12 +65,32 @@ def test_judge_needs_the_threshold_and_keeps_clearly_outmatched_records_out() ->
     full = article("1", ("", "Metformin use and cancer incidence in type 2 diabetes: a cohort."))
     most = article("2", ("", "Metformin in type 2 diabetes and cancer."))  # lacks "incidence"
     half = article("3", ("", "Metformin in type 2 diabetes."))
-    verdicts = judge(METFORMIN, [full, most, half], min_coverage=0.75, margin=0.15)
+    verdicts = judge(METFORMIN, [full, most, half], threshold=0.75, margin=0.15)
     assert [v.relevant for v in verdicts] == [True, False, False]
-    assert verdicts[1].outmatched and "cover the question clearly better" in verdicts[1].reason
+    assert verdicts[1].outmatched and "match the question clearly better" in verdicts[1].reason
     assert not verdicts[2].outmatched and "missing: cancer, incid" in verdicts[2].reason
     # alone, the partial match is judged on the threshold only
-    assert [v.relevant for v in judge(METFORMIN, [most, half], min_coverage=0.75)] == [True, False]
+    assert [v.relevant for v in judge(METFORMIN, [most, half], threshold=0.75)] == [True, False]
+    # without a threshold, the calibrated one for coverage alone applies
+    assert [v.relevant for v in judge(METFORMIN, [most, half])] == [v.score >= THRESHOLDS["coverage"] for v in judge(METFORMIN, [most, half])]
+
+
+def test_similarity_joins_coverage_in_the_score_and_the_reason() -> None:
+    a = article("1", ("", "Metformin in type 2 diabetes."))
+    alone, with_sim = judge(METFORMIN, [a])[0], judge(METFORMIN, [a], similarity=[0.2])[0]
+    assert alone.similarity is None and alone.score == alone.coverage
+    assert with_sim.score == round((with_sim.coverage + 0.2) / 2, 4) and "similarity 0.20" in with_sim.reason
+    # a paraphrase that shares few words can still pass on similarity; an unrelated record cannot
+    assert judge(METFORMIN, [a], similarity=[0.95], threshold=0.65)[0].relevant
+    assert not judge(METFORMIN, [a], similarity=[-0.3], threshold=0.65)[0].relevant
+
+
+def test_similarities_come_from_the_real_encoder_and_rank_the_on_topic_record_first() -> None:
+    on_topic = article("1", ("RESULTS", "Among people with type 2 diabetes, metformin users developed fewer malignancies than sulfonylurea users."))
+    off_topic = article("2", ("RESULTS", "Vaccines stored in clinic refrigerators were exposed to freezing temperatures."))
+    sims = similarities(METFORMIN, [on_topic, off_topic])
+    assert sims is not None and len(sims) == 2
+    assert sims[0] > 0.5 > sims[1]
 
 
 def test_a_question_without_content_words_finds_nothing_relevant() -> None:
@@ -140,10 +161,11 @@ def test_a_question_the_demo_corpus_cannot_answer_gets_the_honest_no_evidence_an
     answer = offline.forward(METFORMIN)
     assert answer.no_evidence and answer.references == []
     assert answer.synthesis.startswith("No relevant evidence found.")
-    assert "of the question's weighted terms" in answer.synthesis
+    assert "none matched the question closely enough (term coverage and similarity)" in answer.synthesis
     assert answer.trace.llm_calls == 0 and answer.trace.articles_screened > 0
     # what was screened says why each record fell short
-    assert all(s.relevance_source == "retrieval" and "missing:" in s.reason for s in answer.irrelevant_articles)
+    assert all(s.relevance_source == "retrieval" and "similarity" in s.reason for s in answer.irrelevant_articles)
+    assert any("missing: cancer" in s.reason and "metformin" not in s.reason.split("missing:")[1] for s in answer.irrelevant_articles)
 
 
 def test_a_pubmedqa_question_cites_its_own_abstract_and_quotes_it(offline: ClinfoAI, shared_dir: Path) -> None:
@@ -154,8 +176,10 @@ def test_a_pubmedqa_question_cites_its_own_abstract_and_quotes_it(offline: Clinf
     assert answer.references[0].pmid == pmid and answer.references[0].cited
     gold = answer.article_summaries[0]
     assert gold.relevance_source == "retrieval" and gold.fields_requested == []
-    quoted = answer.synthesis.splitlines()[2]
-    sentence = quoted.split(" … ")[-1].split(" (Conclusions)")[0]
-    assert sentence in " ".join(" ".join(s.text for s in gold.article.abstract_sections).split())
-    assert quoted.endswith("[1]")
-    assert "contain enough of the question's terms" in answer.tldr
+    line = answer.synthesis.splitlines()[2]
+    quoted = re.fullmatch(r"- (.+?)(?: \(([A-Za-z, ]+)\))? \[1\]", line)
+    assert quoted, line
+    abstract = " ".join(" ".join(s.text for s in gold.article.abstract_sections).split())
+    assert all(part in abstract for part in quoted.group(1).split(" … "))  # verbatim, nothing generated
+    assert "Conclusions" in (quoted.group(2) or "")  # the conclusion answers this question
+    assert "match the question closely enough" in answer.tldr

@@ -315,7 +315,7 @@ def test_small_preset_screens_by_term_coverage_without_calling_the_model() -> No
     judged = {s.pmid: s for s in answer.article_summaries + answer.irrelevant_articles}
     assert all(s.relevance_source == "retrieval" for s in judged.values())
     assert "missing: magnesium" in judged["102"].reason and not judged["102"].relevant
-    assert "contain enough of the question's terms" in answer.tldr
+    assert "match the question closely enough" in answer.tldr
 
 
 def test_llm_screening_records_which_summary_fields_it_asked_for() -> None:
