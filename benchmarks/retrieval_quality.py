@@ -150,6 +150,73 @@ def sets_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
         print(_line(f"{mode} ({1000 * sum(ms) / len(ms):.0f} ms/q)", cells), flush=True)
 
 
+def load_chunks(folder: Path) -> tuple[Any, Any]:
+    """PMIDs and vectors of every ``.npy`` + ``.json`` chunk in ``folder`` (a later chunk wins for a PMID)."""
+    import json
+
+    import numpy as np
+
+    pmids, mats = [], []
+    for f in sorted(folder.glob("*.json")):
+        if f.with_suffix(".npy").is_file():
+            pmids += json.loads(f.read_text())
+            mats.append(np.load(f.with_suffix(".npy")))
+    ids = np.asarray(pmids, dtype=np.int64)
+    mat = np.vstack(mats).astype(np.float32)
+    _, last = np.unique(ids[::-1], return_index=True)
+    keep = np.sort(len(ids) - 1 - last)
+    return ids[keep], mat[keep]
+
+
+class ChunkDense:
+    """Exact dense search over vector chunks (what the product's exact index computes), for studies
+    that run while a corpus's vectors are still being encoded: rankings cover the chunks' PMIDs only."""
+
+    def __init__(self, folder: Path, model: str | None = None) -> None:
+        from clinfo.corpus.dense import resolve_model
+        from sentence_transformers import SentenceTransformer
+
+        self.ids, self.mat = load_chunks(folder)
+        self.encoder = SentenceTransformer(resolve_model(model)[0], device="cpu")
+
+    def encode(self, texts: list[str]) -> Any:
+        return self.encoder.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+
+    def search_vectors(self, qv: Any, depth: int) -> Ranking:
+        import numpy as np
+
+        sc = self.mat @ qv
+        top = np.argpartition(-sc, min(depth, len(sc) - 1))[:depth]
+        top = top[np.argsort(-sc[top], kind="stable")]
+        return [int(p) for p in self.ids[top]], [float(x) for x in sc[top]]
+
+
+def deep_runs(args: argparse.Namespace, sets: list[RankingSet]) -> tuple[dict, dict, Any]:
+    """bm25 and dense rankings (top ``--depth``) per set and query, and the chunk index if used."""
+    from clinfo.sources.corpus import LocalSource
+
+    depth = args.depth
+    bm = LocalSource(args.corpus, mode="bm25")
+    chunks = None
+    if args.vectors:
+        chunks = ChunkDense(args.vectors)
+        subset = set(chunks.ids.tolist())
+        print(f"vectors: {len(subset):,} articles from {args.vectors}; both rankers restricted to them", file=sys.stderr)
+        bm_runs = {}
+        for s in sets:
+            deep, _ = search_all(bm, s.queries, depth * 8)
+            bm_runs[s.name] = {q: tuple(zip(*[(p, x) for p, x in zip(*r) if p in subset][:depth])) or ((), ()) for q, r in deep.items()}
+        de_runs = {}
+        for s in sets:
+            qv = chunks.encode(list(s.queries.values()))
+            de_runs[s.name] = {q: chunks.search_vectors(v, depth) for q, v in zip(s.queries, qv)}
+        return {k: {q: (list(a), list(b)) for q, (a, b) in v.items()} for k, v in bm_runs.items()}, de_runs, chunks
+    de = LocalSource(args.corpus, mode="dense")
+    bm_runs = {s.name: search_all(bm, s.queries, depth)[0] for s in sets}
+    de_runs = {s.name: search_all(de, s.queries, depth)[0] for s in sets}
+    return bm_runs, de_runs, chunks
+
+
 def tune_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
     from clinfo.corpus import lexical
     from clinfo.sources.corpus import LocalSource
@@ -157,14 +224,12 @@ def tune_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
     depth = args.depth
     halves = ["tune", "check"]
     t = time.perf_counter()
-    bm = LocalSource(args.corpus, mode="bm25")
-    de = LocalSource(args.corpus, mode="dense")
-    bm_runs = {s.name: search_all(bm, s.queries, depth)[0] for s in sets}
-    de_runs = {s.name: search_all(de, s.queries, depth)[0] for s in sets}
+    bm_runs, de_runs, chunks = deep_runs(args, sets)
     print(f"deep runs (top {depth}) in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
-    print(f"Lever study: corpus {args.corpus} ; cells: nDCG@10 R@10 ; deep runs top {depth}")
-    print(_header(sets, halves))
+    print(f"Lever study: corpus {args.corpus} ; cells: nDCG@10 R@10 ; deep runs top {depth}"
+          + (f" ; restricted to the {len(chunks.ids):,} articles with vectors in {args.vectors}" if chunks is not None else ""))  # fmt: skip
+    print(_header(sets, halves) + "   mean tune nDCG")
 
     def report(label: str, fuse: Callable[[str, str], list[int]]) -> None:
         cells = []
@@ -172,7 +237,7 @@ def tune_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
             runs = {q: fuse(s.name, q) for q in s.queries}
             cells += [measure(runs, s.part(h).qrels) for h in halves]
         mean_tune = sum(c["ndcg"] for c in cells[0::2]) / len(sets)
-        print(_line(label, cells) + f"   mean tune nDCG {mean_tune:.3f}", flush=True)
+        print(_line(label, cells) + f"   {mean_tune:.3f}", flush=True)
 
     report("bm25", lambda s, q: bm_runs[s][q][0])
     report("dense", lambda s, q: de_runs[s][q][0])
@@ -181,25 +246,110 @@ def tune_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
             continue
         for k in (5, 10, 20, 30, 60, 100):
             report(f"rrf k={k} depth={d}", lambda s, q, k=k, d=d: rrf([bm_runs[s][q][0][:d], de_runs[s][q][0][:d]], k, [1, 1]))
-    for w in (0.3, 0.4, 0.5, 0.6, 0.7):
+    for w in (0.3, 0.4, 0.6, 0.7):
         for k in (10, 30, 60):
-            report(f"rrf k={k} depth={depth} w_bm25={w}",
-                   lambda s, q, k=k, w=w: rrf([bm_runs[s][q][0], de_runs[s][q][0]], k, [2 * w, 2 * (1 - w)]))  # fmt: skip
+            report(f"rrf k={k} depth={min(depth, 100)} w_bm25={w}",
+                   lambda s, q, k=k, w=w: rrf([bm_runs[s][q][0][:100], de_runs[s][q][0][:100]], k, [2 * w, 2 * (1 - w)]))  # fmt: skip
     for name, fn in (("convex", convex), ("minmax", minmax)):
         for w in (0.2, 0.3, 0.4, 0.5, 0.6):
             for d in (100, depth):
                 report(f"{name} w_bm25={w} depth={d}", lambda s, q, fn=fn, w=w, d=d: fn([bm_runs[s][q], de_runs[s][q]], [w, 1 - w], d))
+    if args.prf:
+        rm3_report(args, sets, bm_runs, de_runs, set(chunks.ids.tolist()) if chunks is not None else None, report)
+        if chunks is not None:
+            prf_report(chunks, sets, bm_runs, de_runs, report)
     if args.fields:
+        bm = LocalSource(args.corpus, mode="bm25")
         base = dict(lexical.FIELD_WEIGHTS)
-        for title, abstract, mesh in ((1.0, 1.0, 1.0), (2.0, 1.0, 0.5), (2.0, 1.0, 2.0), (3.0, 1.0, 1.0), (1.5, 1.0, 1.0)):
+        for title, abstract, mesh in ((2.0, 1.0, 1.0), (1.0, 1.0, 1.0), (0.5, 1.0, 0.5), (0.5, 1.0, 1.0)):
             lexical.FIELD_WEIGHTS.update(title=title, abstract=abstract, mesh=mesh)
             runs = {s.name: search_all(bm, s.queries, depth)[0] for s in sets}
+            if chunks is not None:
+                subset = set(chunks.ids.tolist())
+                runs = {n: {q: ([p for p in r[0] if p in subset], []) for q, r in v.items()} for n, v in runs.items()}
             report(f"bm25 fields t={title} a={abstract} m={mesh}", lambda s, q: runs[s][q][0])
-            report(f"  + rrf k=60 d=100", lambda s, q: rrf([runs[s][q][0][:100], de_runs[s][q][0][:100]], 60, [1, 1]))
+            report("  + rrf k=60 d=100", lambda s, q: rrf([runs[s][q][0][:100], de_runs[s][q][0][:100]], 60, [1, 1]))
         lexical.FIELD_WEIGHTS.clear()
         lexical.FIELD_WEIGHTS.update(base)
-    bm.close()
-    de.close()
+
+
+def rm3(src: Any, text: str, first: list[int], firsts: list[float], m: int, n: int, lam: float, depth: int) -> list[int]:
+    """Lexical pseudo-relevance feedback (RM3-style): the ``n`` terms weighing most in the top ``m``
+    articles (term share per article x the article's share of the top scores) are ORed, weighted,
+    beside the original query; ``lam`` is the expansion's share."""
+    from collections import Counter
+
+    from clinfo.corpus.lexical import FIELD_WEIGHTS
+    from clinfo.corpus.lexical_query import TEXT_FIELDS, translate
+
+    lex = src._lexical  # a study of the engine's own index: the private handle is the point
+    tv = lex._tv
+    tr = translate(text)
+    if tr.plan is None or not first:
+        return first
+    docs = src._store().fetch(first[:m])
+    total = sum(firsts[:m]) or 1.0
+    weights: Counter[str] = Counter()
+    searcher = lex.index.searcher()
+    n_docs = searcher.num_docs
+    for a, sc in zip(docs, firsts[:m]):
+        toks = [t for t in lex.analyzer.analyze(f"{a.title} {a.abstract}") if len(t) > 2 and not t.isdigit()]
+        for t, c in Counter(toks).items():
+            weights[t] += (c / len(toks)) * (sc / total)
+    original = set(lex._tokens(getattr(tr.plan, "words", ())))
+    picked = []
+    for t, w in weights.most_common(200):
+        if t in original or searcher.doc_freq("abstract", t) > 0.1 * n_docs:
+            continue
+        picked.append((t, w))
+        if len(picked) == n:
+            break
+    if not picked:
+        return first
+    top_w = picked[0][1]
+    Q, Occur = tv.Query, tv.Occur
+    exp = [(Occur.Should, Q.boost_query(Q.term_query(lex.schema, f, t), lam * FIELD_WEIGHTS.get(f, 1.0) * w / top_w))
+           for t, w in picked for f in TEXT_FIELDS]  # fmt: skip
+    q = Q.boolean_query([(Occur.Should, Q.boost_query(lex.compile(tr.plan), 1 - lam))] + exp)
+    res = searcher.search(q, depth, count=False)
+    return [int(p) for p in searcher.fast_field_values("pmid", [a for _, a in res.hits])]
+
+
+def rm3_report(args: argparse.Namespace, sets: list[RankingSet], bm_runs: dict, de_runs: dict, subset: set[int] | None,
+               report: Callable) -> None:  # fmt: skip
+    from clinfo.sources.corpus import LocalSource
+
+    src = LocalSource(args.corpus, mode="bm25")
+    for m, n, lam in ((5, 10, 0.3), (10, 20, 0.3), (5, 10, 0.5)):
+        new = {}
+        for s in sets:
+            for q, text in s.queries.items():
+                pm, sc = bm_runs[s.name][q]
+                ranked = rm3(src, text, pm, sc, m, n, lam, args.depth * (8 if subset else 1))
+                new[(s.name, q)] = [p for p in ranked if subset is None or p in subset][: args.depth]
+        report(f"bm25-rm3 m={m} n={n} lam={lam}", lambda s, q, new=new: new[(s, q)])
+        report("  + rrf k=60 d=100", lambda s, q, new=new: rrf([new[(s, q)][:100], de_runs[s][q][0][:100]], 60, [1, 1]))
+    src.close()
+
+
+def prf_report(chunks: ChunkDense, sets: list[RankingSet], bm_runs: dict, de_runs: dict, report: Callable) -> None:
+    """Dense pseudo-relevance feedback (Rocchio on vectors): the query vector moves toward the mean
+    of the top ``m`` articles of the first fused ranking, then dense is searched again and fused."""
+    import numpy as np
+
+    row = {int(p): i for i, p in enumerate(chunks.ids)}
+    qvecs = {s.name: dict(zip(s.queries, chunks.encode(list(s.queries.values())))) for s in sets}
+    for m in (3, 5, 10):
+        for beta in (0.5, 1.0):
+            new = {}
+            for s in sets:
+                for q in s.queries:
+                    first = rrf([bm_runs[s.name][q][0][:100], de_runs[s.name][q][0][:100]], 60, [1, 1])[:m]
+                    fb = chunks.mat[[row[p] for p in first if p in row]]
+                    v = qvecs[s.name][q] + beta * fb.mean(axis=0) if len(fb) else qvecs[s.name][q]
+                    new[(s.name, q)] = chunks.search_vectors(v / np.linalg.norm(v), 100)[0]
+            report(f"dense-prf m={m} b={beta}", lambda s, q, new=new: new[(s, q)])
+            report(f"  + rrf k=60 d=100", lambda s, q, new=new: rrf([bm_runs[s][q][0][:100], new[(s, q)]], 60, [1, 1]))
 
 
 # ------------------------------------------------------------------------------------ PubMedQA (default)
@@ -252,6 +402,8 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true", help="lever study on deep runs instead of the mode table")
     ap.add_argument("--depth", type=int, default=300, help="deep-run depth for --tune")
     ap.add_argument("--fields", action="store_true", help="with --tune: also re-run BM25 under other field weights")
+    ap.add_argument("--vectors", type=Path, help="with --tune: dense from .npy/.json chunks in this folder (both rankers restricted to their PMIDs)")
+    ap.add_argument("--prf", action="store_true", help="with --tune: pseudo-relevance feedback variants (lexical RM3; dense Rocchio with --vectors)")
     args = ap.parse_args()
 
     if not args.sets:
