@@ -293,6 +293,10 @@ class _Run:
         if result.pmids:
             return records, result.pmids
         self.trace.zero_hit_queries += 1
+        if self.s.planner == "keywords":
+            # the query already is the question's words OR-ed: nothing broader to search, and the
+            # keyword planner is chosen for models that cannot write a query
+            return records, []
         text = await self.ask("broaden", "broaden_query", {"question": self.question, "query": query}, QUERY_SCHEMA, 200)
         broader, problems = self._validated(self._read_queries(text))
         fallback = self._fallback_query()

@@ -183,3 +183,8 @@ def test_a_pubmedqa_question_cites_its_own_abstract_and_quotes_it(offline: Clinf
     assert all(part in abstract for part in quoted.group(1).split(" … "))  # verbatim, nothing generated
     assert "Conclusions" in (quoted.group(2) or "")  # the conclusion answers this question
     assert "match the question closely enough" in answer.tldr
+
+
+def test_small_preset_answers_a_question_without_hits_with_no_model_call(offline: ClinfoAI) -> None:
+    answer = offline.forward("Zyxqwv flurbonic glimpases?")  # no word of it is in the corpus
+    assert answer.no_evidence and answer.trace.zero_hit_queries == 1 and answer.trace.llm_calls == 0
