@@ -90,6 +90,17 @@ class Settings(BaseSettings):
         "auto", description="auto tries json_schema, then json_object with a schema (llama.cpp), then plain text"
     )
 
+    # --- dense retrieval over local corpora (clinfo.corpus.encoders)
+    dense_model: str | None = Field(
+        None,
+        description="document encoder whose vectors are searched (default: the corpus's only vector set, else all-MiniLM-L6-v2)",
+    )
+    query_model: str | None = Field(
+        None,
+        description="encoder for questions where it differs from the document model (asymmetric, e.g. ncbi/MedCPT-Query-Encoder);"
+        " it must give vectors of the same dimension",
+    )
+
     # --- embedded model (llm="local")
     local_n_ctx: int = Field(4096, ge=512, description="context window of the embedded model")
     local_n_threads: int | None = Field(None, ge=1, description="llama.cpp threads (default: half the CPUs)")
