@@ -1,0 +1,454 @@
+#!/usr/bin/env python
+"""Corpus scale: build, import vectors and search corpora of 100k, 1M and 3M citations; extrapolate to 37M.
+
+Corpora: the real NLM baseline records replicated under new PMIDs (``benchmarks/replicate.py``,
+whole copies, so a size is rounded up to a whole number of copies of the ~33k base records).
+For each size it prints:
+
+* lexical build (``build_index`` in a child process): citations/s, CPU seconds, peak RSS of the
+  writer and of the largest parser worker, disk (SQLite records + Tantivy index);
+* vectors: MedCPT-style chunks (float32 ``.npy`` + JSON PMID list, 500k rows each) imported with
+  ``clinfo index import-vectors --no-index`` (vectors/s, peak RSS), then the dense index built by
+  ``clinfo index import-vectors CORPUS`` (exact up to 1M vectors, IVF-PQ above: train/add/tune
+  seconds, nprobe, peak RSS), disk of the vector set;
+* search, warm, in a fresh process per mode (bm25, dense, hybrid) through ``LocalSource``, top 20:
+  p50/p99 of 500 planner-style PubMed queries and of 500 natural-language questions (PubMedQA),
+  each set run once untimed first; peak RSS (VmHWM) of that search process;
+* dense recall@10 of the index against exact search over the same vectors (the same 1,000 queries);
+* the extrapolation to 37M citations.
+
+The vectors are SYNTHETIC unless said otherwise, and the printout says which: replicas have no
+encoded text of their own. Each base record gets a seed vector: its real all-MiniLM-L6-v2 vector
+where ``--seed-vectors`` holds one (chunks of real vectors of the baseline records), else a
+synthetic one near the real ones (the normalised mean of 3 random real seeds plus noise), else
+(no real vectors at all) a point of a random cluster. Copy 0 (the real PMIDs) gets the seed
+itself; copy k > 0 gets ``normalise(seed + 0.75 * noise)`` (cosine ~0.8 to the seed), so
+replicas are distinct points around real structure rather than exact duplicates. Query vectors
+are real (the encoder runs on each question, inside the timed search).
+
+The machine is shared: the load average is printed with every figure. Results are kept in
+``WORK/results.json`` and a step whose result is there (and whose corpus still exists) is not
+run again (``--redo`` forces it), so sizes can be run one at a time and printed together.
+
+    python benchmarks/corpus_scale.py --sizes 100k,1m,3m --work /work/bench/scale
+    python benchmarks/corpus_scale.py --sizes 3m --steps build --work /work/bench/scale   # lexical only
+    python benchmarks/corpus_scale.py --report --work /work/bench/scale                  # print what is kept
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from replicate import OFFSET, replicate  # noqa: E402
+from search_latency import boolean_query, corpus_bytes, percentile, pubmedqa  # noqa: E402
+
+TARGET = 37_000_000  # citations in PubMed, roughly
+MODEL = "all-MiniLM-L6-v2"
+DIM = 384
+CHUNK_ROWS = 500_000
+SIGMA = 0.75
+MODES = ("bm25", "dense", "hybrid")
+COMMON = ["patients", "treatment", "study", "results", "clinical", "disease", "risk", "children", "women", "therapy"]
+DEFAULT_SEEDS = Path("/work/bench/vectors") / MODEL
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower()
+    mult = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text[:-1] if mult > 1 else text) * mult)
+
+
+def label(size: int) -> str:
+    return f"{size // 1_000_000}m" if size % 1_000_000 == 0 else f"{size // 1000}k"
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def run_measured(cmd: list[str]) -> dict[str, Any]:
+    """Run ``cmd``; its output, wall seconds and peak RSS (of it and the children it waited for)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
+    assert p.stdout is not None
+    out = p.stdout.read().decode("utf-8", "replace")
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit(f"error: {' '.join(cmd[:4])} ... failed ({p.returncode}):\n{out[-3000:]}")
+    return {"out": out, "wall_s": time.perf_counter() - t0, "rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+def child(step: str, *args: str) -> dict[str, Any]:
+    """Run one of this script's child steps in a fresh interpreter; its JSON result."""
+    res = run_measured([sys.executable, str(Path(__file__).resolve()), f"_{step}", *args])
+    return json.loads(res["out"].strip().splitlines()[-1]) | {"rss_process_mb": res["rss_mb"]}
+
+
+# ---------------------------------------------------------------------------------------- queries
+
+
+def query_sets(n: int, seed: int) -> dict[str, list[str]]:
+    """500 planner-style PubMed queries (4 in 5 built from a PubMedQA item's MeSH and words, with
+    OR groups, truncation, dates, NOT; 1 in 5 two common words) and 500 PubMedQA questions."""
+    rng = random.Random(seed)
+    items = rng.sample(pubmedqa(), n)
+    planner = [
+        " AND ".join(f"{w}[tiab]" for w in rng.sample(COMMON, 2)) if rng.random() < 0.2 else boolean_query(it, rng) for it in items
+    ]
+    return {"planner": planner, "natural": [it["QUESTION"] for it in items]}
+
+
+# ------------------------------------------------------------------------------------ child steps
+
+
+def _build(out: str, *files: str) -> None:
+    from clinfo.corpus.build import build_index
+
+    c0 = os.times()
+    s = build_index(list(files), out, progress=False)
+    c1 = os.times()
+    print(
+        json.dumps(
+            {
+                "citations": s.citations_read,
+                "articles": s.articles,
+                "seconds": s.seconds,
+                "cpu_writer_s": (c1.user - c0.user) + (c1.system - c0.system),
+                "cpu_parsers_s": (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system),
+                "rss_writer_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "rss_parser_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                "line": s.line(),
+            }
+        )
+    )
+
+
+def _vm_hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _search(corpus: str, mode: str, n: str, seed: str, k: str) -> None:
+    from clinfo.sources.corpus import LocalSource
+
+    sets = query_sets(int(n), int(seed))
+    t0 = time.perf_counter()
+    src = LocalSource(corpus, mode=mode)  # type: ignore[arg-type]
+    result: dict[str, Any] = {"open_s": time.perf_counter() - t0, "rss_open_mb": _vm_hwm_mb(), "load_before": load()}
+    for name, queries in sets.items():
+        for q in queries:  # warm: page cache, vocabulary, encoder
+            src.search_sync(q, limit=int(k))
+        times, zero = [], 0
+        for q in queries:
+            t = time.perf_counter()
+            r = src.search_sync(q, limit=int(k))
+            times.append((time.perf_counter() - t) * 1000)
+            zero += not r.pmids
+        result[name] = {"p50": percentile(times, 50), "p99": percentile(times, 99), "max": max(times), "mean": sum(times) / len(times), "zero": zero}
+    result["rss_mb"] = _vm_hwm_mb()
+    result["load_after"] = load()
+    print(json.dumps(result))
+
+
+def _recall(corpus: str, n: str, seed: str) -> None:
+    """Dense recall@10 of the built index against exact search over the same vectors."""
+    import numpy as np
+
+    from clinfo.corpus.dense import DenseIndex, exact_top
+    from clinfo.sources.query import is_boolean, terms
+
+    d = DenseIndex.open(corpus)
+    vi = d.vindex
+    texts = [" ".join(terms(q)) if is_boolean(q) else q for qs in query_sets(int(n), int(seed)).values() for q in qs]
+    texts = [t for t in texts if t.strip()]
+    q = np.stack([d.encode_query(t) for t in texts]).astype(np.float32)
+    store = vi.store
+    live = store.live_rows()
+    mask = None
+    if len(live) < store.rows:
+        mask = np.zeros(store.rows, dtype=bool)
+        mask[live] = True
+    t0 = time.perf_counter()
+    exact_rows, _ = exact_top(store.matrix(), q, 10, mask)
+    exact_s = time.perf_counter() - t0
+    pmids = store.pmids()
+    hits = 0
+    for i in range(len(q)):
+        got, _ = vi.search(q[i], 10)
+        hits += len(set(got.tolist()) & set(np.asarray(pmids[exact_rows[i]]).tolist()))
+    print(json.dumps({"kind": vi.info.kind, "queries": len(q), "recall10": hits / (10 * len(q)), "exact_batch_s": exact_s, "nprobe": vi.info.nprobe}))
+
+
+# ---------------------------------------------------------------------------------------- vectors
+
+
+def real_seeds(folder: Path | None, bases: "Any") -> dict[int, "Any"]:
+    """Real vectors of base records found in ``folder`` (``*.npy`` + ``*.json`` chunk pairs)."""
+    import numpy as np
+
+    out: dict[int, Any] = {}
+    if folder is None or not folder.is_dir():
+        return out
+    wanted = set(int(b) for b in bases)
+    for js in sorted(folder.glob("*.json")):
+        npy = js.with_suffix(".npy")
+        if not npy.is_file():
+            continue
+        ids = json.loads(js.read_text())
+        mat = np.load(npy, mmap_mode="r")
+        if mat.ndim != 2 or mat.shape[1] != DIM or len(ids) != len(mat):
+            continue
+        for i, p in enumerate(ids):
+            if int(p) in wanted:
+                out[int(p)] = np.asarray(mat[i], dtype=np.float32)
+    return out
+
+
+def _normalise(m: "Any") -> "Any":
+    import numpy as np
+
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    return m
+
+
+def write_chunks(corpus: Path, folder: Path, seed_dir: Path | None, seed: int = 0) -> dict[str, Any]:
+    """MedCPT-style chunks of (synthetic) vectors for every PMID of ``corpus``."""
+    import numpy as np
+
+    conn = sqlite3.connect(f"file:{corpus}?mode=ro", uri=True)
+    pmids = np.fromiter((r[0] for r in conn.execute("SELECT pmid FROM docs ORDER BY pmid")), dtype=np.int64)
+    conn.close()
+    bases, base_idx = np.unique(pmids % OFFSET, return_inverse=True)
+    real = real_seeds(seed_dir, bases)
+    rng = np.random.default_rng(seed)
+    seeds = np.empty((len(bases), DIM), dtype=np.float32)
+    have = np.array([int(b) in real for b in bases])
+    for i in np.flatnonzero(have):
+        seeds[i] = real[int(bases[i])]
+    missing = np.flatnonzero(~have)
+    if len(real):
+        pool = seeds[have]
+        mix = pool[rng.integers(0, len(pool), size=(len(missing), 3))].mean(axis=1)
+        seeds[missing] = mix + 0.5 * rng.standard_normal((len(missing), DIM), dtype=np.float32) / np.sqrt(DIM)
+    else:
+        centres = _normalise(rng.standard_normal((1024, DIM), dtype=np.float32))
+        seeds[missing] = centres[rng.integers(0, 1024, len(missing))] + 0.75 * rng.standard_normal((len(missing), DIM), dtype=np.float32) / np.sqrt(DIM)
+    seeds = _normalise(seeds)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for c, start in enumerate(range(0, len(pmids), CHUNK_ROWS)):
+        part = slice(start, start + CHUNK_ROWS)
+        vec = seeds[base_idx[part]]
+        copy = pmids[part] // OFFSET
+        noisy = copy > 0
+        vec[noisy] += SIGMA * rng.standard_normal((int(noisy.sum()), DIM), dtype=np.float32) / np.float32(np.sqrt(DIM))
+        vec = _normalise(vec)
+        npy, js = folder / f"embeds_chunk_{c}.npy", folder / f"pmids_chunk_{c}.json"
+        np.save(npy, vec.astype(np.float32))
+        js.write_text(json.dumps([int(p) for p in pmids[part]]))
+        files.append((str(npy), str(js)))
+    return {"rows": int(len(pmids)), "bases": int(len(bases)), "real_seeds": int(have.sum()), "files": files}
+
+
+# ---------------------------------------------------------------------------------------- driver
+
+
+class Results:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get(self, size: str, step: str) -> Any:
+        return self.data.get(size, {}).get(step)
+
+    def put(self, size: str, step: str, value: Any) -> None:
+        self.data.setdefault(size, {})[step] = value
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+
+
+def run_size(size: int, args: argparse.Namespace, res: Results) -> None:
+    name = label(size)
+    work: Path = args.work
+    corpus = work / f"corpus_{name}.db"
+    steps = set(args.steps.split(","))
+    if "build" in steps:
+        if "build" in args.redo or res.get(name, "build") is None or not corpus.is_file():
+            for p in (corpus, Path(f"{corpus}.tantivy"), Path(f"{corpus}.dense")):
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            files = replicate(size, work / "jsonl")
+            print(f"[{name}] building from {len(files)} copies ... (load {load()})", file=sys.stderr, flush=True)
+            before = load()
+            r = child("build", str(corpus), *map(str, files))
+            r.update(load_before=before, load_after=load(), records_bytes=corpus.stat().st_size, lexical_bytes=dir_bytes(Path(f"{corpus}.tantivy")))
+            res.put(name, "build", r)
+            for step in ("vectors", "index", "recall", *MODES):
+                res.data.get(name, {}).pop(step, None)
+    if not corpus.is_file():
+        print(f"[{name}] no corpus at {corpus}: run the build step first", file=sys.stderr)
+        return
+    if "vectors" in steps and ("vectors" in args.redo or res.get(name, "vectors") is None):
+        shutil.rmtree(Path(f"{corpus}.dense"), ignore_errors=True)
+        chunks = work / f"chunks_{name}"
+        print(f"[{name}] writing vector chunks ... (load {load()})", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        made = write_chunks(corpus, chunks, args.seed_vectors)
+        made["write_s"] = time.perf_counter() - t0
+        cmd = [sys.executable, "-m", "clinfo", "index", "import-vectors", str(corpus), "--no-index", "-q"]
+        for npy, js in made.pop("files"):
+            cmd += ["--vectors", npy, "--pmids", js]
+        print(f"[{name}] importing {made['rows']:,} vectors ... (load {load()})", file=sys.stderr, flush=True)
+        before = load()
+        r = run_measured(cmd)
+        made.update(import_wall_s=r["wall_s"], import_rss_mb=r["rss_mb"], import_line=r["out"].strip().splitlines()[-1], load_before=before, load_after=load())
+        res.put(name, "vectors", made)
+        res.data.get(name, {}).pop("index", None)
+        if not args.keep_chunks:
+            shutil.rmtree(chunks)
+    if "vectors" in steps and ("vectors" in args.redo or res.get(name, "index") is None) and res.get(name, "vectors"):
+        print(f"[{name}] building the dense index ... (load {load()})", file=sys.stderr, flush=True)
+        before = load()
+        r = run_measured([sys.executable, "-m", "clinfo", "index", "import-vectors", str(corpus), "-q"])
+        info = json.loads(next(Path(f"{corpus}.dense").rglob("index.json")).read_text())
+        res.put(name, "index", {"wall_s": r["wall_s"], "rss_mb": r["rss_mb"], "line": r["out"].strip().splitlines()[-1], "info": info,
+                                "dense_bytes": dir_bytes(Path(f"{corpus}.dense")), "load_before": before, "load_after": load()})
+        for step in ("recall", "dense", "hybrid"):
+            res.data.get(name, {}).pop(step, None)
+    if "search" in steps:
+        for mode in MODES:
+            if mode != "bm25" and res.get(name, "index") is None:
+                continue
+            if "search" in args.redo or res.get(name, mode) is None:
+                print(f"[{name}] searching, {mode} ... (load {load()})", file=sys.stderr, flush=True)
+                res.put(name, mode, child("search", str(corpus), mode, str(args.n), str(args.seed), str(args.k)))
+        if res.get(name, "index") is not None and ("search" in args.redo or res.get(name, "recall") is None):
+            print(f"[{name}] dense recall@10 against exact ... (load {load()})", file=sys.stderr, flush=True)
+            res.put(name, "recall", child("recall", str(corpus), str(args.n), str(args.seed)))
+
+
+def report(res: Results) -> None:
+    sizes = sorted(res.data, key=lambda s: res.data[s].get("build", {}).get("articles", 0))
+    gb = 1e9
+    print(f"corpus scale (cpus={os.cpu_count()}; machine shared: load averages in brackets)")
+    for name in sizes:
+        d = res.data[name]
+        b = d.get("build")
+        if not b:
+            continue
+        cit = b["articles"]
+        print(f"\n== {name}: {cit:,} citations (real baseline records replicated under new PMIDs)")
+        cpu = b["cpu_writer_s"] + b["cpu_parsers_s"]
+        print(
+            f"lexical build   {b['citations'] / b['seconds']:,.0f} citations/s ({b['seconds']:.0f} s wall, {b['citations'] / cpu:,.0f} per cpu-s)"
+            f"; peak RSS writer {b['rss_writer_mb']:,.0f} MB, parser worker {b['rss_parser_mb']:,.0f} MB"
+            f"; disk {(b['records_bytes'] + b['lexical_bytes']) / gb:.2f} GB (records {b['records_bytes'] / gb:.2f}, lexical {b['lexical_bytes'] / gb:.2f})"
+            f"  [load {b['load_before']}->{b['load_after']}]"
+        )
+        v = d.get("vectors")
+        if v:
+            print(
+                f"vectors         SYNTHETIC {v['rows']:,} x {DIM} float32 ({MODEL} space; {v['real_seeds']:,} of {v['bases']:,} base records seeded by their real vector,"
+                f" the rest near them; copies perturbed, sigma {SIGMA})"
+            )
+            print(f"  import        {v['rows'] / v['import_wall_s']:,.0f} vectors/s over the CLI process wall ({v['import_wall_s']:.1f} s); peak RSS {v['import_rss_mb']:,.0f} MB  [load {v['load_before']}->{v['load_after']}]")
+            print(f"                {v['import_line']}")
+        ix = d.get("index")
+        if ix:
+            i = ix["info"]
+            extra = f" nlist {i.get('nlist')}, PQ{i.get('m')}, nprobe {i.get('nprobe')}, rescore {i.get('rescore')}, train {i.get('train_seconds')} s, add {i.get('add_seconds')} s, build-time recall {i.get('recall')}" if i.get("kind") == "ivfpq" else ""
+            print(f"  dense index   {i.get('kind')}: {ix['wall_s']:.0f} s, peak RSS {ix['rss_mb']:,.0f} MB;{extra}; disk {ix['dense_bytes'] / gb:.2f} GB  [load {ix['load_before']}->{ix['load_after']}]")
+        for mode in MODES:
+            s = d.get(mode)
+            if not s:
+                continue
+            print(
+                f"search {mode:7s} planner p50 {s['planner']['p50']:6.1f} p99 {s['planner']['p99']:6.1f} ms (zero-hit {s['planner']['zero']})"
+                f" | natural p50 {s['natural']['p50']:6.1f} p99 {s['natural']['p99']:6.1f} ms"
+                f" | RSS {s['rss_mb']:,.0f} MB (after open {s['rss_open_mb']:,.0f}; open {s['open_s']:.1f} s)  [load {s['load_before']}->{s['load_after']}]"
+            )
+        r = d.get("recall")
+        if r:
+            print(f"dense recall@10 vs exact: {r['recall10']:.4f} over {r['queries']} queries ({r['kind']}{', nprobe ' + str(r['nprobe']) if r['kind'] == 'ivfpq' else ''})")
+    extrapolate(res, sizes)
+
+
+def extrapolate(res: Results, sizes: list[str]) -> None:
+    built = [(res.data[s]["build"]["articles"], res.data[s]) for s in sizes if res.data[s].get("build")]
+    if not built:
+        return
+    n, d = built[-1]
+    f = TARGET / n
+    b = d["build"]
+    lex_gb = (b["records_bytes"] + b["lexical_bytes"]) * f / 1e9
+    print(f"\n== extrapolated to {TARGET / 1e6:.0f}M citations (linear in citations from the {n:,} corpus)")
+    print(f"lexical build   {TARGET / (b['citations'] / b['seconds']) / 3600:.1f} h at the measured rate; disk {lex_gb:.0f} GB (records + lexical index)")
+    for dim, model in ((384, MODEL), (768, "MedCPT")):
+        vec_gb = TARGET * (dim * 4 + 8) / 1e9
+        codes_gb = TARGET * (64 + 8) / 1e9
+        print(f"vectors {model:17s} {vec_gb:.0f} GB float32 + PQ64 codes {codes_gb:.1f} GB in RAM; total disk {lex_gb + vec_gb + codes_gb:.0f} GB")
+    v = d.get("vectors")
+    if v:
+        print(f"vector import   {TARGET / (v['rows'] / v['import_wall_s']) / 60:.0f} min at the measured rate")
+    if d.get("index") and d["index"]["info"].get("kind") == "ivfpq":
+        i = d["index"]["info"]
+        print(f"dense index     train {i.get('train_seconds')} s on the 3M-sized sample (sample capped at 1M rows; nlist grows ~sqrt(n)), add ~{i.get('add_seconds', 0) * f / 60:.0f} min")
+    hy = d.get("hybrid") or d.get("bm25")
+    if hy:
+        small = [(nn, dd) for nn, dd in built if (dd.get("hybrid") or dd.get("bm25"))]
+        base_n, base_d = small[0]
+        base_rss = (base_d.get("hybrid") or base_d.get("bm25"))["rss_mb"]
+        slope = (hy["rss_mb"] - base_rss) / max(1, n - base_n) if n > base_n else 0
+        est = hy["rss_mb"] + slope * (TARGET - n)
+        print(f"search RSS      {est / 1024:.1f} GB ({'hybrid' if d.get('hybrid') else 'bm25'}: {hy['rss_mb']:,.0f} MB at {n:,}, +{slope * 1e6:,.0f} MB per 1M citations; the OS page cache for mmapped vectors/index comes on top)")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
+        {"_build": _build, "_search": _search, "_recall": _recall}[sys.argv[1]](*sys.argv[2:])
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="100k,1m,3m", help="comma-separated citation counts (100k, 1m, 3m)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/clinfo-scale"), help="corpora, JSON Lines and results.json go here")
+    ap.add_argument("--steps", default="build,vectors,search", help="any of build, vectors, search")
+    ap.add_argument("--seed-vectors", type=Path, default=DEFAULT_SEEDS if DEFAULT_SEEDS.is_dir() else None, help="real vectors of base records")
+    ap.add_argument("--n", type=int, default=500, help="queries per set")
+    ap.add_argument("-k", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--redo", default="", help="steps to run again even if results.json has them (build, vectors, search)")
+    ap.add_argument("--keep-chunks", action="store_true", help="keep the .npy/.json chunk files after importing")
+    ap.add_argument("--report", action="store_true", help="only print the kept results")
+    args = ap.parse_args()
+    args.redo = set(filter(None, args.redo.split(",")))
+    args.work.mkdir(parents=True, exist_ok=True)
+    res = Results(args.work / "results.json")
+    if not args.report:
+        for size in sorted(parse_size(s) for s in args.sizes.split(",")):
+            run_size(size, args, res)
+    report(res)
+
+
+if __name__ == "__main__":
+    main()
