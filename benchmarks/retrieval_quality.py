@@ -173,14 +173,13 @@ class ChunkDense:
     that run while a corpus's vectors are still being encoded: rankings cover the chunks' PMIDs only."""
 
     def __init__(self, folder: Path, model: str | None = None) -> None:
-        from clinfo.corpus.dense import resolve_model
-        from sentence_transformers import SentenceTransformer
+        from clinfo.corpus.encoders import get_encoder
 
         self.ids, self.mat = load_chunks(folder)
-        self.encoder = SentenceTransformer(resolve_model(model)[0], device="cpu")
+        self.encoder = get_encoder(model)
 
     def encode(self, texts: list[str]) -> Any:
-        return self.encoder.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        return self.encoder.encode_queries(texts)
 
     def search_vectors(self, qv: Any, depth: int) -> Ranking:
         import numpy as np

@@ -61,6 +61,9 @@ def guarded(func: Callable[[], Any], debug: bool = False) -> Any:
 
 LLM_OPT = typer.Option(None, "--llm", help="LLM spec: openai:<model>, vllm:<model>, local[:file.gguf] (env CLINFO_LLM)")
 SOURCE_OPT = typer.Option(None, "--source", help="pubmed, demo or local:/path/corpus.db (env CLINFO_SOURCE)")
+SEARCH_MODE_OPT = typer.Option(
+    None, "--search-mode", help="Local corpora: auto (hybrid where vectors exist, else bm25) | bm25 | dense | hybrid (env CLINFO_SEARCH_MODE)"
+)
 # options every command that runs the pipeline shares (ask, eval run)
 BASE_URL_OPT = typer.Option(None, "--base-url", help="LLM server base URL (overrides OPENAI_BASE_URL)")
 NUM_QUERIES_OPT = typer.Option(None, "--num-queries", help="PubMed queries written per question.")
@@ -76,6 +79,7 @@ def ask(
     question: str = typer.Argument(..., help="The clinical question."),
     llm: Optional[str] = LLM_OPT,
     source: Optional[str] = SOURCE_OPT,
+    search_mode: Optional[str] = SEARCH_MODE_OPT,
     base_url: Optional[str] = BASE_URL_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
     no_cache: bool = NO_CACHE_OPT,
@@ -99,6 +103,7 @@ def ask(
         clinfo = ClinfoAI(
             llm=llm,
             source=source,
+            search_mode=search_mode,
             base_url=base_url,
             use_cache=False if no_cache else None,
             num_queries=num_queries,

@@ -20,6 +20,7 @@ from clinfo.cli import (
     PREFILTER_K_OPT,
     PROMPT_DIR_OPT,
     RESULTS_PER_QUERY_OPT,
+    SEARCH_MODE_OPT,
     SOURCE_OPT,
     guarded,
 )
@@ -41,6 +42,7 @@ def run_cmd(
     format: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     llm: Optional[str] = LLM_OPT,
     source: Optional[str] = SOURCE_OPT,
+    search_mode: Optional[str] = SEARCH_MODE_OPT,
     base_url: Optional[str] = BASE_URL_OPT,
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Answer a seeded random sample of N questions."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
@@ -65,6 +67,7 @@ def run_cmd(
             format=format,
             llm=llm,
             source=source,
+            search_mode=search_mode,
             limit=limit,
             seed=seed,
             concurrency=concurrency,

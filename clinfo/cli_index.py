@@ -72,13 +72,57 @@ def embed_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DEBUG_OPT,
 ) -> None:
-    """Add dense vectors (FAISS index beside the corpus) for --mode dense|hybrid; resumes if interrupted."""
+    """Encode the articles that have no dense vector yet and update the dense index; resumes if interrupted."""
 
     def body() -> None:
         from clinfo.corpus.dense import embed_index
 
         summary = embed_index(corpus, model=model, batch_size=batch_size, progress=not quiet)
         typer.echo(summary.line())
+
+    guarded(body, debug)
+
+
+@index_app.command("import-vectors")
+def import_vectors_cmd(
+    corpus: Path = typer.Argument(..., help="Corpus built by 'clinfo index build'."),
+    vectors: list[Path] = typer.Option([], "--vectors", help="A float .npy matrix, one row per article (repeatable)."),
+    pmids: list[Path] = typer.Option([], "--pmids", help="JSON list of the PMIDs of its rows, in order (one per --vectors)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="The model that made the vectors (its query side encodes questions). Default: all-MiniLM-L6-v2."
+    ),
+    query_model: Optional[str] = typer.Option(
+        None, "--query-model", help="Separate query encoder of an asymmetric model (MedCPT: ncbi/MedCPT-Query-Encoder)."
+    ),
+    index: bool = typer.Option(True, "--index/--no-index", help="Build or update the dense index afterwards (--no-index: import more first)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    debug: bool = DEBUG_OPT,
+) -> None:
+    """Import precomputed vectors (MedCPT's PubMed chunk layout: .npy + PMID JSON); re-importing a chunk is a no-op.
+
+    Without --vectors, (re)builds the dense index of the model's vector set only.
+    """
+
+    def body() -> None:
+        from clinfo.corpus.dense import build_dense_index, dense_dir
+        from clinfo.corpus.encoders import canonical_name
+        from clinfo.corpus.vectors import import_vectors
+        from clinfo.errors import InvalidArgument
+
+        if len(vectors) != len(pmids):
+            raise InvalidArgument(f"give one --pmids per --vectors (got {len(vectors)} --vectors and {len(pmids)} --pmids)")
+        name = canonical_name(model)
+        folder = dense_dir(corpus, name)
+        if vectors:
+            summary = import_vectors(corpus, list(zip(vectors, pmids)), model=name, query_model=query_model, folder=folder)
+            typer.echo(summary.line())
+        elif not index:
+            raise InvalidArgument("nothing to do: give --vectors/--pmids pairs, or leave out --no-index to build the index")
+        if index:
+            from clinfo.corpus.store import open_corpus
+
+            open_corpus(corpus).close()  # a missing corpus is the error to report, not a missing vector set
+            typer.echo(build_dense_index(folder, progress=not quiet).line())
 
     guarded(body, debug)
 
@@ -95,23 +139,16 @@ def info_cmd(corpus: Path = typer.Argument(..., help="Corpus file."), debug: boo
     guarded(body, debug)
 
 
-def _open_source(spec: str | None, mode: str, settings: "Settings") -> "Source":
+def _open_source(spec: str | None, mode: str | None, settings: "Settings") -> "Source":
+    from clinfo.corpus.hybrid import MODES
     from clinfo.errors import ConfigError
     from clinfo.sources import create_source
 
-    spec = (spec or settings.source).strip()
-    if mode == "bm25":
-        return create_source(spec, settings)
-    from clinfo.corpus.demo import demo_corpus_path
-    from clinfo.sources.corpus import MODES, LocalSource
-
-    if mode not in MODES:
+    if mode is not None and mode not in MODES:
         raise ConfigError(f"unknown --mode {mode!r}; use one of {', '.join(MODES)}")
-    if spec == "demo":
-        return LocalSource(demo_corpus_path(settings), name="demo", mode=mode)  # type: ignore[arg-type]
-    if spec.startswith("local:") and spec[6:].strip():
-        return LocalSource(spec[6:].strip(), mode=mode)  # type: ignore[arg-type]
-    raise ConfigError(f"--mode {mode} needs a local corpus (--source demo or local:/path/corpus.db), not {spec!r}")
+    if mode is not None:
+        settings = settings.with_overrides(search_mode=mode)
+    return create_source((spec or settings.source).strip(), settings)
 
 
 def search_cmd(
@@ -119,7 +156,9 @@ def search_cmd(
     source: Optional[str] = SOURCE_OPT,
     k: int = typer.Option(10, "-k", "--limit", min=1, max=10_000, help="Results to return."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per result: pmid, score, title."),
-    mode: str = typer.Option("bm25", "--mode", help="bm25 | dense | hybrid (dense and hybrid: local corpora with vectors)."),
+    mode: Optional[str] = typer.Option(
+        None, "--mode", help="auto | bm25 | dense | hybrid (local corpora; default: the search_mode setting, auto)."
+    ),
     stdin: bool = typer.Option(False, "--stdin", help="Read one query per line; print one JSON line per query."),
     debug: bool = DEBUG_OPT,
 ) -> None:
@@ -137,7 +176,7 @@ def search_cmd(
     guarded(body, debug)
 
 
-async def _run_search(query: str | None, settings: "Settings", spec: str | None, mode: str, k: int, as_json: bool, stdin: bool) -> None:
+async def _run_search(query: str | None, settings: "Settings", spec: str | None, mode: str | None, k: int, as_json: bool, stdin: bool) -> None:
     src = _open_source(spec, mode, settings)
     try:
         if stdin:

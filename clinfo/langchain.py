@@ -56,9 +56,10 @@ class ClinfoRetriever(BaseRetriever):
     source: str | Any = "pubmed"  # a spec ("pubmed", "demo", "local:/x.db") or a Source object
     k: int = 10
     dates: DateRange | None = None
+    search_mode: str | None = None  # local corpora: auto | bm25 | dense | hybrid (default: the setting)
 
     async def _search(self, query: str) -> list[Document]:
-        settings = load_settings()
+        settings = load_settings(search_mode=self.search_mode)
         own = isinstance(self.source, str)
         source: Source = create_source(self.source, settings) if own else self.source
         try:

@@ -17,13 +17,14 @@ from typing import Any, Callable, Iterable, Iterator
 
 from clinfo.cache import open_cache
 from clinfo.citations import CitationFilter
+from clinfo.corpus.hybrid import rrf
 from clinfo.errors import InvalidArgument, InvalidQuestion, LLMError, LLMUnavailable, QuerySyntaxError
 from clinfo.jsonout import parse_json
 from clinfo.llm.base import LLM, CachedLLM, LLMRequest, TokenCallback
 from clinfo.llm.registry import create_llm
 from clinfo.models import Answer, Article, ArticleSummary, QueryRecord, Reference, StepTiming, Trace
 from clinfo.prompts import load_prompt
-from clinfo.rank import bm25_rank, rrf, tokenize
+from clinfo.rank import bm25_rank, tokenize
 from clinfo.settings import Settings, load_settings, resolve_preset
 from clinfo.sources import DateRange, Source, create_source
 

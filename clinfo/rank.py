@@ -1,11 +1,9 @@
-"""Cheap rankers: BM25 over fetched records (the prefilter) and reciprocal rank fusion."""
+"""Cheap ranking of fetched records: BM25 (the prefilter). Fusion lives in ``clinfo.corpus.hybrid``."""
 
 from __future__ import annotations
 
 import re
-from typing import Hashable, Iterable, Sequence, TypeVar
-
-T = TypeVar("T", bound=Hashable)
+from typing import Sequence
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 # Function words carry no evidence about topic; dropping them keeps BM25 on content terms.
@@ -17,16 +15,6 @@ STOPWORDS = frozenset(
 
 def tokenize(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
-
-
-def rrf(rankings: Iterable[Sequence[T]], k: int = 60) -> list[T]:
-    """Reciprocal rank fusion (Cormack et al. 2009): ties keep first-seen order, so output is deterministic."""
-    scores: dict[T, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank + 1)
-    order = {item: i for i, item in enumerate(scores)}
-    return sorted(scores, key=lambda item: (-scores[item], order[item]))
 
 
 def bm25_rank(query: str, documents: Sequence[str]) -> list[int]:

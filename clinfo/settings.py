@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     # --- what to use
     llm: str = Field("openai:gpt-4o-mini", description="LLM spec: openai:<model>, vllm:<model>, local[:path.gguf], vllm-offline:<model>")
     source: str = Field("pubmed", description="Literature source: pubmed, demo, local:/path/corpus.db")
+    search_mode: Literal["auto", "bm25", "dense", "hybrid"] = Field(
+        "auto",
+        description="local corpora: auto (hybrid where the corpus has dense vectors and the encoder loads, else bm25),"
+        " bm25, dense, or hybrid (BM25 and dense fused by reciprocal rank)",
+    )
     base_url: str | None = Field(None, description="Base URL of the LLM server (overrides OPENAI_BASE_URL)")
 
     # --- credentials and endpoints (standard names, no CLINFO_ prefix)

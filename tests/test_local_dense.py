@@ -61,7 +61,7 @@ async def test_embed_search_hybrid_and_resume(tiny_corpus: tuple[Path, dict]) ->
     db, items = tiny_corpus
     first = embed_index(db, progress=False)
     assert first.embedded == 12 and first.total == 12 and first.index_kind == "exact"
-    assert (dense_dir(db) / "index.faiss").is_file()
+    assert (dense_dir(db) / "index.json").is_file() and (dense_dir(db) / "vectors.f32").stat().st_size == 12 * 384 * 4
 
     dense = LocalSource(db, mode="dense")
     found = 0
@@ -95,20 +95,73 @@ async def test_embed_search_hybrid_and_resume(tiny_corpus: tuple[Path, dict]) ->
     assert third.embedded == 3 and third.total == 15
 
 
-def test_hnsw_above_the_exact_limit(tiny_corpus: tuple[Path, dict], tmp_path: Path) -> None:
-    from clinfo.corpus.dense import DenseIndex, embed_index
-    from clinfo.corpus.store import RecordStore
+async def test_imported_vectors_search_like_embedded_ones(tiny_corpus: tuple[Path, dict], tmp_path: Path) -> None:
+    """The vectors 'embed' made, exported as an .npy/JSON chunk and imported into a copy of the
+    corpus, give the same dense ranking: import-vectors is a full substitute for encoding."""
+    import json
+
+    import numpy as np
+
+    from clinfo.corpus.dense import dense_dir, embed_index
+    from clinfo.corpus.vectors import VectorStore, import_vectors
+    from clinfo.sources.corpus import LocalSource
 
     db, items = tiny_corpus
+    embed_index(db, progress=False)
+    store = VectorStore.open(dense_dir(db))
+    np.save(tmp_path / "embeds_chunk_0.npy", np.asarray(store.matrix()))
+    (tmp_path / "pmids_chunk_0.json").write_text(json.dumps([str(p) for p in store.pmids().tolist()]))
     copy = tmp_path / "copy.db"
     copy.write_bytes(db.read_bytes())
-    # Reuse no vectors: a separate corpus file has its own dense folder.
-    summary = embed_index(copy, progress=False, exact_limit=5)
-    assert summary.index_kind == "hnsw"
-    index = DenseIndex.open(copy)
+    shutil.copytree(lexical_dir(db), lexical_dir(copy))
+    summary = import_vectors(copy, [(tmp_path / "embeds_chunk_0.npy", tmp_path / "pmids_chunk_0.json")], model="all-MiniLM-L6-v2")
+    assert summary.imported == store.rows and summary.not_in_corpus == 0
+    from clinfo.corpus.dense import build_dense_index
+
+    assert build_dense_index(dense_dir(copy)).kind == "exact"
+    original, imported = LocalSource(db, mode="dense"), LocalSource(copy, mode="dense")
+    for pmid, item in list(items.items())[:4]:
+        a, b = await original.search(item["QUESTION"], limit=5), await imported.search(item["QUESTION"], limit=5)
+        assert a.pmids == b.pmids and a.pmids[0] == pmid
+        assert b.scores == pytest.approx(a.scores, abs=1e-5)
+    await original.aclose()
+    await imported.aclose()
+
+
+async def test_auto_mode_is_hybrid_with_vectors_and_bm25_without(tiny_corpus: tuple[Path, dict], tmp_path: Path) -> None:
+    import numpy as np
+
+    from clinfo.corpus.dense import embed_index
+    from clinfo.corpus.vectors import VectorWriter
+    from clinfo.sources.corpus import LocalSource
+
+    db, items = tiny_corpus
+    embed_index(db, progress=False)
+    auto = LocalSource(db, mode="auto")
+    assert auto.mode == "hybrid"
     pmid, item = next(iter(items.items()))
-    ids, _ = index.search(item["QUESTION"], 3, RecordStore.open(copy))
-    assert ids[0] == int(pmid)
+    result = await auto.search(item["QUESTION"], limit=3)
+    assert result.translation.startswith("hybrid") and result.pmids[0] == pmid
+    await auto.aclose()
+
+    bare = tmp_path / "bare.db"
+    bare.write_bytes(db.read_bytes())
+    shutil.copytree(lexical_dir(db), lexical_dir(bare))
+    plain = LocalSource(bare, mode="auto")
+    assert plain.mode == "bm25" and not (await plain.search(item["QUESTION"], limit=3)).warnings
+    await plain.aclose()
+
+    # Vectors of a model that cannot be loaded here: auto says so and searches with BM25.
+    with VectorWriter(Path(f"{bare}.dense") / "unavailable", model="example/unavailable-encoder", dim=8) as w:
+        w.append(iter([(np.array([int(pmid)]), np.ones((1, 8), dtype=np.float32))]), fingerprint="x", source="x")
+    fallback = LocalSource(bare, mode="auto")
+    assert fallback.mode == "bm25"
+    result = await fallback.search(item["QUESTION"], limit=3)
+    assert result.pmids[0] == pmid
+    assert any("dense vectors exist but cannot be used" in w and "example/unavailable-encoder" in w for w in result.warnings)
+    await fallback.aclose()
+    with pytest.raises(Exception, match="example/unavailable-encoder"):
+        LocalSource(bare, mode="hybrid")
 
 
 def test_cli_embed_and_hybrid_search(tiny_corpus: tuple[Path, dict], tmp_path: Path) -> None:
@@ -129,7 +182,7 @@ def test_cli_embed_and_hybrid_search(tiny_corpus: tuple[Path, dict], tmp_path: P
     from clinfo.corpus.store import corpus_info
 
     n = corpus_info(copy)["articles"]
-    assert f"embedded {n} articles" in result.stdout and f"exact index over {n} vectors" in result.stdout
+    assert f"embedded {n} articles" in result.stdout and f"exact search over {n} vectors" in result.stdout
     pmid, item = list(items.items())[4]
     for mode in ("dense", "hybrid"):
         out = runner.invoke(app, ["search", item["QUESTION"], "--source", f"local:{copy}", "--mode", mode, "-k", "3", "--json"])

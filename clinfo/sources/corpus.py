@@ -1,8 +1,9 @@
 """``LocalSource``: the ``Source`` protocol over a local corpus (``clinfo.corpus``).
 
 Search modes: ``bm25`` (the Tantivy lexical index, the PubMed query translated by ``clinfo.corpus.lexical_query``),
-``dense`` (sentence-transformers + FAISS, ``clinfo.corpus.dense``, needs the ``[dense]`` extra and
-``clinfo index embed``) and ``hybrid`` (reciprocal rank fusion of both).
+``dense`` (the corpus's vector set, ``clinfo.corpus.dense``: vectors from ``clinfo index embed`` or
+``clinfo index import-vectors``), ``hybrid`` (reciprocal rank fusion of both) and ``auto`` (hybrid
+where the corpus has vectors and the query encoder loads, else bm25; ``clinfo.corpus.hybrid``).
 
 Work runs in worker threads (``asyncio.to_thread``) with one read-only SQLite connection per
 thread, so concurrent searches neither block the event loop nor share a connection; the lexical
@@ -16,8 +17,9 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+from clinfo.corpus.hybrid import FUSION_DEPTH, MODES, RRF_K, SearchMode, choose_mode, fuse
 from clinfo.corpus.lexical import LexicalIndex
 from clinfo.corpus.lexical_query import translate
 from clinfo.corpus.store import RecordStore
@@ -29,23 +31,29 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalSource", "MODES"]
 
-MODES = ("bm25", "dense", "hybrid")
-Mode = Literal["bm25", "dense", "hybrid"]
-# Candidates each ranker contributes before fusion: deep enough that a document ranked well by
-# one ranker and moderately by the other can surface.
-_FUSION_DEPTH = 100
-
 
 class LocalSource:
     """PMIDs and records from a local SQLite corpus."""
 
-    def __init__(self, path: str | os.PathLike[str], name: str = "local", mode: Mode = "bm25", model: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        name: str = "local",
+        mode: SearchMode = "bm25",
+        model: str | None = None,
+        *,
+        query_model: str | None = None,
+        fusion_k: int = RRF_K,
+        fusion_depth: int = FUSION_DEPTH,
+    ) -> None:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         self.path = Path(path)
         self.name = name
-        self.mode = mode
+        self.mode: str = mode  # the mode searches run in: auto resolves to bm25 or hybrid below
         self.model = model
+        self.fusion_k = fusion_k
+        self.fusion_depth = fusion_depth
         self.stats = SourceStats()
         self._local = threading.local()
         self._stores: list[RecordStore] = []
@@ -60,11 +68,9 @@ class LocalSource:
                 f"re-run 'clinfo index build' with the same files to finish it"
             )
         self._lexical = LexicalIndex(self.path, store.meta("analyzer") or "")
-        self._dense: Any = None
-        if mode != "bm25":
-            from clinfo.corpus.dense import DenseIndex
-
-            self._dense = DenseIndex.open(self.path, model=model)
+        choice = choose_mode(mode, self.path, model=model, query_model=query_model)
+        self.mode, self._dense = choice.mode, choice.dense
+        self._warnings.extend(choice.notes)
 
     # ------------------------------------------------------------------ connections
 
@@ -126,19 +132,11 @@ class LocalSource:
             pmids, scores, count = self._lexical.search(tr, limit, dates)
             return SearchResult(query, [str(p) for p in pmids], count, tr.text, warnings, scores)
         store = self._store()
-        depth = max(limit, _FUSION_DEPTH) if self.mode == "hybrid" else limit
+        depth = max(limit, self.fusion_depth) if self.mode == "hybrid" else limit
         dense_ids, dense_scores = self._dense.search(query, depth, store, dates)
         warnings = warnings + self._dense.warnings()
         if self.mode == "dense":
             return SearchResult(query, [str(p) for p in dense_ids], len(dense_ids), "dense", warnings, dense_scores)
-        from clinfo.rank import rrf
-
         bm_ids, _, count = self._lexical.search(tr, depth, dates)
-        fused = rrf([bm_ids, dense_ids])[:limit]
-        scores = _rrf_scores([bm_ids, dense_ids], fused)
+        fused, scores = fuse([bm_ids, dense_ids], limit, self.fusion_k)
         return SearchResult(query, [str(p) for p in fused], max(count, len(fused)), f"hybrid: {tr.text} + dense", warnings, scores)
-
-
-def _rrf_scores(rankings: list[list[int]], items: list[int], k: int = 60) -> list[float]:
-    positions = [{item: i for i, item in enumerate(r)} for r in rankings]
-    return [sum(1.0 / (k + pos[item] + 1) for pos in positions if item in pos) for item in items]

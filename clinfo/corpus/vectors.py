@@ -1,0 +1,491 @@
+"""Dense vectors on disk beside a corpus, and importing precomputed ones.
+
+A vector set lives in ``corpus.db.dense/<model>/``:
+
+* ``vectors.f32``: float32 rows, L2-normalised (scores are cosine similarities), appended;
+* ``pmids.i64``: int64 PMIDs, row i of this file names row i of ``vectors.f32``;
+* ``manifest.sqlite``: the model (and query model), the dimension, the committed row count,
+  and one row per chunk appended (an imported ``.npy``/JSON pair or a batch ``embed`` encoded).
+
+Appends are all-or-nothing per chunk: rows are written past the committed count and fsynced,
+then the count rises in one SQLite transaction together with the chunk's row. A killed import
+leaves bytes past the count, which readers never map and the next writer cuts off. Readers map
+exactly the committed rows, so an import running beside a search is invisible to it until done.
+A PMID may own several rows (re-embedded, imported twice under different chunks): the last wins.
+
+The chunk layout is that of MedCPT's published PubMed article embeddings: a float32 ``.npy``
+matrix plus a JSON list of the PMIDs of its rows. A chunk is recognised by a fingerprint of its
+PMID list, its size and the first and last MiB of its vectors, so importing it again is a no-op.
+Only numpy is needed here: importing vectors works without the ``[dense]`` extra.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from clinfo.errors import CorpusError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["VectorStore", "VectorWriter", "ChunkFile", "ImportSummary", "read_chunk", "import_vectors", "slug"]
+
+FORMAT = 1
+_BLOCK = 65_536  # rows copied per step: ~100-200 MB of float32 at 384-768 dims
+_FINGERPRINT_BYTES = 1 << 20
+# Dimensions of models whose names people pass: a mismatch means --model names the wrong model.
+_KNOWN_DIMS = {"all-MiniLM-L6-v2": 384, "ncbi/MedCPT-Article-Encoder": 768}
+
+
+def slug(model: str) -> str:
+    """A folder name for a model name or path."""
+    import re
+
+    name = Path(model).name if Path(model).exists() else model
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+class VectorStore:
+    """The committed rows of one vector set, memory-mapped read-only."""
+
+    def __init__(self, folder: Path, meta: dict[str, str]) -> None:
+        self.folder = folder
+        self.model = meta.get("model", "")
+        self.query_model = meta.get("query_model") or None
+        self.dim = int(meta.get("dim", 0))
+        self.rows = int(meta.get("rows", 0))
+        self.generation = meta.get("generation")
+        self._matrix: Any = None
+        self._pmids: Any = None
+
+    @staticmethod
+    def exists(folder: Path) -> bool:
+        return (folder / "manifest.sqlite").is_file()
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str]) -> "VectorStore":
+        folder = Path(folder)
+        if not cls.exists(folder):
+            raise CorpusError(f"no vector set at {folder}")
+        try:
+            conn = sqlite3.connect(f"{(folder / 'manifest.sqlite').resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise CorpusError(f"vector set {folder} cannot be read: {' '.join(str(exc).split())}") from None
+        if str(meta.get("format")) != str(FORMAT):
+            raise CorpusError(f"vector set {folder} has format {meta.get('format')!r}, this clinfo reads {FORMAT}; import it again")
+        return cls(folder, meta)
+
+    def matrix(self) -> "np.ndarray":
+        """(rows, dim) float32, memory-mapped: pages are read from disk as searches touch them."""
+        import numpy as np
+
+        if self._matrix is None:
+            if self.rows == 0:
+                self._matrix = np.zeros((0, self.dim), dtype=np.float32)
+            else:
+                self._matrix = np.memmap(self.folder / "vectors.f32", dtype=np.float32, mode="r", shape=(self.rows, self.dim))
+        return self._matrix
+
+    def pmids(self) -> "np.ndarray":
+        import numpy as np
+
+        if self._pmids is None:
+            if self.rows == 0:
+                self._pmids = np.zeros(0, dtype=np.int64)
+            else:
+                self._pmids = np.memmap(self.folder / "pmids.i64", dtype=np.int64, mode="r", shape=(self.rows,))
+        return self._pmids
+
+    def live_rows(self) -> "np.ndarray":
+        """Row numbers that hold the current vector of their PMID (the last row of each), ascending."""
+        import numpy as np
+
+        ids = np.asarray(self.pmids())
+        if len(ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        # unique() on the reversed array gives the first position from the end: the last row.
+        _, first_from_end = np.unique(ids[::-1], return_index=True)
+        return np.sort(len(ids) - 1 - first_from_end).astype(np.int64)
+
+    def chunks(self) -> int:
+        conn = sqlite3.connect(f"{(self.folder / 'manifest.sqlite').resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        finally:
+            conn.close()
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+class VectorWriter:
+    """Appends chunks to a vector set; one writer per set at a time (an exclusive file lock)."""
+
+    def __init__(self, folder: str | os.PathLike[str], *, model: str, dim: int, query_model: str | None = None) -> None:
+        self.folder = Path(folder)
+        self.model = model
+        self.dim = dim
+        self.query_model = query_model
+        self._lock_fd: int | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    def __enter__(self) -> "VectorWriter":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise CorpusError(f"another clinfo process is writing the vector set {self.folder}; try again when it is done") from None
+        self._lock_fd = fd
+        try:
+            self._open_manifest()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
+
+    def _open_manifest(self) -> None:
+        conn = sqlite3.connect(self.folder / "manifest.sqlite", isolation_level=None, timeout=30)
+        self._conn = conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS chunks (
+                id INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL UNIQUE, source TEXT NOT NULL,
+                first_row INTEGER NOT NULL, rows INTEGER NOT NULL,
+                not_in_corpus INTEGER NOT NULL, invalid INTEGER NOT NULL, added TEXT NOT NULL)"""
+        )
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if meta:
+            if meta.get("model") != self.model:
+                raise CorpusError(f"{self.folder} holds vectors of {meta.get('model')}, not {self.model}")
+            if int(meta["dim"]) != self.dim:
+                raise CorpusError(f"vectors have {self.dim} dimensions, but {self.folder} holds {meta['dim']}-dimensional vectors of {self.model}")
+            if self.query_model and meta.get("query_model") not in (None, "", self.query_model):
+                raise CorpusError(f"{self.folder} was imported with query model {meta['query_model']}, not {self.query_model}")
+        else:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("format", str(FORMAT)), ("model", self.model), ("dim", str(self.dim)), ("rows", "0")],
+            )
+            conn.execute("COMMIT")
+        if self.query_model and not meta.get("query_model"):
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('query_model', ?)", (self.query_model,))
+
+    @property
+    def rows(self) -> int:
+        assert self._conn is not None
+        return int(self._conn.execute("SELECT value FROM meta WHERE key='rows'").fetchone()[0])
+
+    def has_chunk(self, fingerprint: str) -> bool:
+        assert self._conn is not None
+        return self._conn.execute("SELECT 1 FROM chunks WHERE fingerprint=?", (fingerprint,)).fetchone() is not None
+
+    def pmids(self) -> "np.ndarray":
+        """PMIDs of the committed rows (a copy: the files grow while writing)."""
+        import numpy as np
+
+        n = self.rows
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.fromfile(self.folder / "pmids.i64", dtype=np.int64, count=n)
+
+    def append(
+        self,
+        blocks: "Iterator[tuple[np.ndarray, np.ndarray]]",
+        *,
+        fingerprint: str,
+        source: str,
+        not_in_corpus: int = 0,
+        generation: str | None = None,
+    ) -> tuple[int, int]:
+        """Write ``(pmids, vectors)`` blocks as one chunk; (rows written, invalid rows dropped).
+
+        Vectors are L2-normalised here; rows with NaN, infinity or zero length are dropped and
+        counted, since one such row would poison every search that touches it.
+        """
+        import numpy as np
+
+        assert self._conn is not None
+        start = self.rows
+        written = invalid = 0
+        vec_path, ids_path = self.folder / "vectors.f32", self.folder / "pmids.i64"
+        with open(vec_path, "a+b") as vf, open(ids_path, "a+b") as pf:
+            # Bytes past the committed count are a killed writer's leftovers.
+            vf.truncate(start * self.dim * 4)
+            pf.truncate(start * 8)
+            vf.seek(0, os.SEEK_END)
+            pf.seek(0, os.SEEK_END)
+            for ids, vecs in blocks:
+                vecs = np.asarray(vecs, dtype=np.float32)
+                if vecs.ndim != 2 or vecs.shape[1] != self.dim:
+                    raise CorpusError(f"{source}: vectors have shape {vecs.shape}, expected (n, {self.dim})")
+                norms = np.linalg.norm(vecs, axis=1)
+                good = np.isfinite(norms) & (norms > 0)
+                if not good.all():
+                    invalid += int((~good).sum())
+                    vecs, norms, ids = vecs[good], norms[good], ids[good]
+                vecs = vecs / norms[:, None]
+                vf.write(np.ascontiguousarray(vecs, dtype=np.float32).data)
+                pf.write(np.ascontiguousarray(ids, dtype=np.int64).data)
+                written += len(ids)
+            vf.flush()
+            pf.flush()
+            os.fsync(vf.fileno())
+            os.fsync(pf.fileno())
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO chunks (fingerprint, source, first_row, rows, not_in_corpus, invalid, added) VALUES (?,?,?,?,?,?,?)",
+                (fingerprint, source, start, written, not_in_corpus, invalid, now),
+            )
+            conn.execute("UPDATE meta SET value=? WHERE key='rows'", (str(start + written),))
+            if generation is not None:
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return written, invalid
+
+    def set_generation(self, generation: str) -> None:
+        assert self._conn is not None
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),))
+
+
+# ------------------------------------------------------------------------------------------ import
+
+
+@dataclass
+class ChunkFile:
+    """One validated ``.npy`` + PMID JSON pair, ready to copy."""
+
+    vectors_path: Path
+    pmids_path: Path
+    vectors: Any  # np.memmap (rows, dim)
+    pmids: Any  # np.ndarray int64
+    fingerprint: str
+
+    @property
+    def rows(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+def read_chunk(vectors_path: str | os.PathLike[str], pmids_path: str | os.PathLike[str]) -> ChunkFile:
+    """Open and check one chunk without copying it; ``CorpusError`` (one line) when it is unusable."""
+    import numpy as np
+
+    vp, pp = Path(vectors_path), Path(pmids_path)
+    for p in (vp, pp):
+        if not p.is_file():
+            raise CorpusError(f"no such file: {p}")
+    try:
+        arr = np.load(vp, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        msg = " ".join(str(exc).split())
+        if "mmap length is greater than file size" in msg:
+            raise CorpusError(f"{vp}: truncated .npy file ({vp.stat().st_size:,} bytes, fewer than its header declares)") from None
+        raise CorpusError(f"{vp}: not a readable .npy array ({msg})") from None
+    except (OSError, EOFError) as exc:
+        raise CorpusError(f"{vp}: not a readable .npy array ({' '.join(str(exc).split())})") from None
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+        raise CorpusError(f"{vp}: expected a 2-D matrix (rows x dimensions), got shape {getattr(arr, 'shape', '?')}")
+    if arr.dtype not in (np.float32, np.float16, np.float64):
+        raise CorpusError(f"{vp}: expected float vectors, got dtype {arr.dtype}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise CorpusError(f"{vp}: empty matrix {arr.shape}")
+    raw = pp.read_bytes()
+    pmids = _parse_pmids(pp, raw)
+    if len(pmids) != arr.shape[0]:
+        raise CorpusError(f"{pp} lists {len(pmids):,} PMIDs but {vp} has {arr.shape[0]:,} rows")
+    return ChunkFile(vp, pp, arr, pmids, _fingerprint(vp, arr, raw))
+
+
+def _parse_pmids(path: Path, raw: bytes) -> "np.ndarray":
+    import numpy as np
+
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, list) or not data:
+        raise CorpusError(f"{path}: expected a JSON list of PMIDs")
+    try:
+        # MedCPT's files list PMIDs as strings; integers are accepted too.
+        ids = np.array([int(x) if isinstance(x, int) and not isinstance(x, bool) else int(str(x), 10) for x in data], dtype=np.int64)
+    except (ValueError, TypeError, OverflowError):
+        bad = next(x for x in data if not _is_pmid(x))
+        raise CorpusError(f"{path}: expected a JSON list of PMIDs, found {json.dumps(bad)[:40]}") from None
+    if (ids <= 0).any():
+        raise CorpusError(f"{path}: expected a JSON list of PMIDs, found {int(ids[ids <= 0][0])}")
+    return ids
+
+
+def _is_pmid(x: Any) -> bool:
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, int):
+        return 0 < x < 2**63
+    return isinstance(x, str) and x.isdigit() and 0 < int(x) < 2**63
+
+
+def _fingerprint(vp: Path, arr: Any, pmid_bytes: bytes) -> str:
+    h = hashlib.sha256()
+    h.update(f"{arr.dtype.str}:{arr.shape}".encode())
+    h.update(hashlib.sha256(pmid_bytes).digest())
+    size = vp.stat().st_size
+    h.update(str(size).encode())
+    with open(vp, "rb") as fh:
+        h.update(fh.read(_FINGERPRINT_BYTES))
+        fh.seek(max(0, size - _FINGERPRINT_BYTES))
+        h.update(fh.read(_FINGERPRINT_BYTES))
+    return h.hexdigest()
+
+
+@dataclass
+class ImportSummary:
+    model: str
+    dim: int
+    chunks: int = 0
+    already: int = 0
+    imported: int = 0
+    not_in_corpus: int = 0
+    invalid: int = 0
+    total_rows: int = 0
+    seconds: float = 0.0
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return (self.imported + self.not_in_corpus + self.invalid) / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        parts = [
+            f"{self.model}: imported {self.imported:,} vectors from {self.chunks} chunk{'s' * (self.chunks != 1)}"
+            f" in {self.seconds:.1f} s ({self.rate:,.0f} rows/s)"
+        ]
+        if self.already:
+            parts.append(f"{self.already} chunk{'s' * (self.already != 1)} already imported")
+        parts.append(f"skipped {self.not_in_corpus:,} PMIDs not in the corpus and {self.invalid:,} invalid vectors")
+        parts.append(f"the set holds {self.total_rows:,} rows of {self.dim} dimensions")
+        return "; ".join(parts)
+
+
+def import_vectors(
+    db_path: str | os.PathLike[str],
+    pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+    *,
+    model: str,
+    query_model: str | None = None,
+    folder: str | os.PathLike[str] | None = None,
+) -> ImportSummary:
+    """Append ``(vectors.npy, pmids.json)`` chunks to the corpus's vector set for ``model``.
+
+    Every pair is checked before anything is written, so a bad file (wrong dimension, truncated,
+    not a PMID list, length mismatch) fails the whole call with one line and changes nothing.
+    """
+    from clinfo.corpus.store import RecordStore, open_corpus
+
+    if not pairs:
+        raise CorpusError("give at least one --vectors FILE.npy --pmids FILE.json pair")
+    started = time.perf_counter()
+    conn = open_corpus(db_path)  # a missing corpus fails before the files are read
+    try:
+        generation = conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+    finally:
+        conn.close()
+    chunks = [read_chunk(v, p) for v, p in pairs]
+    dims = {c.dim for c in chunks}
+    if len(dims) > 1:
+        raise CorpusError("the chunks have different dimensions: " + ", ".join(f"{c.vectors_path.name} {c.dim}" for c in chunks))
+    target = Path(folder) if folder else Path(f"{db_path}.dense") / slug(model)
+    dim = dims.pop()
+    if _KNOWN_DIMS.get(model, dim) != dim:
+        raise CorpusError(
+            f"{chunks[0].vectors_path} has {dim} dimensions but {model} makes {_KNOWN_DIMS[model]}: name the model that made these vectors with --model"
+        )
+    if VectorStore.exists(target):
+        have = VectorStore.open(target)
+        if have.dim != dim:
+            raise CorpusError(f"{chunks[0].vectors_path} has {dim} dimensions, but {target} holds {have.dim}-dimensional vectors of {have.model}")
+    summary = ImportSummary(model=model, dim=dim)
+    store = RecordStore.open(db_path)
+    try:
+        with VectorWriter(target, model=model, dim=dim, query_model=query_model) as writer:
+            seen: set[str] = set()
+            for chunk in chunks:
+                if chunk.fingerprint in seen or writer.has_chunk(chunk.fingerprint):
+                    summary.already += 1
+                    continue
+                seen.add(chunk.fingerprint)
+                present = _in_corpus(store, chunk.pmids)
+                missing = int((~present).sum())
+                written, invalid = writer.append(
+                    _blocks(chunk, present),
+                    fingerprint=chunk.fingerprint,
+                    source=f"{chunk.vectors_path.name} + {chunk.pmids_path.name}",
+                    not_in_corpus=missing,
+                    generation=generation[0] if generation else None,
+                )
+                summary.chunks += 1
+                summary.imported += written
+                summary.invalid += invalid
+                summary.not_in_corpus += missing
+            summary.total_rows = writer.rows
+    finally:
+        store.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _in_corpus(store: Any, pmids: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
+    have = store.has([int(p) for p in np.unique(pmids)])
+    if not have:
+        return np.zeros(len(pmids), dtype=bool)
+    return np.isin(pmids, np.fromiter(have, dtype=np.int64, count=len(have)))
+
+
+def _blocks(chunk: ChunkFile, present: "np.ndarray") -> "Iterator[tuple[np.ndarray, np.ndarray]]":
+    for i in range(0, chunk.rows, _BLOCK):
+        keep = present[i : i + _BLOCK]
+        if not keep.any():
+            continue
+        vecs = chunk.vectors[i : i + _BLOCK]
+        ids = chunk.pmids[i : i + _BLOCK]
+        if not keep.all():
+            vecs, ids = vecs[keep], ids[keep]
+        yield ids, vecs
