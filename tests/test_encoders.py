@@ -205,3 +205,70 @@ def test_questions_encode_without_torch_and_import_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "onnxruntime cpu int8-weights"
+
+
+# ----------------------------------------------------------------------------- demo corpus vectors
+
+
+def _shipped() -> tuple[np.ndarray, list[int]]:
+    import json
+
+    data = REPO / "clinfo" / "data"
+    return np.load(data / "demo_vectors.npy"), json.loads((data / "demo_vectors.pmids.json").read_text())
+
+
+def test_shipped_demo_vectors_are_the_encoders_vectors_of_the_built_records(tmp_path: Path) -> None:
+    from clinfo.corpus.demo import demo_corpus_path
+    from clinfo.corpus.encoders import document_text
+    from clinfo.corpus.store import RecordStore, open_corpus
+    from clinfo.settings import load_settings
+
+    vecs, pmids = _shipped()
+    assert vecs.dtype == np.float16 and vecs.shape == (len(pmids), 384) and len(set(pmids)) == len(pmids) == 3000
+    db = demo_corpus_path(load_settings(cache_dir=tmp_path))
+    store = RecordStore.open(db)
+    try:
+        assert store.has(pmids) == set(pmids)  # one vector per demo record, no more
+    finally:
+        store.close()
+    picks = [0, 1, 999, 1000, 1500, 2999]  # PubMedQA (untitled) and NLM (titled) records
+    conn = open_corpus(db)
+    try:  # the columns 'clinfo index embed' reads (abstract text without section labels)
+        rows = {r[0]: r for r in conn.execute(f"SELECT pmid, title, abstract FROM docs WHERE pmid IN ({','.join('?' * 6)})", [pmids[i] for i in picks])}
+    finally:
+        conn.close()
+    texts = [document_text(rows[pmids[i]][1], rows[pmids[i]][2]) for i in picks]
+    onnx = get_encoder(backend="onnx").encode_documents(texts)
+    assert (onnx * vecs[picks].astype(np.float32)).sum(axis=1).min() >= 0.999
+    if "torch" in encoders.available_backends():
+        exact = get_encoder(backend="torch", precision="fp32").encode_documents(texts)
+        assert (exact * vecs[picks].astype(np.float32)).sum(axis=1).min() >= 0.9999
+
+
+def test_demo_source_searches_hybrid_without_torch(tmp_path: Path) -> None:
+    # The offline quickstart's path: [local] has no torch; the shipped vectors are imported
+    # beside the demo corpus and questions are encoded by onnxruntime.
+    code = (
+        "import sys, asyncio\n"
+        "sys.modules['torch'] = None\n"
+        "from clinfo.settings import load_settings\n"
+        "from clinfo.sources import create_source\n"
+        f"settings = load_settings(cache_dir={str(tmp_path)!r})\n"
+        "src = create_source('demo', settings)\n"
+        "assert src.mode == 'hybrid', src.mode\n"
+        "q = 'Do preoperative statins reduce atrial fibrillation after coronary artery bypass grafting?'\n"
+        "r = asyncio.run(src.search(q, limit=5))\n"
+        "print(r.translation)\n"
+        "print(r.pmids[0])\n"
+        "dense = create_source('demo', settings.with_overrides(search_mode='dense'))\n"
+        "r = asyncio.run(dense.search('statin therapy before heart surgery and postoperative arrhythmia', limit=3))\n"
+        "print(r.pmids[0])\n"
+        "assert sys.modules.get('torch') is None\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    translation, hybrid_top, dense_top = out.stdout.split("\n")[:3]
+    assert translation.startswith("hybrid:") and translation.endswith("+ dense")
+    # PMID 21881325 is the PubMedQA abstract this question was written from; the paraphrase
+    # shares almost none of its words, so only the vectors can find it.
+    assert hybrid_top == dense_top == "21881325"

