@@ -95,6 +95,15 @@ def test_rows_follow_input_order_whatever_the_batching(abstracts: list[str]) -> 
     assert enc.encode_queries([]).shape == (0, 384)
 
 
+def test_auto_sends_questions_to_onnx_and_documents_to_torch() -> None:
+    if set(encoders.available_backends()) != {"torch", "onnx"}:
+        pytest.skip(f"needs both runtimes installed; here: {encoders.available_backends()}")
+    enc = get_encoder()
+    assert enc.query_runtime.startswith("onnxruntime")  # loaded by get_encoder, without torch's import cost
+    assert enc._documents is None  # documents load on first use
+    assert enc.runtime.startswith("torch")
+
+
 def test_default_model_has_one_name() -> None:
     assert canonical_name(None) == canonical_name(f"sentence-transformers/{DEFAULT_MODEL}") == DEFAULT_MODEL
     enc = get_encoder(f"sentence-transformers/{DEFAULT_MODEL}", backend="onnx")

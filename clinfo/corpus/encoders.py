@@ -20,8 +20,9 @@ Runtimes:
   sentence-transformers', so questions encoded this way search vectors made with torch — which
   is how the offline quickstart gets hybrid retrieval over the demo corpus's shipped vectors.
 
-``backend="auto"`` takes torch where sentence-transformers and the model's weights are installed,
-else onnx for all-MiniLM-L6-v2. Loading is lazy and cached per (model, runtime, precision), so
+``backend="auto"`` encodes documents with torch where sentence-transformers and the model's
+weights are installed, else onnx (all-MiniLM-L6-v2 only); questions of all-MiniLM-L6-v2 with onnx
+where it is installed, else torch. Loading is lazy and cached per (model, runtime, precision), so
 ``import clinfo`` never pays for torch or onnxruntime.
 """
 
@@ -311,29 +312,48 @@ class _OnnxModel:
 # ---------------------------------------------------------------------------------------- registry
 
 
-@dataclass
 class TextEncoder:
-    """A document model and a question model (the same object for a symmetric encoder)."""
+    """A document model and a question model, each loaded when first needed.
 
-    documents: Any
-    queries: Any
+    The two sides may run on different runtimes: questions of all-MiniLM-L6-v2 go to onnxruntime
+    where it is installed (about 1 s to load, against several seconds for importing torch, per
+    process: that is most of a CLI search), documents to torch where it is installed (faster in
+    bulk, and float32-exact). The vectors agree to cosine 0.999, so either side searches the other.
+    """
+
+    def __init__(self, name: str, query_name: str, backend: Backend, precision: Precision) -> None:
+        self.name = name
+        self.query_name = query_name
+        self._backend = backend
+        self._precision = precision
+        self._documents: Any = None
+        self._queries: Any = None
 
     @property
-    def name(self) -> str:
-        return str(self.documents.name)
+    def documents(self) -> Any:
+        if self._documents is None:
+            self._documents = _model(self.name, _choose(self.name, self._backend, "documents"), self._precision)
+        return self._documents
 
     @property
-    def query_name(self) -> str:
-        return str(self.queries.name)
+    def queries(self) -> Any:
+        if self._queries is None:
+            self._queries = _model(self.query_name, _choose(self.query_name, self._backend, "queries"), self._precision)
+        return self._queries
 
     @property
     def dim(self) -> int:
-        return int(self.documents.dim)
+        # Both sides agree (checked by get_encoder); the question side is the one a search loads.
+        return int(self.queries.dim)
 
     @property
     def runtime(self) -> str:
         """For logs and benchmarks: where and how the document model runs."""
         return str(self.documents.runtime)
+
+    @property
+    def query_runtime(self) -> str:
+        return str(self.queries.runtime)
 
     def encode_documents(self, texts: Sequence[str], batch_size: int = 64) -> "np.ndarray":
         return self._encode(self.documents, texts, batch_size)
@@ -355,18 +375,22 @@ _loaded: dict[tuple[str, str, str], Any] = {}
 _lock = threading.Lock()
 
 
-def _model(name: str, backend: Backend, precision: Precision) -> Any:
-    if backend == "auto":
-        found = available_backends(name)
-        if not found:
-            if name == DEFAULT_MODEL:
-                raise ConfigError(
-                    f"no runtime for {name}: pip install 'clinfo[local]' (onnxruntime, no torch) or the [dense] extra (sentence-transformers)"
-                )
-            raise ConfigError(_TORCH_MISSING.format(model=name))
-        backend = found[0]  # type: ignore[assignment]
-    if backend not in ("torch", "onnx"):
-        raise ConfigError(f"unknown encoder backend {backend!r}: auto, torch or onnx")
+def _choose(name: str, backend: Backend, side: Literal["documents", "queries"]) -> str:
+    if backend != "auto":
+        if backend not in ("torch", "onnx"):
+            raise ConfigError(f"unknown encoder backend {backend!r}: auto, torch or onnx")
+        return backend
+    found = available_backends(name)
+    if not found:
+        if name == DEFAULT_MODEL:
+            raise ConfigError(
+                f"no runtime for {name}: pip install 'clinfo[local]' (onnxruntime, no torch) or the [dense] extra (sentence-transformers)"
+            )
+        raise ConfigError(_TORCH_MISSING.format(model=name))
+    return "onnx" if side == "queries" and "onnx" in found else found[0]
+
+
+def _model(name: str, backend: str, precision: Precision) -> Any:
     key = (name, backend, precision if backend == "torch" else "")
     with _lock:
         if key not in _loaded:
@@ -382,14 +406,16 @@ def get_encoder(
     precision: Precision = "auto",
 ) -> TextEncoder:
     """The encoder for ``name`` (default all-MiniLM-L6-v2), questions encoded by ``query_model``
-    when given. ``ConfigError`` (one line) when a model cannot be loaded, or when the two models
-    disagree on the dimension."""
+    when given. The question side loads now, so a model that cannot load fails here with a
+    ``ConfigError`` (one line), not mid-search; the document side loads on first use. Two
+    different models are both loaded, to refuse a pair that disagrees on the dimension."""
     doc_name = canonical_name(name)
-    docs = _model(doc_name, backend, precision)
     q_name = canonical_name(query_model) if query_model else doc_name
-    queries = docs if q_name == doc_name else _model(q_name, backend, precision)
-    if queries.dim != docs.dim:
+    enc = TextEncoder(doc_name, q_name, backend, precision)
+    queries = enc.queries
+    if q_name != doc_name and queries.dim != enc.documents.dim:
         raise ConfigError(
-            f"query model {q_name} gives {queries.dim}-dimensional vectors but document model {doc_name} gives {docs.dim}; they cannot be compared"
+            f"query model {q_name} gives {queries.dim}-dimensional vectors but document model {doc_name} gives {enc.documents.dim};"
+            " they cannot be compared"
         )
-    return TextEncoder(docs, queries)
+    return enc
