@@ -49,6 +49,7 @@ class Synthetic:
     dim: int
     latent: int = 48
     clusters: int = 4096
+    spread: float = 0.6  # within-cluster standard deviation on the latent axes (centres: 1)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -58,7 +59,7 @@ class Synthetic:
 
     def draw(self, n: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        z = self.centres[rng.integers(0, self.clusters, n)] + 0.6 * rng.standard_normal((n, self.latent), dtype=np.float32)
+        z = self.centres[rng.integers(0, self.clusters, n)] + self.spread * rng.standard_normal((n, self.latent), dtype=np.float32)
         x = z @ self.proj
         x += 0.15 * rng.standard_normal((n, self.dim), dtype=np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -138,13 +139,24 @@ def probe(folder: Path, queries: Path, k: int = 10, exact: bool = False) -> dict
 
 
 def measure(
-    n: int, dim: int, work: Path, queries: int = 300, exact_probe: bool = False, exact_limit: int | None = None, log: Any = print
+    n: int,
+    dim: int,
+    work: Path,
+    queries: int = 300,
+    exact_probe: bool = False,
+    exact_limit: int | None = None,
+    import_only: bool = False,
+    nlist: int | None = None,
+    train_size: int | None = None,
+    clusters: int = 4096,
+    spread: float = 0.6,
+    log: Any = print,
 ) -> dict[str, Any]:
     from clinfo.corpus.dense import EXACT_LIMIT, build_dense_index, exact_top
     from clinfo.corpus.vectors import VectorStore, import_vectors
 
-    gen = Synthetic(dim)
-    base = work / f"n{n}_d{dim}"
+    gen = Synthetic(dim, clusters=clusters, spread=spread)
+    base = work / f"n{n}_d{dim}_c{clusters}_s{spread}"
     t = time.perf_counter()
     chunks = write_chunks(base / "chunks", n, gen)
     log(f"[{n:,} x {dim}] synthetic chunks ready ({time.perf_counter() - t:.0f} s)")
@@ -155,7 +167,9 @@ def measure(
     shutil.rmtree(folder, ignore_errors=True)
     imp = import_vectors(db, chunks, model="synthetic", folder=folder)
     log(f"[{n:,} x {dim}] {imp.line()}")
-    info = build_dense_index(folder, exact_limit=exact_limit or EXACT_LIMIT, progress=False)
+    if import_only:
+        return {"n": n, "dim": dim, "synthetic": True, "import_rows_per_s": round(imp.rate), "import_s": round(imp.seconds, 1)}
+    info = build_dense_index(folder, exact_limit=exact_limit or EXACT_LIMIT, nlist=nlist, train_size=train_size, progress=False)
     log(f"[{n:,} x {dim}] {info.line()}")
 
     q = gen.draw(queries, seed=7)  # held out: new draws, not rows of the set
@@ -171,7 +185,8 @@ def measure(
     out: dict[str, Any] = {
         "n": n,
         "dim": dim,
-        "synthetic": True,
+        "synthetic": {"clusters": clusters, "spread": spread, "latent": gen.latent},
+        "load_average": os.getloadavg()[0],
         "import_rows_per_s": round(imp.rate),
         "import_s": round(imp.seconds, 1),
         "index": {k: v for k, v in info.__dict__.items() if k not in ("file", "built")},
@@ -228,6 +243,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--exact-probe", action="store_true", help="also time exact search over the same set")
     ap.add_argument("--exact-limit", type=int, help="build IVF-PQ above this many vectors (default: clinfo's EXACT_LIMIT)")
+    ap.add_argument("--nlist", type=int, help="IVF lists (default: clinfo's, ~4 sqrt(N))")
+    ap.add_argument("--train-size", type=int, help="training sample (default: clinfo's, 30 per list)")
+    ap.add_argument("--clusters", type=int, default=4096, help="clusters of the synthetic generator")
+    ap.add_argument("--spread", type=float, default=0.6, help="within-cluster spread of the generator (higher: harder)")
+    ap.add_argument("--import-only", action="store_true", help="stop after measuring the import")
     ap.add_argument("--json", type=Path, help="write the figures here as JSON")
     ap.add_argument("--probe", help=argparse.SUPPRESS)
     ap.add_argument("--probe-queries", help=argparse.SUPPRESS)
@@ -240,8 +260,9 @@ def main() -> None:
     print(f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; vectors are SYNTHETIC", file=sys.stderr)
     results = []
     for n in args.n or [1_000_000]:
-        r = measure(n, args.dim, args.work, args.queries, args.exact_probe, args.exact_limit, log=lambda s: print(s, file=sys.stderr, flush=True))
-        r["extrapolated"] = extrapolate(r)
+        r = measure(n, args.dim, args.work, args.queries, args.exact_probe, args.exact_limit, args.import_only, args.nlist, args.train_size, args.clusters, args.spread, log=lambda s: print(s, file=sys.stderr, flush=True))
+        if "index" in r:
+            r["extrapolated"] = extrapolate(r)
         results.append(r)
         print(json.dumps(r), flush=True)
     if args.json:
