@@ -124,9 +124,11 @@ def test_quote_of_an_unlabelled_abstract_is_the_best_match_not_always_the_last_s
         "1",
         (
             "",
-            "Obesity is common worldwide. We followed 4,000 adults for ten years. "
-            "Metformin users had a lower incidence of cancer than users of sulfonylureas in type 2 diabetes. "
-            "Funding came from a national research council and the authors declare no conflicts.",
+            (
+                "Obesity is common worldwide. We followed 4,000 adults for ten years. "
+                "Metformin users had a lower incidence of cancer than users of sulfonylureas in type 2 diabetes. "
+                "Funding came from a national research council and the authors declare no conflicts."
+            ),
         ),
     )
     quote = best_quote(METFORMIN, a, max_sentences=1)
