@@ -187,6 +187,8 @@ def test_a_pubmedqa_question_cites_its_own_abstract_and_quotes_it(offline: Clinf
     assert "match the question closely enough" in answer.tldr
 
 
-def test_small_preset_answers_a_question_without_hits_with_no_model_call(offline: ClinfoAI) -> None:
-    answer = offline.forward("Zyxqwv flurbonic glimpases?")  # no word of it is in the corpus
+def test_small_preset_answers_a_question_without_hits_with_no_model_call(tmp_path: Path) -> None:
+    # BM25 alone: dense retrieval returns neighbours for any text, so only lexical search has zero hits
+    bm25 = ClinfoAI(llm="local", source="demo", search_mode="bm25", cache_dir=tmp_path, use_cache=False)
+    answer = bm25.forward("Zyxqwv flurbonic glimpases?")  # no word of it is in the corpus
     assert answer.no_evidence and answer.trace.zero_hit_queries == 1 and answer.trace.llm_calls == 0
