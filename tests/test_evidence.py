@@ -192,3 +192,18 @@ def test_small_preset_answers_a_question_without_hits_with_no_model_call(tmp_pat
     bm25 = ClinfoAI(llm="local", source="demo", search_mode="bm25", cache_dir=tmp_path, use_cache=False)
     answer = bm25.forward("Zyxqwv flurbonic glimpases?")  # no word of it is in the corpus
     assert answer.no_evidence and answer.trace.zero_hit_queries == 1 and answer.trace.llm_calls == 0
+
+
+def test_without_a_usable_similarity_model_relevance_rests_on_coverage_and_says_so(offline: ClinfoAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    import clinfo.corpus.encoders as encoders
+    from clinfo.errors import ConfigError
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ConfigError("model file damaged")
+
+    monkeypatch.setattr(encoders, "get_encoder", broken)
+    assert similarities(METFORMIN, [article("1", ("", "Metformin and cancer."))]) is None
+    answer = offline.forward(METFORMIN)
+    assert answer.no_evidence and "(term coverage)" in answer.synthesis
+    assert any("term coverage only" in w for w in answer.trace.warnings)
+    assert all("similarity" not in s.reason for s in answer.irrelevant_articles)
