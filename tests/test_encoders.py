@@ -281,3 +281,17 @@ def test_demo_source_searches_hybrid_without_torch(tmp_path: Path) -> None:
     # PMID 21881325 is the PubMedQA abstract this question was written from; the paraphrase
     # shares almost none of its words, so only the vectors can find it.
     assert hybrid_top == dense_top == "21881325"
+
+
+def test_max_tokens_cuts_documents_shorter(abstracts: list[str]) -> None:
+    long = max(abstracts, key=len)
+    full = get_encoder(backend="onnx")
+    cut = get_encoder(backend="onnx", max_tokens=32)
+    head = " ".join(long.split()[:12])  # well inside 32 tokens
+    same_head = head + " " + " ".join(["unrelated"] * 60)
+    a, b = cut.encode_documents([long + " tail one", long + " tail two"])
+    assert np.allclose(a, b, atol=1e-6)  # the tails lie past the cut
+    assert not np.allclose(*full.encode_documents([head, same_head]), atol=1e-3)
+    assert not np.allclose(cut.encode_documents([long])[0], full.encode_documents([long])[0], atol=1e-3)
+    with pytest.raises(ConfigError, match="max_tokens must be at least 8"):
+        get_encoder(backend="onnx", max_tokens=2)
