@@ -226,11 +226,21 @@ def write_overrides_jsonl(out: Path, nlm: list[tuple["Article", str]] | None = N
 
 
 def corpus_inputs(work: Path) -> list[Path]:
-    """What ``clinfo index build`` reads for the ranking corpus, in order (generated files go in ``work``)."""
+    """What ``clinfo index build`` reads for the ranking corpus, in order (generated files go in ``work``).
+
+    The build's ledger knows a file by name, size and mtime, and a checkout touches the packaged
+    demo file; re-ingested, it would replace the overrides. So the demo is read from a copy in
+    ``work`` that is rewritten only when its bytes change.
+    """
     overrides = work / "ranking_overrides.jsonl"
     if not overrides.is_file():
         write_overrides_jsonl(overrides)
-    return [DEMO, *BASELINE, write_rs200_jsonl(work / "rs200_reviews.jsonl"), overrides]
+    demo = work / DEMO.name
+    if not demo.is_file() or demo.read_bytes() != DEMO.read_bytes():
+        tmp = demo.with_suffix(".tmp")
+        tmp.write_bytes(DEMO.read_bytes())
+        tmp.replace(demo)
+    return [demo, *BASELINE, write_rs200_jsonl(work / "rs200_reviews.jsonl"), overrides]
 
 
 def nlm_conclusion_set() -> RankingSet:

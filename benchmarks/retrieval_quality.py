@@ -125,8 +125,19 @@ def _header(sets: list[RankingSet], halves: list[str]) -> str:
 def ensure_corpus(db: Path, work: Path) -> None:
     from clinfo.corpus.build import build_index
 
-    s = build_index(ranking_sets.corpus_inputs(work), db, progress=False)  # skips files already ingested
+    inputs = ranking_sets.corpus_inputs(work)
+    s = build_index(inputs, db, progress=False)  # skips files already ingested
     print(f"corpus {db}: {s.articles:,} articles", file=sys.stderr)
+    from clinfo.corpus.store import open_corpus
+
+    conn = open_corpus(db)
+    try:
+        last = conn.execute("SELECT name FROM files ORDER BY id DESC LIMIT 1").fetchone()[0]
+    finally:
+        conn.close()
+    if last != inputs[-1].name:
+        # Another input was re-ingested after the overrides and replaced gold records with their originals.
+        raise SystemExit(f"error: {db} ingested {last} after {inputs[-1].name}; delete {db} and {db}.* and run again")
 
 
 def sets_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
