@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -80,21 +81,24 @@ def test_processes_on_one_host_share_the_budget(eutils_server: EUtilsServer, tmp
     assert list((tmp_path / "cache" / "rate").glob("eutils-*.slot"))
 
 
-def test_slots_are_spaced_and_a_bad_slot_file_is_ignored(tmp_path: Path) -> None:
+def test_starts_are_spaced_across_sharers_and_a_bad_stamp_is_ignored(tmp_path: Path) -> None:
     state = tmp_path / "rate" / "x.slot"
     first, second = SpacedRate(4.0, state), SpacedRate(4.0, state)  # two processes' views of one file
-    waits = [first.reserve(), second.reserve(), first.reserve(), second.reserve()]
-    # each reservation is one interval after the previous one, whichever object made it
     assert first.interval == second.interval == 1.1 / 4
-    assert [round(b - a, 3) for a, b in zip(waits, waits[1:])] == [0.275, 0.275, 0.275]
+    assert first.try_acquire() == 0.0  # granted
+    wait = second.try_acquire()  # the other process must wait for the rest of the interval
+    assert first.interval - 0.05 < wait <= first.interval
+    assert first.try_acquire() > 0  # and so must the first, its own start being that recent
+    time.sleep(wait)
+    assert second.try_acquire() == 0.0
 
-    state.write_bytes(b"\x00\x00\x00\x00\x00\x00\xf0\x7f")  # +inf: a corrupt or far-future slot
-    assert SpacedRate(4.0, state).reserve() < 0.01
+    state.write_bytes(b"\x00\x00\x00\x00\x00\x00\xf0\x7f")  # +inf: a corrupt or far-future stamp
+    assert SpacedRate(4.0, state).try_acquire() == 0.0
 
 
-def test_unwritable_slot_file_falls_back_to_the_process(tmp_path: Path) -> None:
+def test_unwritable_stamp_file_falls_back_to_the_process(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     rate = SpacedRate(2.0, blocker / "sub" / "x.slot")  # parent is a file: cannot be created
-    assert rate.reserve() < 0.01 and rate.interval - 0.05 < rate.reserve() <= rate.interval
+    assert rate.try_acquire() == 0.0 and rate.interval - 0.05 < rate.try_acquire() <= rate.interval
     assert rate.state_file is None

@@ -6,11 +6,13 @@ question on its own thread and event loop, and the app and ``clinfo eval`` may r
 on one host. aiolimiter (and most asyncio limiters) keep their state per event loop, so
 concurrent loops would each get the full rate.
 
-The budget is a sequence of evenly spaced start times. Each request reserves the next free slot
-under a lock and sleeps until it; with ``state_file`` the next free slot lives in a small file
-under ``flock``, so every process on the host draws from the same sequence. A reservation
-costs microseconds, so the lock never blocks an event loop for longer than that. A cancelled
-request leaves its slot unused, which only errs on the side of the limit.
+The budget is the time of the last granted start. A request may start once an interval has
+passed since then; it takes the start under a lock (and, with ``state_file``, under ``flock`` on
+a small file holding that time, so every process on the host shares it), else sleeps for the
+rest of the interval and asks again. Granting at the moment of the start, rather than handing
+out future slots, keeps a task that wakes late (a busy event loop, a starved thread) from
+starting right before the next one. Taking a start costs microseconds, so the lock never blocks
+an event loop for longer than that.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import math
 import os
 import struct
 import threading
@@ -28,14 +31,11 @@ __all__ = ["SpacedRate"]
 
 log = logging.getLogger(__name__)
 
-_SLOT = struct.Struct("<d")
-# A stored slot further ahead than this is not a real reservation (clock change, corrupt file):
-# waiting on it would stall every process, so it is ignored.
-_MAX_AHEAD_S = 600.0
+_STAMP = struct.Struct("<d")
 
 
 class SpacedRate:
-    """Request start times ``(1 + headroom) / per_second`` apart across threads, loops and processes.
+    """Request starts at least ``(1 + headroom) / per_second`` apart across threads, loops and processes.
 
     The headroom is there because the server counts arrivals, not starts: network and scheduling
     jitter bring evenly spaced requests closer together on the way (tens of milliseconds were
@@ -49,29 +49,31 @@ class SpacedRate:
         self.interval = (1.0 + headroom) / per_second
         self.state_file = state_file
         self._lock = threading.Lock()
-        self._next = 0.0  # wall-clock seconds: the one clock processes share
+        self._last = -math.inf  # wall-clock seconds: the one clock processes share
 
-    def reserve(self) -> float:
-        """Takes the next free slot; returns the seconds to wait until it."""
+    def try_acquire(self) -> float:
+        """Takes a start now and returns 0.0, or returns the seconds to wait before asking again."""
         with self._lock:
             now = time.time()
             fd = self._open_shared()
             try:
-                slot = max(now, self._next, self._read_shared(fd, now) if fd is not None else 0.0)
-                self._next = slot + self.interval
+                last = max(self._last, self._read_shared(fd, now) if fd is not None else -math.inf)
+                wait = last + self.interval - now
+                if wait > 0:
+                    return wait
+                self._last = now
                 if fd is not None:
-                    os.pwrite(fd, _SLOT.pack(self._next), 0)
+                    os.pwrite(fd, _STAMP.pack(now), 0)
+                return 0.0
             finally:
                 if fd is not None:
                     os.close(fd)  # releases the flock
-            return slot - now
 
     async def acquire(self) -> None:
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        while (wait := self.try_acquire()) > 0:
+            await asyncio.sleep(wait)
 
-    # ---------------------------------------------------------------- the host-wide slot file
+    # ---------------------------------------------------------------- the host-wide stamp file
 
     def _open_shared(self) -> int | None:
         if self.state_file is None:
@@ -86,8 +88,9 @@ class SpacedRate:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
-    @staticmethod
-    def _read_shared(fd: int, now: float) -> float:
-        data = os.pread(fd, _SLOT.size, 0)
-        stored = _SLOT.unpack(data)[0] if len(data) == _SLOT.size else 0.0
-        return stored if stored - now <= _MAX_AHEAD_S else 0.0
+    def _read_shared(self, fd: int, now: float) -> float:
+        data = os.pread(fd, _STAMP.size, 0)
+        stamp = _STAMP.unpack(data)[0] if len(data) == _STAMP.size else -math.inf
+        # a start stamped in the future (the clock was set back, a corrupt file) would stall every
+        # process that shares the file: it is not believed beyond one interval
+        return stamp if math.isfinite(stamp) and stamp <= now + self.interval else -math.inf
