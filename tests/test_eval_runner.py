@@ -257,7 +257,8 @@ def test_extractive_answers_are_classified_from_their_quoted_conclusions(tmp_pat
     run(data, tmp_path / "run", 1, llm=llm, synthesis_mode="extractive")
     (classify,) = [c for c in llm.calls if c.step == "classify"]
     prompt = classify.messages[-1]["content"]
-    assert "quoted from their abstracts" in prompt and "weigh the quoted conclusions" not in prompt
+    # the quotes themselves (the synthesis), not the fixed TL;DR about how many were quoted
+    assert "Sentences quoted from the" in prompt and "weigh the quoted sentences" not in prompt
 
 
 def test_config_records_the_settings_a_preset_resolved(tmp_path: Path) -> None:
