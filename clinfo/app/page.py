@@ -286,8 +286,9 @@ def sidebar(base: "Settings") -> dict[str, Any]:
         key="date_window_years",
     )
     prefilter_k = sb.slider(
-        "Articles screened by the LLM", min_value=1, max_value=max(50, base.prefilter_k), value=base.prefilter_k,
-        key="prefilter_k", help="the best N by BM25 are judged and summarised (CLINFO_PREFILTER_K)",
+        "Articles screened per question", min_value=1, max_value=max(50, base.prefilter_k), value=base.prefilter_k,
+        key="prefilter_k",
+        help="the best N retrieved are judged for relevance, by the LLM or by retrieval scores (CLINFO_PREFILTER_K)",
     )
     results_per_query = sb.number_input(
         "Results per PubMed query", min_value=1, max_value=500, value=base.results_per_query, step=1, key="results_per_query",
