@@ -87,7 +87,7 @@ def load() -> float:
 def head() -> str:
     """The checkout's commit (engines change under a long run; each step records the one it ran on)."""
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=30, check=False)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -233,7 +233,7 @@ def real_seeds(folder: Path | None, bases: Any) -> dict[int, Any]:
     out: dict[int, Any] = {}
     if folder is None or not folder.is_dir():
         return out
-    wanted = set(int(b) for b in bases)
+    wanted = {int(b) for b in bases}
     for js in sorted(folder.glob("*.json")):
         npy = js.with_suffix(".npy")
         if not npy.is_file():
@@ -349,16 +349,15 @@ def run_size(size: int, args: argparse.Namespace, res: Results) -> None:
     work: Path = args.work
     corpus = work / f"corpus_{name}.db"
     steps = set(args.steps.split(","))
-    if "build" in steps:
-        if "build" in args.redo or res.get(name, "build") is None or not corpus.is_file():
-            for p in (corpus, Path(f"{corpus}.tantivy"), Path(f"{corpus}.dense")):
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-            files = replicate(size, work / "jsonl")
-            print(f"[{name}] building from {len(files)} copies ... (load {load()})", file=sys.stderr, flush=True)
-            before = load()
-            r = child("build", str(corpus), *map(str, files))
-            r.update(load_before=before, load_after=load(), records_bytes=corpus.stat().st_size, lexical_bytes=dir_bytes(Path(f"{corpus}.tantivy")))
-            res.drop(name, ("vectors", "index", "recall", *MODES), value={"build": r})
+    if "build" in steps and ("build" in args.redo or res.get(name, "build") is None or not corpus.is_file()):
+        for p in (corpus, Path(f"{corpus}.tantivy"), Path(f"{corpus}.dense")):
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        files = replicate(size, work / "jsonl")
+        print(f"[{name}] building from {len(files)} copies ... (load {load()})", file=sys.stderr, flush=True)
+        before = load()
+        r = child("build", str(corpus), *map(str, files))
+        r.update(load_before=before, load_after=load(), records_bytes=corpus.stat().st_size, lexical_bytes=dir_bytes(Path(f"{corpus}.tantivy")))
+        res.drop(name, ("vectors", "index", "recall", *MODES), value={"build": r})
     chunks = work / f"chunks_{name}"
     if "chunks" in steps or ("vectors" in steps and ("vectors" in args.redo or res.get(name, "vectors") is None)):
         # Not timed as import: this stands in for downloading MedCPT's chunks. Needs only the JSON Lines.
@@ -454,7 +453,16 @@ def report(res: Results) -> None:
     extrapolate(res, sizes)
 
 
+def _train_sample(nlist: int) -> int:
+    # build_dense_index's default: 30 points per list, at least 65,536, at most 1M
+    return max(65_536, min(1_000_000, 30 * nlist))
+
+
 def extrapolate(res: Results, sizes: list[str]) -> None:
+    """37M from the largest measured corpus: per-citation costs linearly, IVF-PQ training by its
+    k-means work (sample x nlist), search memory from the anonymous RSS plus the PQ codes."""
+    from clinfo.corpus.dense import default_nlist
+
     built = [(res.data[s]["build"]["articles"], res.data[s]) for s in sizes if res.data[s].get("build")]
     if not built:
         return
@@ -462,26 +470,44 @@ def extrapolate(res: Results, sizes: list[str]) -> None:
     f = TARGET / n
     b = d["build"]
     lex_gb = (b["records_bytes"] + b["lexical_bytes"]) * f / 1e9
-    print(f"\n== extrapolated to {TARGET / 1e6:.0f}M citations (linear in citations from the {n:,} corpus)")
-    print(f"lexical build   {TARGET / (b['citations'] / b['seconds']) / 3600:.1f} h at the measured rate; disk {lex_gb:.0f} GB (records + lexical index)")
-    for dim, model in ((384, MODEL), (768, "MedCPT")):
+    cpu = b["cpu_writer_s"] + b["cpu_parsers_s"]
+    print(f"\n== extrapolated to {TARGET / 1e6:.0f}M citations from the {n:,} corpus (every citation stored: an upper bound, the corpus keeps only those with an abstract)")
+    print(
+        f"lexical build   {TARGET / (b['citations'] / b['seconds']) / 3600:.1f} h at the measured wall rate, {TARGET / (b['citations'] / cpu) / 3600:.1f} CPU-hours"
+        f" (JSON Lines input; XML parsing costs more, see benchmarks/index_build.py); disk {lex_gb:.0f} GB"
+        f" (records {b['records_bytes'] * f / 1e9:.0f}, lexical {b['lexical_bytes'] * f / 1e9:.0f})"
+    )
+    nlist = default_nlist(TARGET)
+    for dim, model in ((384, MODEL), (768, "MedCPT (768-d)")):
         vec_gb = TARGET * (dim * 4 + 8) / 1e9
         codes_gb = TARGET * (64 + 8) / 1e9
-        print(f"vectors {model:17s} {vec_gb:.0f} GB float32 + PQ64 codes {codes_gb:.1f} GB in RAM; total disk {lex_gb + vec_gb + codes_gb:.0f} GB")
+        print(
+            f"vectors {model:15s} {vec_gb:.0f} GB float32 rows + PMIDs on disk, IVF{nlist},PQ64 index {codes_gb + nlist * dim * 4 / 1e9:.1f} GB"
+            f" (in RAM when searching); all on disk with the lexical corpus: {lex_gb + vec_gb + codes_gb:.0f} GB"
+        )
     v = d.get("vectors")
     if v:
-        print(f"vector import   {TARGET / (v['rows'] / v['import_wall_s']) / 60:.0f} min at the measured rate")
-    if d.get("index") and d["index"]["info"].get("kind") == "ivfpq":
-        i = d["index"]["info"]
-        print(f"dense index     train {i.get('train_seconds')} s on the 3M-sized sample (sample capped at 1M rows; nlist grows ~sqrt(n)), add ~{i.get('add_seconds', 0) * f / 60:.0f} min")
-    hy = d.get("hybrid") or d.get("bm25")
-    if hy:
-        small = [(nn, dd) for nn, dd in built if (dd.get("hybrid") or dd.get("bm25"))]
-        base_n, base_d = small[0]
-        base_rss = (base_d.get("hybrid") or base_d.get("bm25"))["rss_mb"]
-        slope = (hy["rss_mb"] - base_rss) / max(1, n - base_n) if n > base_n else 0
-        est = hy["rss_mb"] + slope * (TARGET - n)
-        print(f"search RSS      {est / 1024:.1f} GB ({'hybrid' if d.get('hybrid') else 'bm25'}: {hy['rss_mb']:,.0f} MB at {n:,}, +{slope * 1e6:,.0f} MB per 1M citations; the OS page cache for mmapped vectors/index comes on top)")
+        rate = v["rows"] / v["import_wall_s"]
+        print(f"vector import   {TARGET / rate / 60:.0f} min at the measured {rate:,.0f} vectors/s")
+    ix = d.get("index")
+    if ix and ix["info"].get("kind") == "ivfpq":
+        i = ix["info"]
+        k = (_train_sample(nlist) * nlist) / (_train_sample(i["nlist"]) * i["nlist"])
+        print(
+            f"dense index     train ~{i['train_seconds'] * k / 3600:.1f} h ({k:.0f}x the k-means work of IVF{i['nlist']}: {_train_sample(nlist):,} samples x {nlist} lists),"
+            f" add ~{i['add_seconds'] * f / 3600:.1f} h (linear), at this machine's measured speed"
+        )
+    for mode in ("hybrid", "bm25"):
+        pts = [(nn, dd[mode]) for nn, dd in built if dd.get(mode) and "rss_anon_mb" in dd[mode]]
+        if not pts:
+            continue
+        (n1, s1), (n2, s2) = pts[-2] if len(pts) > 1 else pts[-1], pts[-1]
+        slope = (s2["rss_anon_mb"] - s1["rss_anon_mb"]) / (n2 - n1) if n2 > n1 else 0.0
+        est = s2["rss_anon_mb"] + slope * (TARGET - n2)
+        print(
+            f"search RSS      {mode}: ~{est / 1024:.1f} GB anonymous ({s2['rss_anon_mb']:,.0f} MB at {n2:,}, {slope * 1e6:+,.0f} MB per 1M citations from {n1:,});"
+            f" peak RSS there {s2['rss_mb']:,.0f} MB counting mapped index/vector pages, which are reclaimable page cache"
+        )
 
 
 def main() -> None:
