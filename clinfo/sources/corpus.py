@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from clinfo.corpus.hybrid import FUSION_DEPTH, MODES, RRF_K, SearchMode, choose_mode, fuse
+from clinfo.corpus.hybrid import FUSION_DEPTH, HYBRID_K, MODES, SearchMode, choose_mode, fuse
 from clinfo.corpus.lexical import LexicalIndex
 from clinfo.corpus.lexical_query import translate
 from clinfo.corpus.store import RecordStore
@@ -43,7 +43,7 @@ class LocalSource:
         model: str | None = None,
         *,
         query_model: str | None = None,
-        fusion_k: int = RRF_K,
+        fusion_k: int = HYBRID_K,
         fusion_depth: int = FUSION_DEPTH,
     ) -> None:
         if mode not in MODES:
