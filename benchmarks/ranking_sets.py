@@ -71,7 +71,7 @@ class RankingSet:
     half: dict[str, str] = field(default_factory=dict)  # query id -> "tune" | "check"
     note: str = ""
 
-    def part(self, which: str) -> "RankingSet":
+    def part(self, which: str) -> RankingSet:
         """The tune or check half (``all``: the whole set)."""
         if which == "all":
             return self
@@ -92,7 +92,9 @@ def _stopwords() -> frozenset[str]:
 
 
 def _stemmer():  # type: ignore[no-untyped-def]
-    from nltk.stem.porter import PorterStemmer  # comes with rouge-score ([eval]); pure code, no data files
+    from nltk.stem.porter import (
+        PorterStemmer,  # comes with rouge-score ([eval]); pure code, no data files
+    )
 
     return PorterStemmer()
 
@@ -183,14 +185,14 @@ def _write_if_changed(out: Path, lines: list[str]) -> Path:
     return out
 
 
-def _record(a: "Article", sections: list["AbstractSection"]) -> str:
+def _record(a: Article, sections: list[AbstractSection]) -> str:
     return json.dumps({"pmid": int(a.pmid), "title": a.title, "abstract": [s.model_dump() for s in sections],
                        "year": a.year, "journal": a.journal, "mesh": a.mesh, "publication_types": a.publication_types,
                        "authors": a.authors}, sort_keys=True)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)  # parsing the update file takes tens of seconds
-def nlm_conclusion_items() -> list[tuple["Article", str]]:
+def nlm_conclusion_items() -> list[tuple[Article, str]]:
     """(record, its conclusion) for the nlm-conclusion set, in the seed's hash order."""
     from clinfo.models import Article
     from clinfo.sources.pubmed_xml import iter_pubmed_xml
@@ -207,7 +209,7 @@ def nlm_conclusion_items() -> list[tuple["Article", str]]:
     return found[:_NLM_SET_SIZE]
 
 
-def write_overrides_jsonl(out: Path, nlm: list[tuple["Article", str]] | None = None) -> Path:
+def write_overrides_jsonl(out: Path, nlm: list[tuple[Article, str]] | None = None) -> Path:
     """Gold records of the conclusion sets without their conclusion section (replacing the originals)."""
     from clinfo.models import AbstractSection, Article
 

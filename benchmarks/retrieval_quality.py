@@ -30,15 +30,16 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import ranking_sets  # noqa: E402
-from ranking_sets import BASELINE, DEMO, RankingSet  # noqa: E402
+import ranking_sets
+from ranking_sets import BASELINE, DEMO, RankingSet
 
 Ranking = tuple[list[int], list[float]]  # PMIDs best first, scores
 
@@ -277,8 +278,8 @@ def tune_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
             if chunks is not None:
                 subset = set(chunks.ids.tolist())
                 runs = {n: {q: ([p for p in r[0] if p in subset], []) for q, r in v.items()} for n, v in runs.items()}
-            report(f"bm25 fields t={title} a={abstract} m={mesh}", lambda s, q: runs[s][q][0])
-            report("  + rrf k=60 d=100", lambda s, q: rrf([runs[s][q][0][:100], de_runs[s][q][0][:100]], 60, [1, 1]))
+            report(f"bm25 fields t={title} a={abstract} m={mesh}", lambda s, q, runs=runs: runs[s][q][0])
+            report("  + rrf k=60 d=100", lambda s, q, runs=runs: rrf([runs[s][q][0][:100], de_runs[s][q][0][:100]], 60, [1, 1]))
         lexical.FIELD_WEIGHTS.clear()
         lexical.FIELD_WEIGHTS.update(base)
 
@@ -359,7 +360,7 @@ def prf_report(chunks: ChunkDense, sets: list[RankingSet], bm_runs: dict, de_run
                     v = qvecs[s.name][q] + beta * fb.mean(axis=0) if len(fb) else qvecs[s.name][q]
                     new[(s.name, q)] = chunks.search_vectors(v / np.linalg.norm(v), 100)[0]
             report(f"dense-prf m={m} b={beta}", lambda s, q, new=new: new[(s, q)])
-            report(f"  + rrf k=60 d=100", lambda s, q, new=new: rrf([bm_runs[s][q][0][:100], new[(s, q)]], 60, [1, 1]))
+            report("  + rrf k=60 d=100", lambda s, q, new=new: rrf([bm_runs[s][q][0][:100], new[(s, q)]], 60, [1, 1]))
 
 
 # ------------------------------------------------------------------------------------ PubMedQA (default)
