@@ -146,6 +146,10 @@ class _TorchModel:
     def __init__(self, name: str, precision: Precision, max_tokens: int | None = None) -> None:
         if not _installed("torch", "sentence_transformers"):
             raise ConfigError(_TORCH_MISSING.format(model=name))
+        # OpenMP threads that spin while waiting starve everything else on a busy machine (read
+        # when torch loads): one short question took 0.2-2 s with 2 spinning threads at load 13,
+        # 35-97 ms with PASSIVE (benchmarks/corpus_scale.py).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch
 
         self.name = name
