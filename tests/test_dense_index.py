@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clinfo.corpus.dense import VectorIndex, build_dense_index, exact_top
+from clinfo.corpus.dense import IndexInfo, VectorIndex, build_dense_index, exact_top
 from clinfo.corpus.vectors import VectorStore, VectorWriter
 from clinfo.errors import CorpusError
 
@@ -48,6 +48,7 @@ def test_ivfpq_with_rescoring_reaches_095_recall_of_exact_search(ivf_set: tuple[
     info = build_dense_index(folder, exact_limit=1_000, nlist=128, m=16, rescore=100, target_recall=0.97, train_size=12_000)
     assert info.kind == "ivfpq" and info.vectors == 50_000 and info.nlist == 128
     assert info.recall_at_10 is not None and info.recall_at_10 >= 0.97 and 1 <= info.nprobe <= 128
+    assert "WARNING" not in info.line()
     index = VectorIndex.open(folder)
     ivf = faiss.downcast_index(faiss.extract_index_ivf(index.index))
     assert isinstance(ivf, faiss.IndexIVFPQ) and ivf.code_size == 16  # 16 bytes per vector in memory, not 256
@@ -160,3 +161,9 @@ def test_one_writer_at_a_time_and_fixed_dimension(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="holds vectors of synthetic"):
         with VectorWriter(folder, model="other", dim=DIM):
             pass
+
+
+def test_an_index_that_missed_its_recall_target_says_so() -> None:
+    info = IndexInfo("ivfpq", rows=3_000_000, vectors=3_000_000, nlist=8192, m=64, nprobe=2048, rescore=200,
+                     recall_at_10=0.827)
+    assert "recall@10 0.827" in info.line() and "WARNING: recall@10 stayed below the 0.97 target" in info.line()

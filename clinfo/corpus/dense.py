@@ -146,10 +146,17 @@ class IndexInfo:
         if self.kind == "exact":
             return f"exact search over {self.vectors:,} vectors"
         recall = f", recall@10 {self.recall_at_10:.3f} vs exact" if self.recall_at_10 is not None else ""
-        return (
+        line = (
             f"IVF-PQ index over {self.vectors:,} vectors ({f'OPQ{self.m},' if self.opq else ''}IVF{self.nlist},PQ{self.m};"
             f" nprobe {self.nprobe}, rescoring {self.rescore}{recall}); trained in {self.train_seconds:.0f} s, added in {self.add_seconds:.0f} s"
         )
+        if self.recall_at_10 is not None and self.recall_at_10 < TARGET_RECALL:
+            # the tuner ran out of nprobe values: say so rather than ship a quietly worse index
+            line += (
+                f"; WARNING: recall@10 stayed below the {TARGET_RECALL:.2f} target at the largest nprobe"
+                " (rebuild with a larger training sample or more lists)"
+            )
+        return line
 
 
 def _read_info(folder: Path) -> IndexInfo | None:
