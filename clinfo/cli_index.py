@@ -69,6 +69,10 @@ def embed_cmd(
     corpus: Path = typer.Argument(..., help="Corpus built by 'clinfo index build'."),
     model: Optional[str] = typer.Option(None, "--model", help="sentence-transformers model name or path (default: all-MiniLM-L6-v2, offline)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, max=4096, help="Texts per encoder batch."),
+    max_tokens: Optional[int] = typer.Option(
+        None, "--max-tokens", min=16, max=8192,
+        help="Cut each article at this many tokens (default: the model's limit; 128 measured 1.6x faster, R@10 -0.004).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DEBUG_OPT,
 ) -> None:
@@ -77,7 +81,7 @@ def embed_cmd(
     def body() -> None:
         from clinfo.corpus.dense import embed_index
 
-        summary = embed_index(corpus, model=model, batch_size=batch_size, progress=not quiet)
+        summary = embed_index(corpus, model=model, batch_size=batch_size, progress=not quiet, max_tokens=max_tokens)
         typer.echo(summary.line())
 
     guarded(body, debug)

@@ -190,3 +190,20 @@ def test_cli_embed_and_hybrid_search(tiny_corpus: tuple[Path, dict], tmp_path: P
         assert json.loads(out.stdout.splitlines()[0])["pmid"] == pmid
     bad = runner.invoke(app, ["index", "embed", str(tmp_path / "missing.db")])
     assert bad.exit_code != 0 and "no corpus at" in bad.output
+
+    # --max-tokens cuts what the encoder reads: the same articles get other vectors
+    import numpy as np
+
+    from clinfo.corpus.dense import dense_dir
+    from clinfo.corpus.vectors import VectorStore
+
+    short = tmp_path / "short.db"
+    short.write_bytes(db.read_bytes())
+    shutil.copytree(lexical_dir(db), lexical_dir(short))
+    result = runner.invoke(app, ["index", "embed", str(short), "-q", "--max-tokens", "16"])
+    assert result.exit_code == 0, result.output
+    full, cut = VectorStore.open(dense_dir(copy)), VectorStore.open(dense_dir(short))
+    assert list(full.pmids()) == list(cut.pmids())
+    cosines = np.sum(np.asarray(full.matrix()) * np.asarray(cut.matrix()), axis=1)
+    assert cosines.min() < 0.99  # long abstracts were read only in part
+    assert runner.invoke(app, ["index", "embed", str(short), "--max-tokens", "4"]).exit_code != 0  # below the minimum
