@@ -170,11 +170,11 @@ def search_cmd(
 
     def body() -> None:
         from clinfo.errors import InvalidQuestion
-        from clinfo.settings import Settings
+        from clinfo.settings import load_settings
 
         if stdin == (query is not None):
             raise InvalidQuestion("give a QUERY or --stdin, not both and not neither")
-        settings = Settings()
+        settings = load_settings()  # a bad CLINFO_* value is one line, not a validation dump
         asyncio.run(_run_search(query, settings, source, mode, k, as_json, stdin))
 
     guarded(body, debug)

@@ -84,6 +84,14 @@ def test_bad_input_is_one_line_and_nonzero(small_corpus: Path, args: list[str], 
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in result.output
 
 
+def test_a_bad_setting_in_the_environment_is_one_line(small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFO_SEARCH_MODE", "bogus")
+    result = runner.invoke(app, ["search", "statins", "--source", f"local:{small_corpus}"])
+    assert result.exit_code != 0
+    err = _err(result).strip()
+    assert "search_mode" in err and len(err.splitlines()) == 1 and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(
     "query,warning",
     [
