@@ -1,6 +1,21 @@
-"""Typed exceptions. Every failure a user can cause or meet maps to one of these."""
+"""Typed exceptions, and the one-line text every failure is reported in.
+
+Every failure a user can cause or meet maps to one of these exceptions.
+"""
 
 from __future__ import annotations
+
+
+def one_line(value: object, limit: int = 300) -> str:
+    """``value`` (a message or an exception) as one line of at most ``limit`` characters.
+
+    Messages from parsers, SDKs and servers span lines and can be long; a user is shown one line.
+    An exception with no message is named by its type.
+    """
+    text = " ".join(str(value).split())
+    if not text and isinstance(value, BaseException):
+        text = type(value).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 class ClinfoError(Exception):

@@ -118,7 +118,7 @@ def seed_history(question: str, env: dict[str, str]) -> str:
     conversation's link token."""
     os.environ.update(env)
     from clinfo.app.history import HistoryStore, Viewer, default_db_path
-    from clinfo.app.redact import secret_values
+    from clinfo.redact import secret_values
     from clinfo.pipeline import ClinfoAI
     from clinfo.settings import load_settings
 

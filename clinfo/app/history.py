@@ -3,7 +3,7 @@
 The file holds conversations, each with its turns. A turn stores the question, the Answer as
 JSON (or the one-line error when the run failed) and the public part of the run's configuration.
 Keys are never stored: settings go in through an allow-list, and every text is passed through
-:func:`clinfo.app.redact.redact` first.
+:func:`clinfo.redact.redact` first.
 
 Who sees what is decided here, by :class:`Viewer`:
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from clinfo.app.redact import redact
+from clinfo.redact import redact
 from clinfo.errors import ClinfoError
 
 if TYPE_CHECKING:

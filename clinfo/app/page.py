@@ -22,7 +22,7 @@ import streamlit as st
 
 from clinfo.app import export, view
 from clinfo.app.history import Conversation, HistoryStore, Turn, Viewer, default_db_path, found_articles
-from clinfo.app.redact import key_status, secret_values
+from clinfo.redact import key_status, secret_values
 from clinfo.app.runner import FOLLOWUP_LABELS, Engine, QuestionRun, error_message, settings_key
 from clinfo.app.view import md_escape
 from clinfo.errors import ClinfoError

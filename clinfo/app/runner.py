@@ -25,7 +25,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
 
-from clinfo.app.redact import redact
+from clinfo.redact import redact
 from clinfo.app.view import one_line
 from clinfo.errors import ClinfoError
 

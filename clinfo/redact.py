@@ -1,13 +1,15 @@
-"""Keeps credentials out of what the app shows and stores.
+"""Keeps credentials out of what clinfo shows, logs and stores.
 
-Settings never hand keys to the app's text, but error messages come from third-party SDKs and
-servers, and a user can paste anything into a question; so every string the app displays or
-writes to its history passes through :func:`redact` with the key values of this process.
+Settings never hand keys to output, but error messages come from third-party SDKs and servers, and
+a user can paste anything into a question; so every string the app displays or writes to its
+history, every error the eval runner records and every LLM error message passes through
+:func:`redact` with the key values of this process.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
@@ -32,11 +34,16 @@ def secret_values(settings: "Settings | None" = None) -> list[str]:
     return sorted((v for v in values if len(v) >= _MIN_LEN), key=len, reverse=True)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
+# OpenAI-style keys the process was not given (a server may echo a key from its own config)
+_OPENAI_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-*]{6,}")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every secret value, and anything shaped like an OpenAI key, masked."""
     for value in secrets:
         if value and value in text:
             text = text.replace(value, MASK)
-    return text
+    return _OPENAI_KEY.sub(MASK, text)
 
 
 def key_status(settings: "Settings") -> list[str]:
