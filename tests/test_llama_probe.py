@@ -16,7 +16,7 @@ import pytest
 
 from clinfo.errors import LLMError
 from clinfo.llm.llama_probe import Verdict, _fingerprint, check, plain_kernels
-from clinfo.llm.local import default_model_path
+from clinfo.llm.llama_cpp import default_model_path
 from tests.test_cli_ask import assert_one_line_error, clinfo
 
 # A child that counts its runs in a file, then dies on SIGILL unless told to run without

@@ -1,8 +1,8 @@
 """Parses ``llm="prefix:model"`` specs explicitly and builds the backend; open to plug-ins.
 
 Routing is by the prefix before the first colon, never by a substring of the model name.
-A bare name without a colon means ``openai:<name>``; a bare registered prefix (``local``)
-means that backend with its default model.
+A bare name without a colon means ``openai:<name>``; a bare registered prefix (``local``,
+the embedded llama.cpp backend) means that backend with its default model.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ Factory = Callable[[str, "Settings"], "LLM"]  # (model, settings) -> LLM
 _BUILTIN: dict[str, str] = {
     "openai": "clinfo.llm.openai_compat:create_openai",
     "vllm": "clinfo.llm.openai_compat:create_vllm",
-    "local": "clinfo.llm.local:create",
+    "local": "clinfo.llm.llama_cpp:create",
     "vllm-offline": "clinfo.llm.vllm_offline:create",
 }
 _REGISTERED: dict[str, Factory] = {}

