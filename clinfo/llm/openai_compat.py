@@ -19,6 +19,7 @@ import openai
 from clinfo.errors import ConfigError, LLMError, LLMUnavailable
 from clinfo.llm.base import Completion, LLMRequest, TokenCallback
 from clinfo.llm.pricing import cost_usd
+from clinfo.redact import redact
 from clinfo.settings import DEFAULT_VLLM_BASE_URL
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class OpenAICompatLLM:
         self.spec = f"{backend}:{model}"
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key or PLACEHOLDER_KEY
+        # masked in error text: an SDK or server message may echo the key it was sent
+        self._secrets = [api_key] if api_key else []
         self._timeout = timeout
         self._retries = retries
         self._free = free
@@ -269,11 +272,6 @@ class OpenAICompatLLM:
 
     # --- errors
 
-    def _redact(self, text: str) -> str:
-        if self._api_key and self._api_key != PLACEHOLDER_KEY:
-            text = text.replace(self._api_key, "***")
-        return re.sub(r"\bsk-[A-Za-z0-9_\-*]{6,}", "sk-***", text)
-
     def _fail(self, exc: Exception) -> NoReturn:
         err = self._error(exc)
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
@@ -286,12 +284,12 @@ class OpenAICompatLLM:
             return LLMUnavailable(f"cannot reach LLM server at {url}: no answer within {self._timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
-            reason = _one_line(self._redact(str(cause) or type(cause).__name__)) if cause else "connection error"
+            reason = _one_line(redact(str(cause) or type(cause).__name__, self._secrets)) if cause else "connection error"
             return LLMUnavailable(f"cannot reach LLM server at {url}: {reason}")
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
             return LLMUnavailable(f"LLM server at {url} rejected the API key (HTTP {exc.status_code})")
         if isinstance(exc, openai.APIStatusError):
-            detail = _one_line(self._redact(_body_text(exc)))
+            detail = _one_line(redact(_body_text(exc), self._secrets))
             if isinstance(exc, openai.NotFoundError):
                 if "model" in detail.lower() or getattr(exc, "code", None) == "model_not_found":
                     return LLMError(f"model '{self.model}' not found at {url}")
@@ -303,7 +301,7 @@ class OpenAICompatLLM:
                     f"LLM server at {url} is rate limiting (HTTP 429) after {self._retries} retries: {detail}"
                 )
             return LLMError(f"LLM server at {url} answered HTTP {exc.status_code}: {detail}")
-        return LLMError(f"LLM call to {url} failed: {_one_line(self._redact(str(exc)))}")
+        return LLMError(f"LLM call to {url} failed: {_one_line(redact(str(exc), self._secrets))}")
 
 
 def _body_text(exc: openai.APIStatusError) -> str:
