@@ -284,8 +284,8 @@ class OpenAICompatLLM:
             return LLMUnavailable(f"cannot reach LLM server at {url}: no answer within {self._timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
-            reason = _one_line(redact(str(cause) or type(cause).__name__, self._secrets)) if cause else "connection error"
-            return LLMUnavailable(f"cannot reach LLM server at {url}: {reason}")
+            reason = (str(cause) or type(cause).__name__) if cause else "connection error"
+            return LLMUnavailable(f"cannot reach LLM server at {url}: {_one_line(redact(reason, self._secrets))}")
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
             return LLMUnavailable(f"LLM server at {url} rejected the API key (HTTP {exc.status_code})")
         if isinstance(exc, openai.APIStatusError):
