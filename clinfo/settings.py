@@ -28,22 +28,44 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLINFO_", extra="forbid", populate_by_name=True)
 
     # --- what to use
-    llm: str = Field("openai:gpt-4o-mini", description="LLM spec: openai:<model>, vllm:<model>, local[:path.gguf], vllm-offline:<model>")
-    source: str = Field("pubmed", description="Literature source: pubmed, demo, local:/path/corpus.db")
+    llm: str = Field(
+        "openai:gpt-4o-mini",
+        description="LLM spec: openai:<model>, vllm:<model>, local[:path.gguf] (embedded llama.cpp),"
+        " vllm-offline:<model>; a bare name means openai:<name>",
+    )
+    source: str = Field(
+        "pubmed", description="literature source: pubmed (live, E-utilities), demo, local:/path/corpus.db"
+    )
     search_mode: Literal["auto", "bm25", "dense", "hybrid"] = Field(
         "auto",
         description="local corpora: auto (hybrid where the corpus has dense vectors and the encoder loads, else bm25),"
         " bm25, dense, or hybrid (BM25 and dense fused by reciprocal rank)",
     )
-    base_url: str | None = Field(None, description="Base URL of the LLM server (overrides OPENAI_BASE_URL)")
+    base_url: str | None = Field(None, description="base URL of the LLM server (wins over OPENAI_BASE_URL)")
 
     # --- credentials and endpoints (standard names, no CLINFO_ prefix)
-    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("openai_api_key", "OPENAI_API_KEY"))
-    openai_base_url: str | None = Field(None, validation_alias=_env("openai_base_url", "OPENAI_BASE_URL"))
-    ncbi_api_key: SecretStr | None = Field(None, validation_alias=_env("ncbi_api_key", "NCBI_API_KEY"))
-    ncbi_email: str | None = Field(None, validation_alias=_env("ncbi_email", "NCBI_EMAIL"))
-    ncbi_tool: str = "clinfo"
-    eutils_base_url: str = DEFAULT_EUTILS
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=_env("openai_api_key", "OPENAI_API_KEY"),
+        description="API key of the OpenAI(-compatible) server; never logged, cached, traced or exported",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=_env("openai_base_url", "OPENAI_BASE_URL"),
+        description="the OpenAI SDK's standard variable: base URL of an OpenAI-compatible server",
+    )
+    ncbi_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=_env("ncbi_api_key", "NCBI_API_KEY"),
+        description="NCBI E-utilities key: 10 requests/s instead of 3; sent in POST bodies, never in a URL",
+    )
+    ncbi_email: str | None = Field(
+        None,
+        validation_alias=_env("ncbi_email", "NCBI_EMAIL"),
+        description="contact address sent to NCBI with every E-utilities request, as NCBI asks",
+    )
+    ncbi_tool: str = Field("clinfo", description="tool name sent to NCBI with every E-utilities request")
+    eutils_base_url: str = Field(DEFAULT_EUTILS, description="E-utilities endpoint (a mirror, a proxy, tests)")
     eutils_rate_scope: Literal["host", "process"] = Field(
         "host",
         description="who shares NCBI's request budget (3/s, 10/s with a key): every process on this host "
@@ -51,15 +73,24 @@ class Settings(BaseSettings):
     )
 
     # --- cache and prompts
-    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "clinfo")
-    use_cache: bool = True
-    prompt_dir: Path | None = None
+    cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "clinfo",
+        description="on-disk cache of E-utilities responses and LLM completions; the demo index",
+    )
+    use_cache: bool = Field(True, description="read and write that cache (--no-cache on the command line: false)")
+    prompt_dir: Path | None = Field(
+        None, description="directory of prompt overrides (any of prompts/*.toml); files not there keep the default"
+    )
 
     # --- pipeline knobs
     preset: Literal["auto", "default", "small"] = Field(
-        "auto", description="small: settings for tiny embedded models; auto picks small for the local backend"
+        "auto",
+        description="small: settings for tiny models (keyword planner, relevance from retrieval scores, quoted"
+        " answer); auto picks small for llm=local; settings you give always win over the preset",
     )
-    planner: Literal["llm", "keywords"] = Field("llm", description="keywords: search the question's words, no LLM planning")
+    planner: Literal["llm", "keywords"] = Field(
+        "llm", description="keywords: search the question's words, no LLM planning"
+    )
     summarize: bool = Field(True, description="ask the screening LLM for a structured summary, not only relevance")
     screening: Literal["llm", "retrieval"] = Field(
         "llm",
@@ -71,7 +102,7 @@ class Settings(BaseSettings):
         ge=0.0,
         le=1.0,
         description="retrieval screening: score (0-1) a record needs to count as relevant; default: the calibrated"
-        " one for the signals in use (clinfo.relevance.THRESHOLDS)",
+        " one for the signals in use (clinfo.pipeline.relevance.THRESHOLDS)",
     )
     relevance_similarity: bool = Field(
         True,
@@ -79,18 +110,32 @@ class Settings(BaseSettings):
         " where an encoder runtime is installed",
     )
     synthesis_mode: Literal["llm", "extractive"] = Field(
-        "llm", description="extractive: quote the sentences of each relevant abstract that best answer the question, cited, instead of an LLM synthesis"
+        "llm",
+        description="extractive: quote the sentences of each relevant abstract that best answer the question,"
+        " cited, instead of an LLM synthesis",
     )
-    num_queries: int = Field(3, ge=1, le=10)
-    results_per_query: int = Field(20, ge=1, le=500)
-    prefilter_k: int = Field(16, ge=1, le=200, description="articles kept by BM25 before any per-article LLM call")
+    num_queries: int = Field(3, ge=1, le=10, description="PubMed queries the planner writes per question")
+    results_per_query: int = Field(20, ge=1, le=500, description="search results kept per query")
+    prefilter_k: int = Field(
+        16, ge=1, le=200, description="articles kept by BM25 before any per-article LLM call (bounds the cost)"
+    )
     max_concurrency: int = Field(16, ge=1, le=256, description="LLM calls in flight for one question")
     restriction_date: dt.date | None = Field(None, description="only literature published on or before this date")
-    date_window_years: int | None = Field(None, ge=1, description="with restriction_date: only this many years before it")
-    max_question_chars: int = Field(2000, ge=10)
-    screen_abstract_chars: int = Field(3000, ge=200, description="abstract text shown to the LLM per article (small models need less)")
-    synthesis_context_chars: int = Field(24000, ge=2000, description="budget for article summaries in the synthesis prompt")
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    date_window_years: int | None = Field(
+        None, ge=1, description="with restriction_date: only this many years before it"
+    )
+    max_question_chars: int = Field(
+        2000, ge=10, description="longest question accepted; a longer one is an input error"
+    )
+    screen_abstract_chars: int = Field(
+        3000, ge=200, description="abstract text shown to the LLM per article (small models need less)"
+    )
+    synthesis_context_chars: int = Field(
+        24000, ge=2000, description="budget for article summaries in the synthesis prompt"
+    )
+    temperature: float = Field(
+        0.0, ge=0.0, le=2.0, description="sampling temperature of every LLM call (0: repeatable)"
+    )
     structured_output: Literal["auto", "json_schema", "json_object", "none"] = Field(
         "auto", description="auto tries json_schema, then json_object with a schema (llama.cpp), then plain text"
     )
@@ -98,23 +143,28 @@ class Settings(BaseSettings):
     # --- dense retrieval over local corpora (clinfo.corpus.encoders)
     dense_model: str | None = Field(
         None,
-        description="document encoder whose vectors are searched (default: the corpus's only vector set, else all-MiniLM-L6-v2)",
+        description="local corpora: document encoder whose vectors are searched (default: the corpus's only vector"
+        " set, else all-MiniLM-L6-v2)",
     )
     query_model: str | None = Field(
         None,
-        description="encoder for questions where it differs from the document model (asymmetric, e.g. ncbi/MedCPT-Query-Encoder);"
-        " it must give vectors of the same dimension",
+        description="encoder for questions where it differs from the document model (asymmetric, e.g."
+        " ncbi/MedCPT-Query-Encoder); it must give vectors of the same dimension",
     )
 
-    # --- embedded model (llm="local")
-    local_n_ctx: int = Field(4096, ge=512, description="context window of the embedded model")
-    local_n_threads: int | None = Field(None, ge=1, description="llama.cpp threads (default: half the CPUs)")
+    # --- embedded llama.cpp model (llm="local"); the names follow the user-facing spec
+    local_n_ctx: int = Field(4096, ge=512, description="context window of the embedded llama.cpp model (tokens)")
+    local_n_threads: int | None = Field(
+        None, ge=1, description="threads of the embedded llama.cpp model (default: half the CPUs)"
+    )
 
     # --- transport
-    http_timeout: float = Field(30.0, gt=0)
-    http_retries: int = Field(4, ge=0, le=10)
-    llm_timeout: float = Field(120.0, gt=0)
-    llm_retries: int = Field(2, ge=0, le=10)
+    http_timeout: float = Field(30.0, gt=0, description="seconds an E-utilities request may take")
+    http_retries: int = Field(
+        4, ge=0, le=10, description="E-utilities retries after 429, 5xx and timeouts (with backoff)"
+    )
+    llm_timeout: float = Field(120.0, gt=0, description="seconds one LLM call may take")
+    llm_retries: int = Field(2, ge=0, le=10, description="LLM call retries after rate limits, 5xx and timeouts")
 
     @field_validator("restriction_date", mode="before")
     @classmethod
