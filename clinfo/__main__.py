@@ -1,3 +1,5 @@
+"""``python -m clinfo``."""
+
 from clinfo.cli import main
 
 main()

@@ -1,0 +1,5 @@
+"""``python -m clinfo.cli``."""
+
+from clinfo.cli.root import main
+
+main()

@@ -1,0 +1,126 @@
+"""Options shared by the commands that run the pipeline or open a source, declared once.
+
+``ask`` and ``eval run`` take the same pipeline options (LLM, source, search mode, server URL,
+query and screening sizes, prompts, cache). They are declared here once as the fields of
+:class:`PipelineOptions`; a command asks for them with a ``opts: PipelineOptions`` parameter
+and :func:`pipeline_options`, and :func:`settings_overrides` is the one place that maps option
+values to :class:`~clinfo.settings.Settings` fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+import typer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LLM_OPT = typer.Option(None, "--llm", help="LLM spec: openai:<model>, vllm:<model>, local[:file.gguf] (env CLINFO_LLM)")
+SOURCE_OPT = typer.Option(None, "--source", help="pubmed, demo or local:/path/corpus.db (env CLINFO_SOURCE)")
+SEARCH_MODE_OPT = typer.Option(
+    None,
+    "--search-mode",
+    help="Local corpora: auto (hybrid where vectors exist, else bm25) | bm25 | dense | hybrid (env CLINFO_SEARCH_MODE)",
+)
+BASE_URL_OPT = typer.Option(None, "--base-url", help="LLM server base URL (overrides OPENAI_BASE_URL)")
+NUM_QUERIES_OPT = typer.Option(None, "--num-queries", help="PubMed queries written per question.")
+RESULTS_PER_QUERY_OPT = typer.Option(None, "--results-per-query", help="Results kept per query.")
+PREFILTER_K_OPT = typer.Option(None, "--prefilter-k", help="Articles screened by the LLM per question.")
+PROMPT_DIR_OPT = typer.Option(None, "--prompt-dir", help="Directory of prompt overrides.")
+NO_CACHE_OPT = typer.Option(False, "--no-cache", help="Bypass the on-disk cache.")
+
+
+def settings_overrides(
+    *,
+    llm: str | None = None,
+    source: str | None = None,
+    search_mode: str | None = None,
+    base_url: str | None = None,
+    num_queries: int | None = None,
+    results_per_query: int | None = None,
+    prefilter_k: int | None = None,
+    prompt_dir: Path | None = None,
+    no_cache: bool = False,
+) -> dict[str, Any]:
+    """Command-line values as ``Settings`` overrides; an option left out (None) keeps the setting,
+    so the environment and the preset still decide it."""
+    values: dict[str, Any] = {
+        "llm": llm,
+        "source": source,
+        "search_mode": search_mode,
+        "base_url": base_url,
+        "num_queries": num_queries,
+        "results_per_query": results_per_query,
+        "prefilter_k": prefilter_k,
+        "prompt_dir": prompt_dir,
+        # --no-cache turns the cache off; its absence must not turn it on over CLINFO_USE_CACHE
+        "use_cache": False if no_cache else None,
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _option(default: Any, option: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"option": option})
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineOptions:
+    """The options of ``ask`` and ``eval run``: each field with its command-line option."""
+
+    llm: Optional[str] = _option(None, LLM_OPT)
+    source: Optional[str] = _option(None, SOURCE_OPT)
+    search_mode: Optional[str] = _option(None, SEARCH_MODE_OPT)
+    base_url: Optional[str] = _option(None, BASE_URL_OPT)
+    num_queries: Optional[int] = _option(None, NUM_QUERIES_OPT)
+    results_per_query: Optional[int] = _option(None, RESULTS_PER_QUERY_OPT)
+    prefilter_k: Optional[int] = _option(None, PREFILTER_K_OPT)
+    prompt_dir: Optional[Path] = _option(None, PROMPT_DIR_OPT)
+    no_cache: bool = _option(False, NO_CACHE_OPT)
+
+    def overrides(self) -> dict[str, Any]:
+        """These options as ``Settings`` overrides (see :func:`settings_overrides`)."""
+        return settings_overrides(**dataclasses.asdict(self))
+
+
+_FIELDS = dataclasses.fields(PipelineOptions)
+_HINTS = typing.get_type_hints(PipelineOptions)
+
+
+def pipeline_options(func: F) -> F:
+    """Gives ``func``'s ``opts: PipelineOptions`` parameter to typer as the separate options.
+
+    typer reads a command's options from its signature, so the command is shown to typer with
+    the fields of :class:`PipelineOptions` in place of ``opts`` (same position in ``--help``),
+    and called with them gathered back into one ``PipelineOptions``.
+    """
+    sig = inspect.signature(func)
+    hints = typing.get_type_hints(func)
+    params: list[inspect.Parameter] = []
+    for p in sig.parameters.values():
+        if p.name == "opts":
+            params.extend(
+                inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.metadata["option"], annotation=_HINTS[f.name])
+                for f in _FIELDS
+            )
+        else:
+            params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation)))
+    if "opts" not in sig.parameters:
+        raise TypeError(f"{func.__name__} takes no 'opts' parameter")
+
+    names = {f.name for f in _FIELDS}
+
+    def command(**kwargs: Any) -> Any:
+        opts = PipelineOptions(**{k: kwargs.pop(k) for k in names})
+        return func(opts=opts, **kwargs)
+
+    command.__name__ = func.__name__
+    command.__qualname__ = func.__qualname__
+    command.__doc__ = func.__doc__
+    command.__module__ = func.__module__
+    command.__signature__ = sig.replace(parameters=params, return_annotation=hints.get("return", None))  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command  # type: ignore[return-value]
