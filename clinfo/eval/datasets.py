@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Literal
 
 from pydantic import BaseModel, Field
 
+from clinfo.dates import parse_date
 from clinfo.errors import InvalidArgument
 
 Label = Literal["yes", "no", "maybe"]
@@ -85,21 +86,6 @@ def _pmids(value: Any) -> list[str]:
         if pmid not in out:
             out.append(pmid)
     return out
-
-
-def _date(value: Any) -> dt.date | None:
-    """ISO (2021-11-01) or US (11/1/2021) dates; empty means no cut-off."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if not text:
-        return None
-    for fmt in ("%Y-%m-%d", "%m/%d/%Y", "%Y/%m/%d", "%Y"):
-        try:
-            return dt.datetime.strptime(text[:10] if fmt == "%Y-%m-%d" else text, fmt).date()
-        except ValueError:
-            continue
-    raise ValueError(f"{text!r} is not a date (YYYY-MM-DD or M/D/YYYY)")
 
 
 def _label(value: Any) -> Label | None:
@@ -259,7 +245,7 @@ def load_pubmedrs(path: Path) -> list[EvalItem]:
         if not question:
             raise DatasetError(f"{where}: empty question")
         try:
-            cut_off = _date(row["PublishedDate"])
+            cut_off = parse_date(row["PublishedDate"], us_dates=True)  # written 11/1/2021
             refs = [p for p in _pmids(row["Ref_PMIDs"]) if p != review]
         except ValueError as exc:
             raise DatasetError(f"{where}: {exc}") from None
@@ -340,7 +326,7 @@ def _generic_item(row: dict[str, Any], default_id: str, where: str) -> EvalItem:
             answer=_text(row.get("answer")),
             label=label,
             gold_pmids=_pmids(row.get("gold_pmids")),
-            restriction_date=_date(row.get("date")),
+            restriction_date=parse_date(row.get("date"), us_dates=True),
             ignore=_pmids(row.get("ignore")),
             task=task,  # type: ignore[arg-type]
         )

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
+from clinfo.dates import DateRange  # its home; sources take it as their search window
+
 if TYPE_CHECKING:
     from clinfo.models import Article
-
-
-@dataclass(frozen=True)
-class DateRange:
-    """Publication-date window, both ends inclusive; either end may be open."""
-
-    start: dt.date | None = None
-    end: dt.date | None = None
-
-    @classmethod
-    def ending(cls, end: dt.date | None, years: int | None = None) -> "DateRange | None":
-        if end is None:
-            return None
-        start = None
-        if years:
-            try:
-                start = end.replace(year=end.year - years)
-            except ValueError:  # 29 February
-                start = end.replace(year=end.year - years, day=28)
-        return cls(start=start, end=end)
 
 
 @dataclass
