@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clinfo import ClinfoAI  # noqa: E402
 from clinfo.llm import create_llm  # noqa: E402
-from clinfo.pipeline import _Run  # noqa: E402
+from clinfo.pipeline.plan import fallback_query, plan_queries  # noqa: E402
+from clinfo.pipeline.run import QuestionRun  # noqa: E402
+from clinfo.pipeline.screen import screen_article  # noqa: E402
 from clinfo.settings import load_settings  # noqa: E402
 from clinfo.sources import create_source  # noqa: E402
 
@@ -48,18 +50,18 @@ async def measure(n: int, seed: int) -> None:
     started = time.perf_counter()
     for pmid, item in items:
         question = item["QUESTION"]
-        run = _Run(settings, llm, source, question, None, frozenset(), None)
-        queries = await run.plan()
+        run = QuestionRun(settings, llm, source, question)
+        queries = await plan_queries(run)
         hits = 0
         for q in queries:
-            if q == run._fallback_query():
+            if q == fallback_query(question):
                 continue  # the planner gave up; the fallback is code, not the model
             hits += bool((await source.search(q, limit=5)).pmids)
         planned_ok += hits > 0
         other = random.Random(pmid).choice([p for p in all_pmids if p != pmid])
         gold, distractor = await source.fetch([pmid, other])
         for article, rel_list, scores in ((gold, gold_rel, gold_scores), (distractor, distractor_irrel, distractor_scores)):
-            summary = await run._screen_one(0, article)
+            summary = await screen_article(run, 0, article)
             relevant = bool(summary and summary.relevant)
             rel_list.append(relevant if article is gold else not relevant)
             scores.append(summary.score if summary else 0)

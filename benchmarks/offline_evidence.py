@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clinfo import ClinfoAI  # noqa: E402
 from clinfo.eval.datasets import EvalItem, load_dataset  # noqa: E402
 from clinfo.models import Article  # noqa: E402
-from clinfo import relevance  # noqa: E402
-from clinfo.relevance import MARGIN, THRESHOLDS, judge  # noqa: E402
+from clinfo.pipeline import relevance  # noqa: E402
+from clinfo.pipeline.relevance import MARGIN, THRESHOLDS, judge  # noqa: E402
 from clinfo.settings import load_settings  # noqa: E402
 from clinfo.sources import create_source  # noqa: E402
 
@@ -120,12 +120,13 @@ def rejudge(question: str, outcome: Outcome, threshold: float | None, similar: b
 
 
 async def model_verdicts(question: str, articles: list[Article], llm, settings) -> list[bool]:  # type: ignore[no-untyped-def]
-    from clinfo.pipeline import _Run
+    from clinfo.pipeline.run import QuestionRun
+    from clinfo.pipeline.screen import screen_article
 
-    run = _Run(settings, llm, None, question, None, frozenset(), None)  # type: ignore[arg-type]
+    run = QuestionRun(settings, llm, None, question)  # type: ignore[arg-type]
     out = []
     for rank, article in enumerate(articles):
-        summary = await run._screen_one(rank, article)
+        summary = await screen_article(run, rank, article)
         out.append(bool(summary and summary.relevant))
     return out
 

@@ -12,12 +12,13 @@ __all__ = ["ClinfoAI", "Answer", "Article", "ArticleSummary", "Reference", "Sett
 
 if TYPE_CHECKING:
     from clinfo.models import Answer, Article, ArticleSummary, Reference
-    from clinfo.pipeline import ClinfoAI, Event
+    from clinfo.pipeline.assistant import ClinfoAI
+    from clinfo.pipeline.events import Event
     from clinfo.settings import Settings
 
 _LAZY = {
-    "ClinfoAI": "clinfo.pipeline",
-    "Event": "clinfo.pipeline",
+    "ClinfoAI": "clinfo.pipeline.assistant",
+    "Event": "clinfo.pipeline.events",
     "Answer": "clinfo.models",
     "Article": "clinfo.models",
     "ArticleSummary": "clinfo.models",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from clinfo.pipeline import Event
+    from clinfo.pipeline.events import Event
 
 
 class StageProgress:

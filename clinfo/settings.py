@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clinfo.errors import ConfigError
+from clinfo.dates import parse_date
+from clinfo.errors import ConfigError, InvalidArgument
 
 DEFAULT_EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 DEFAULT_VLLM_BASE_URL = "http://localhost:8000/v1"
@@ -169,14 +170,7 @@ class Settings(BaseSettings):
     @field_validator("restriction_date", mode="before")
     @classmethod
     def _parse_date(cls, v: Any) -> Any:
-        if isinstance(v, dt.datetime):
-            return v.date()
-        if isinstance(v, str) and v.strip():
-            try:
-                return dt.date.fromisoformat(v.strip()[:10])
-            except ValueError:
-                raise ValueError(f"restriction_date must be an ISO date (YYYY-MM-DD), got {v!r}") from None
-        return v
+        return parse_date(v)  # its ValueError names the value; pydantic names the field
 
     @field_validator("eutils_base_url")
     @classmethod
@@ -204,6 +198,22 @@ class Settings(BaseSettings):
         # "set by the user" survives copies, so presets still fill only what nobody chose
         object.__setattr__(updated, "__pydantic_fields_set__", set(self.model_fields_set) | set(clean))
         return updated
+
+    @classmethod
+    def resolve(cls, base: "Settings | None" = None, **overrides: Any) -> "Settings":
+        """The settings a run uses: ``base`` (default: the environment's) with the non-None
+        ``overrides`` applied, then the preset filling every field nobody set.
+
+        Every entry point (``ClinfoAI``, the eval runner, the app) resolves its settings here,
+        so a preset means the same everywhere. Resolving resolved settings changes nothing.
+        An unknown key is one InvalidArgument naming it; a bad value one ConfigError.
+        """
+        unknown = set(overrides) - set(cls.model_fields)
+        if unknown:
+            raise InvalidArgument(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        settings = (base if base is not None else load_settings()).with_overrides(**overrides)
+        # with_overrides marks what it applied as set, so the preset fills only the rest
+        return resolve_preset(settings, set(settings.model_fields_set))
 
 
 # Named presets: values a preset gives to fields the user did not set (env, arguments, flags).

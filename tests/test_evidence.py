@@ -11,8 +11,8 @@ import pytest
 
 from clinfo import ClinfoAI
 from clinfo.models import AbstractSection, Article
-from clinfo.quotes import best_quote, split_sentences
-from clinfo.relevance import THRESHOLDS, coverage, judge, similarities
+from clinfo.pipeline.quotes import best_quote, split_sentences
+from clinfo.pipeline.relevance import THRESHOLDS, coverage, judge, similarities
 from clinfo.terms import background, count_background, demo_texts, question_terms
 
 METFORMIN = "Is metformin use associated with lower cancer incidence in people with type 2 diabetes?"

@@ -182,7 +182,7 @@ def test_context_size_and_threads_come_from_the_environment(monkeypatch: pytest.
 
 def test_free_text_strings_get_a_length_bound_for_the_grammar_only() -> None:
     from clinfo.llm.llama_cpp import bounded_strings
-    from clinfo.pipeline import SCREEN_SCHEMA
+    from clinfo.pipeline.schemas import SCREEN_SCHEMA
 
     bounded = bounded_strings(SCREEN_SCHEMA)
     assert all(bounded["properties"][k]["maxLength"] == 400 for k in ("reason", "summary", "design"))

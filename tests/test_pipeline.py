@@ -333,6 +333,22 @@ def test_presets_see_through_copied_settings() -> None:
     assert settings.synthesis_mode == "extractive" and settings.results_per_query == 30
 
 
+def test_settings_resolve_once_for_every_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinfo.settings import Settings
+
+    monkeypatch.setenv("CLINFO_PREFILTER_K", "9")  # set in the environment: the preset leaves it
+    resolved = Settings.resolve(llm="local", source="demo", num_queries=2)
+    assert (resolved.planner, resolved.synthesis_mode, resolved.screening) == ("keywords", "extractive", "retrieval")
+    assert resolved.num_queries == 2 and resolved.prefilter_k == 9  # what someone set beats the preset
+    assert Settings.resolve(resolved) == resolved  # resolving resolved settings changes nothing
+    assert ClinfoAI(llm="local", source="demo", num_queries=2).settings == resolved
+    assert Settings.resolve(llm="openai:gpt-4o-mini").planner == "llm"
+    with pytest.raises(InvalidArgument, match=r"unknown setting\(s\): prefilter, sorce"):
+        Settings.resolve(prefilter=3, sorce="demo")
+    with pytest.raises(ConfigError, match="restriction_date"):
+        Settings.resolve(restriction_date="last year")
+
+
 def test_copied_placeholders_in_screening_replies_become_empty() -> None:
     reply = json.dumps({"relevant": True, "score": 7, "reason": "<one sentence>", "summary": "...", "design": "RCT", "sample_size": "<number of participants>", "population": "adults", "risk_of_bias": "…"})
     answer = run(make_llm(screen=reply), make_source())

@@ -78,3 +78,9 @@ class CachedLLM:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def with_cache(llm: LLM, cache: Cache) -> LLM:
+    """``llm`` behind the on-disk cache when the cache is on and the backend can name itself
+    (its ``identity()`` is part of every cache key); otherwise ``llm`` itself."""
+    return CachedLLM(llm, cache) if cache.enabled and hasattr(llm, "identity") else llm

@@ -1,0 +1,119 @@
+"""``ClinfoAI``, the public entry point, and ``run_sync``, the sync facade over the async core.
+
+A ``ClinfoAI`` holds what lasts across questions (the resolved settings, one LLM backend);
+each question gets its own cache handle, source (unless one was passed in) and
+:class:`~clinfo.pipeline.run.QuestionRun`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from typing import Any, Iterable
+
+from clinfo.cache import open_cache
+from clinfo.llm.base import LLM, TokenCallback, with_cache
+from clinfo.llm.registry import create_llm
+from clinfo.models import Answer
+from clinfo.pipeline.answer import answer_question
+from clinfo.pipeline.events import EventCallback
+from clinfo.pipeline.inputs import check_ignore, check_question, check_restriction_date
+from clinfo.pipeline.run import QuestionRun
+from clinfo.settings import Settings
+from clinfo.sources import DateRange, Source, create_source
+
+
+class ClinfoAI:
+    """Answers clinical questions from the literature.
+
+    >>> clinfo = ClinfoAI(llm="openai:gpt-4o-mini")            # doctest: +SKIP
+    >>> answer = clinfo.forward("Does magnesium improve sleep in older adults?")  # doctest: +SKIP
+
+    ``llm`` and ``source`` take a spec string or an object implementing the protocol; every
+    other keyword overrides a field of :class:`~clinfo.settings.Settings`.
+    """
+
+    def __init__(
+        self,
+        llm: str | LLM | None = None,
+        source: str | Source | None = None,
+        *,
+        settings: Settings | None = None,
+        use_cache: bool | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.settings = Settings.resolve(
+            settings,
+            llm=llm if isinstance(llm, str) else None,
+            source=source if isinstance(source, str) else None,
+            use_cache=use_cache,
+            **overrides,
+        )
+        self._source = source if source is not None and not isinstance(source, str) else None
+        # One backend object for every call: it keeps what it learnt (the server's structured-output
+        # dialect) and heavy engines load once. Unknown backends and missing keys fail here, and
+        # nothing connects yet: clients are made per event loop on first use.
+        self._owns_llm = llm is None or isinstance(llm, str)
+        self._llm: LLM = create_llm(self.settings.llm, self.settings) if self._owns_llm else llm  # type: ignore[assignment]
+        self._in_flight = 0  # concurrent aforward calls; the last one out closes the connections
+
+    async def aforward(
+        self,
+        question: str,
+        *,
+        restriction_date: dt.date | str | None = None,
+        ignore: str | int | Iterable[str | int] | None = None,
+        on_event: EventCallback | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> Answer:
+        """Answer ``question``. ``on_token`` receives the synthesis as it streams (citations
+        already checked); ``on_event`` receives progress :class:`~clinfo.pipeline.events.Event`s."""
+        settings = self.settings
+        text = check_question(question, settings.max_question_chars)
+        ignored = check_ignore(ignore)
+        end = check_restriction_date(restriction_date) or settings.restriction_date
+        dates = DateRange.ending(end, settings.date_window_years)
+        cache = open_cache(settings)
+        llm = with_cache(self._llm, cache)
+        source = self._source or create_source(settings.source, settings, cache=cache)
+        self._in_flight += 1
+        try:
+            run = QuestionRun(settings, llm, source, text, dates, ignored, on_event)
+            return await answer_question(run, on_token)
+        finally:
+            self._in_flight -= 1
+            if self._source is None:
+                await source.aclose()
+            if self._owns_llm and not self._in_flight:
+                await llm.aclose()  # this loop's connections; the object stays usable
+            cache.close()
+
+    def forward(self, question: str, **kwargs: Any) -> Answer:
+        """Synchronous :meth:`aforward`; also works inside a running event loop (Jupyter)."""
+        return run_sync(self.aforward(question, **kwargs))
+
+    __call__ = forward
+
+
+def run_sync(coro: Any) -> Any:
+    """Run ``coro`` to completion from sync code and return its result (or raise its error),
+    in a fresh thread when this thread already runs an event loop (Jupyter, Streamlit)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="clinfo-forward")
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

@@ -1,0 +1,19 @@
+"""Progress events of one question, for CLIs and apps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Event:
+    """Progress of one question, for CLIs and apps: ``stage`` is plan, search, fetch,
+    prefilter, screen, synthesize or done."""
+
+    stage: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+EventCallback = Callable[[Event], None]

@@ -1,0 +1,47 @@
+"""Checks of what a caller passes to one question: the question, the PMIDs to ignore, the cut-off date.
+
+Each bad value is one typed error (InvalidQuestion / InvalidArgument) with a one-line message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+from clinfo.dates import parse_date
+from clinfo.errors import InvalidArgument, InvalidQuestion
+
+
+def check_question(question: Any, max_chars: int) -> str:
+    """The question with its whitespace collapsed; InvalidQuestion when it is not text, empty or too long."""
+    if not isinstance(question, str):
+        raise InvalidQuestion(f"the question must be text, not {type(question).__name__}")
+    text = " ".join(question.split())
+    if not text:
+        raise InvalidQuestion("the question is empty")
+    if len(text) > max_chars:
+        raise InvalidQuestion(f"the question is {len(text)} characters long; the limit is {max_chars}")
+    return text
+
+
+def check_ignore(ignore: Any) -> frozenset[str]:
+    """PMIDs to leave out of the answer (leakage control): one PMID or several, as text or numbers,
+    normalised ("007" -> "7"); InvalidArgument names the first that is not a PMID."""
+    if ignore is None:
+        return frozenset()
+    items: Iterable[Any] = [ignore] if isinstance(ignore, (str, int)) else ignore
+    out = set()
+    for item in items:
+        text = str(item).strip()
+        if not text.isdigit():
+            raise InvalidArgument(f"ignore: {item!r} is not a PMID (digits only)")
+        out.add(str(int(text)))
+    return frozenset(out)
+
+
+def check_restriction_date(value: Any) -> dt.date | None:
+    """The cut-off date (a date or ISO text; None or blank for none); InvalidArgument otherwise."""
+    try:
+        return parse_date(value)
+    except ValueError as exc:
+        raise InvalidArgument(f"restriction_date: {exc}") from None

@@ -1,0 +1,92 @@
+"""Steps 2 and 3: search every query, fuse the rankings, fetch; then prefilter the candidates.
+
+Each query's ranking is searched concurrently (a zero-hit query is broadened once, see
+:func:`clinfo.pipeline.plan.broaden_query`); rankings are fused by reciprocal rank, never through
+a set that forgets order. The prefilter fuses the search order with BM25 against the question and
+keeps ``settings.prefilter_k`` articles, so the number of per-article LLM calls is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from clinfo.corpus.hybrid import rrf
+from clinfo.models import Article, QueryRecord
+from clinfo.pipeline.plan import broaden_query
+from clinfo.pipeline.run import QuestionRun
+from clinfo.rank import bm25_rank
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What one planned query gave: its record(s) for the answer (the query, and the broader
+    query searched after zero hits) and the PMIDs found, best first."""
+
+    records: list[QueryRecord]
+    pmids: list[str]
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """Every query searched (for the answer) and the fused ranking of the PMIDs found, ignored PMIDs left out."""
+
+    records: list[QueryRecord]
+    fused: list[str]
+
+
+async def search_query(run: QuestionRun, query: str) -> QueryResult:
+    """One query -> the source's ranked PMIDs (within the run's date window); after zero hits,
+    the broader query's (unless the ``keywords`` planner wrote it: nothing is broader)."""
+    limit = run.settings.results_per_query + len(run.ignore)
+    result = await run.source.search(query, limit=limit, dates=run.dates)
+    records = [QueryRecord(query=query, hits=result.count)]
+    for w in result.warnings:
+        run.warn(f"{query!r}: {w}")
+    if result.pmids:
+        return QueryResult(records, result.pmids)
+    run.trace.zero_hit_queries += 1
+    if run.settings.planner == "keywords":
+        # the query already is the question's words OR-ed: nothing broader to search, and the
+        # keyword planner is chosen for models that cannot write a query
+        return QueryResult(records, [])
+    broader = await broaden_query(run, query)
+    if broader is None:
+        return QueryResult(records, [])
+    run.searched.add(broader.query)
+    result = await run.source.search(broader.query, limit=limit, dates=run.dates)
+    records.append(QueryRecord(query=broader.query, hits=result.count, note=broader.note))
+    return QueryResult(records, result.pmids)
+
+
+async def search(run: QuestionRun, queries: list[str]) -> SearchOutcome:
+    """The planned queries -> every query searched and one ranking fused from theirs (RRF)."""
+    run.searched = set(queries)
+    results = await asyncio.gather(*(search_query(run, q) for q in queries))
+    records = [r for result in results for r in result.records]
+    rankings = [[p for p in result.pmids if p not in run.ignore] for result in results]
+    return SearchOutcome(records, rrf(rankings))
+
+
+async def fetch(run: QuestionRun, fused: list[str]) -> list[Article]:
+    """The fused PMIDs -> their records from the source, ignored PMIDs left out."""
+    articles = await run.source.fetch(fused) if fused else []
+    return [a for a in articles if a.pmid not in run.ignore]
+
+
+def prefilter(run: QuestionRun, fused: list[str], articles: list[Article]) -> list[Article]:
+    """The fetched records -> the ``settings.prefilter_k`` best with an abstract, best first.
+
+    Best is the reciprocal-rank fusion of the search order and BM25 of the question over title,
+    abstract and MeSH. Records without an abstract are counted in the trace and dropped.
+    """
+    with_abstract = [a for a in articles if a.abstract.strip()]
+    run.trace.articles_without_abstract = len(articles) - len(with_abstract)
+    if not with_abstract:
+        return []
+    position = {pmid: i for i, pmid in enumerate(fused)}
+    search_order = [a.pmid for a in sorted(with_abstract, key=lambda a: position.get(a.pmid, len(position)))]
+    texts = [f"{a.title}\n{a.abstract}\n{' '.join(a.mesh)}" for a in with_abstract]
+    bm25_order = [with_abstract[i].pmid for i in bm25_rank(run.question, texts)]
+    by_pmid = {a.pmid: a for a in with_abstract}
+    return [by_pmid[p] for p in rrf([search_order, bm25_order])[: run.settings.prefilter_k]]
