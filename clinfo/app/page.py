@@ -230,9 +230,9 @@ def _clear(store: HistoryStore, viewer: Viewer, opened: list[int]) -> None:
 def shown_defaults(base: "Settings") -> "Settings":
     """What the sidebar starts from: the environment's settings with their preset applied (the
     embedded model's ``small`` preset screens 5 articles, not 16), as the CLI would run them."""
-    from clinfo.settings import resolve_preset
+    from clinfo.settings import Settings
 
-    return resolve_preset(base, set(base.model_fields_set))
+    return Settings.resolve(base)
 
 
 def sidebar(base: "Settings") -> dict[str, Any]:
@@ -317,11 +317,13 @@ def sidebar(base: "Settings") -> dict[str, Any]:
 def run_settings(base: "Settings", choices: dict[str, Any]) -> "Settings":
     # only what the user changed counts as set: the rest stays free for the chosen backend's
     # preset (switching to the embedded model then screens 5 articles, as the CLI does)
+    from clinfo.settings import Settings
+
     shown = shown_defaults(base)
     start = {**{k: getattr(shown, k, None) for k in choices}, "base_url": shown.base_url or shown.openai_base_url}
     fields = {k: v for k, v in choices.items() if k != "followups" and v != start.get(k)}
-    settings = base.with_overrides(**fields)
-    # with_overrides skips None; here None means the user cleared what the environment set
+    settings = Settings.resolve(base, **fields)
+    # resolve skips None; here None means the user cleared what the environment set
     cleared = {k: None for k, v in fields.items() if v is None}
     return settings.model_copy(update=cleared) if cleared else settings
 

@@ -69,15 +69,9 @@ def open_source(spec: str, settings: "Settings", cache: Any = None) -> "Source":
 
 
 def _in_window(article: "Article", dates: "DateRange | None") -> bool:
-    # the conversation's articles obey the same date window as new searches; records carry
-    # only a year, so the window is applied by year (an undated record is kept)
-    if dates is None or article.year is None:
-        return True
-    if dates.start is not None and article.year < dates.start.year:
-        return False
-    if dates.end is not None and article.year > dates.end.year:
-        return False
-    return True
+    # the conversation's articles obey the same date window as new searches (by year, as
+    # records carry); unlike a search's hits, an undated article the conversation found is kept
+    return dates is None or article.year is None or dates.contains(article.year)
 
 
 class ConversationSource:

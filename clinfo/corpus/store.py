@@ -32,7 +32,7 @@ from clinfo.errors import CorpusError
 from clinfo.models import AbstractSection, Article
 
 if TYPE_CHECKING:
-    from clinfo.sources.base import DateRange
+    from clinfo.dates import DateRange
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -218,18 +218,8 @@ class RecordStore:
     def pmids_in_window(self, pmids: Sequence[int], dates: DateRange | None) -> list[bool]:
         """For each PMID: stored, and (when ``dates`` is given) published in that window's years."""
         years = self.years(pmids)
-        lo = dates.start.year if dates is not None and dates.start is not None else None
-        hi = dates.end.year if dates is not None and dates.end is not None else None
-        out = []
-        for p in pmids:
-            y = years.get(int(p), -1)
-            if y == -1:
-                out.append(False)
-            elif dates is None:
-                out.append(True)
-            else:
-                out.append(y is not None and (lo is None or y >= lo) and (hi is None or y <= hi))
-        return out
+        # an undated record is outside any window
+        return [int(p) in years and (dates is None or dates.contains(years[int(p)])) for p in pmids]
 
     @property
     def size(self) -> int:

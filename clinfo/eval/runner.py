@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from clinfo.errors import ClinfoError, ConfigError, InvalidArgument, LLMUnavailable, SourceUnavailable
 from clinfo.eval.datasets import LABELS, Dataset, EvalItem, load_dataset
-from clinfo.settings import Settings, load_settings, resolve_preset
+from clinfo.settings import Settings
 
 PREDICTIONS = "predictions.jsonl"
 CONFIG = "config.json"
@@ -462,25 +462,21 @@ async def arun_eval(
     Starting again with the same ``out`` resumes; a different configuration is refused.
     """
     from clinfo.cache import open_cache
-    from clinfo.llm.base import CachedLLM
+    from clinfo.llm.base import with_cache
     from clinfo.llm.registry import create_llm
     from clinfo.pipeline import ClinfoAI
     from clinfo.sources import create_source
 
     if concurrency < 1:
         raise InvalidArgument(f"concurrency must be at least 1, got {concurrency}")
-    unknown = set(overrides) - set(Settings.model_fields)
-    if unknown:
-        raise InvalidArgument(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    base = settings if settings is not None else load_settings()
-    settings = base.with_overrides(
+    # the values the pipeline will really use (a preset fills what nobody set), so that
+    # config.json says what ran and a resumed run compares like with like
+    settings = Settings.resolve(
+        settings,
         llm=llm if isinstance(llm, str) else getattr(llm, "spec", None),
         source=source if isinstance(source, str) else getattr(source, "name", None),
         **overrides,
     )
-    # the values the pipeline will really use (a preset fills what nobody set), so that
-    # config.json says what ran and a resumed run compares like with like
-    settings = resolve_preset(settings, set(settings.model_fields_set))
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, format)
     items = data.select(limit, seed)
     config = run_config(settings, data, limit, seed, len(items))
@@ -506,7 +502,7 @@ async def arun_eval(
         # probe and an in-process engine (vllm-offline batches whatever concurrent calls it
         # sees) are shared by all questions in flight.
         clinfo = ClinfoAI(llm=llm_obj, source=source if source is not None and not isinstance(source, str) else None, settings=settings)
-        classifier = CachedLLM(llm_obj, cache) if cache.enabled and hasattr(llm_obj, "identity") else llm_obj
+        classifier = with_cache(llm_obj, cache)
 
         out.mkdir(parents=True, exist_ok=True)
         with _exclusive(out):
