@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from clinfo.app.export import FORMATS  # noqa: E402
 from clinfo.app.history import HistoryStore  # noqa: E402
-from clinfo.app.runner import register_source  # noqa: E402
+from clinfo.sources import register as register_source  # noqa: E402
 from clinfo.errors import LLMUnavailable  # noqa: E402
 from clinfo.llm import register  # noqa: E402
 from tests.support.scripted import MemorySource, ScriptedLLM, make_article, screen_reply  # noqa: E402

@@ -237,14 +237,15 @@ def shown_defaults(base: "Settings") -> "Settings":
 
 def sidebar(base: "Settings") -> dict[str, Any]:
     """The run's configuration, with the same defaults as the CLI (settings, environment, preset)."""
-    from clinfo.llm.registry import backends, parse_spec
+    from clinfo.llm.registry import backends, parse_spec as parse_llm_spec
+    from clinfo.sources.registry import parse_spec
 
     base = shown_defaults(base)
     sb = st.sidebar
     sb.header("Settings")
 
     try:
-        prefix, model = parse_spec(base.llm)
+        prefix, model = parse_llm_spec(base.llm)
     except ClinfoError:
         prefix, model = "openai", ""
     options = backends()
@@ -261,13 +262,12 @@ def sidebar(base: "Settings") -> dict[str, Any]:
 
     kinds = list(SOURCE_LABELS)
     labels = dict(SOURCE_LABELS)
-    path = ""
-    if base.source in ("pubmed", "demo"):
-        kind = base.source
-    elif base.source.startswith("local:"):
-        kind, path = "local", base.source[6:]
-    else:  # a plug-in source named by CLINFO_SOURCE
-        kind = base.source
+    try:
+        kind, path = parse_spec(base.source)
+    except ClinfoError:  # shown, not fatal: the run reports it as one line
+        kind, path = base.source, ""
+    if kind not in SOURCE_LABELS:  # a plug-in source named by CLINFO_SOURCE: offered as the whole spec
+        kind, path = base.source, ""
         kinds.append(kind)
         labels[kind] = f"{kind} (CLINFO_SOURCE)"
     kind = sb.selectbox("Literature source", kinds, index=kinds.index(kind), format_func=labels.get, key="source_kind")

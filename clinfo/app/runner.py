@@ -23,7 +23,7 @@ import asyncio
 import json
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 from clinfo.redact import redact
 from clinfo.app.view import one_line
@@ -43,30 +43,6 @@ FOLLOWUP_LABELS: dict[str, str] = {
     "search": "Search again only",
     "reuse": "Reuse the articles already found only",
 }
-
-SourceFactory = Callable[[str, "Settings"], "Source"]  # (text after "prefix:", settings) -> Source
-_SOURCES: dict[str, SourceFactory] = {}
-
-
-def register_source(prefix: str, factory: SourceFactory) -> None:
-    """Make ``CLINFO_SOURCE=prefix[:arg]`` available to the app (plug-in corpora, tests)."""
-    if not prefix or ":" in prefix:
-        raise ValueError(f"invalid source prefix {prefix!r}")
-    _SOURCES[prefix] = factory
-
-
-def registered_sources() -> list[str]:
-    return sorted(_SOURCES)
-
-
-def open_source(spec: str, settings: "Settings", cache: Any = None) -> "Source":
-    prefix, _, rest = (spec or "").strip().partition(":")
-    if prefix in _SOURCES:
-        return _SOURCES[prefix](rest, settings)
-    from clinfo.sources import create_source
-
-    return create_source(spec, settings, cache=cache)
-
 
 def _in_window(article: "Article", dates: "DateRange | None") -> bool:
     # the conversation's articles obey the same date window as new searches (by year, as
@@ -225,6 +201,7 @@ class QuestionRun:
 
     async def _answer(self) -> "Answer":
         from clinfo.cache import open_cache
+        from clinfo.sources import create_source  # plug-in sources too (clinfo.sources.register)
 
         s = self.settings
         use_inner = not (self.followups == "reuse" and self.known)
@@ -233,7 +210,7 @@ class QuestionRun:
         cache = open_cache(s)
         try:
             source = self.engine.source
-            source.reset(open_source(s.source, s, cache=cache) if use_inner else None, self.known)
+            source.reset(create_source(s.source, s, cache=cache) if use_inner else None, self.known)
             try:
                 answer = await self.engine.clinfo.aforward(
                     self.question,
