@@ -1,11 +1,127 @@
-"""Answer -> Markdown for terminals, files and the app."""
+"""Answer -> Markdown, for terminals and files (as written) and for the app and its exports (escaped).
+
+One builder, :func:`answer_markdown`, lays the answer out; ``escape=True`` makes outside text
+inert. Titles, abstracts, journal names, and the LLM's own text (derived from abstracts, so it
+can carry injected markup) are then escaped before they reach a Markdown renderer: a title such
+as ``<script>`` or ``[x](javascript:...)`` must read as text, never become HTML, a link or
+formatting, and the only links are the ones built here from PMIDs and DOIs. A terminal shows
+the text as written, so there nothing is escaped.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Sequence
+from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from clinfo.models import Answer
+    from clinfo.models import Answer, Reference
+
+DISCLAIMER = (
+    "clinfo supports clinicians and researchers in finding and reading evidence; it does not diagnose, "
+    "give medical advice or replace clinical judgement. LLM summaries can be wrong: read the cited "
+    "articles before acting on them."
+)
+
+PUBMED = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
+
+# The parts of an answer in reading order; answer_markdown shows all but the disclaimer unless told.
+SECTIONS = ("question", "tldr", "synthesis", "references", "searches", "trace", "disclaimer")
+DEFAULT_SECTIONS = SECTIONS[:-1]
+
+# Characters that start inline constructs anywhere in a line: emphasis, code, links and images,
+# raw HTML and entities, GFM strikethrough and tables, Streamlit's LaTeX ($) and its
+# :color[...] directives (which need "[" and so die with it).
+_INLINE = re.compile(r"([\\`*_\[\]<>&$|~])")
+# Constructs that only count at the start of a line: headings, block quotes (">" is already
+# inline-escaped), list items, setext underlines, ordered lists.
+_LINE_START = re.compile(r"^([#+=-])")
+_ORDERED = re.compile(r"^(\d{1,9})([.)])")
+# A citation group as the pipeline's CitationFilter leaves it: "[3]" or "[1, 4, 5]".
+_CITATION = re.compile(r"\[(\d+(?:, \d+)*)\]")
+
+
+# ---------------------------------------------------------------- escaping and links
+def md_escape(text: str, *, one_line: bool = False) -> str:
+    """Text that renders as itself in CommonMark/GFM and in Streamlit's Markdown."""
+    text = text or ""
+    if one_line:
+        text = " ".join(text.split())
+    lines = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        # leading blanks would make an indented code block out of prose
+        line = _INLINE.sub(r"\\\1", line.lstrip())
+        line = _LINE_START.sub(r"\\\1", line)
+        line = _ORDERED.sub(r"\1\\\2", line)
+        lines.append(line)
+    # hard line breaks: escaped list markers would otherwise run lines together into one paragraph
+    return "  \n".join(lines)
+
+
+def pubmed_url(pmid: str) -> str | None:
+    """The PubMed page of a PMID, or None when the PMID is not plain digits (then nothing links)."""
+    pmid = (pmid or "").strip()
+    return PUBMED.format(pmid=pmid) if pmid.isdigit() else None
+
+
+def doi_url(doi: str | None) -> str | None:
+    if not doi or not doi.strip():
+        return None
+    # percent-encode everything that could end a Markdown link destination or start a scheme trick
+    return "https://doi.org/" + quote(doi.strip(), safe="/.-_;")
+
+
+def link_md(text_md: str, url: str | None, title: str = "") -> str:
+    """``[text_md](url "title")`` from already-escaped text; the bare text when there is no URL."""
+    if url is None:
+        return text_md
+    if title:
+        clean = " ".join(title.split()).replace("\\", "\\\\").replace('"', '\\"')
+        return f'[{text_md}]({url} "{clean}")'
+    return f"[{text_md}]({url})"
+
+
+def linked_text(text: str, references: "Sequence[Reference]") -> str:
+    """Escaped text whose ``[n]`` citations link to the PubMed page of reference n."""
+    by_n = {r.n: r for r in references}
+    out: list[str] = []
+    pos = 0
+    for m in _CITATION.finditer(text):
+        out.append(md_escape(text[pos : m.start()]))
+        parts = []
+        for number in m.group(1).split(", "):
+            ref = by_n.get(int(number))
+            parts.append(link_md(number, pubmed_url(ref.pmid), ref.title) if ref else number)
+        out.append("\\[" + ", ".join(parts) + "\\]")
+        pos = m.end()
+    out.append(md_escape(text[pos:]))
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- the parts of an answer
+def reference_line(ref: "Reference", *, escape: bool = False) -> str:
+    if not escape:
+        return f"{ref.n}. {ref.citation} <{ref.url}>"
+    label = f"PMID {ref.pmid}"
+    line = f"\\[{ref.n}\\] {md_escape(ref.citation, one_line=True)} {link_md(md_escape(label), pubmed_url(ref.pmid))}"
+    if not ref.cited:
+        line += " _(given to the LLM, not cited in the text)_"
+    return line
+
+
+def references_markdown(answer: "Answer", *, escape: bool = False) -> str:
+    # escaped: "\[n\]" lines with hard breaks, so a renderer neither renumbers nor joins them
+    return ("  \n" if escape else "\n").join(reference_line(r, escape=escape) for r in answer.references)
+
+
+def searches_markdown(answer: "Answer", *, escape: bool = False) -> str:
+    lines = []
+    for q in answer.queries:
+        # a backtick would end the code span early; the query keeps its words
+        query = " ".join(q.query.replace("`", "").split())
+        note = (md_escape(q.note, one_line=True) if escape else q.note) if q.note else ""
+        lines.append(f"- `{query}` ({q.hits} hits)" + (f" — {note}" if note else ""))
+    return "\n".join(lines)
 
 
 def trace_line(answer: "Answer") -> str:
@@ -13,25 +129,38 @@ def trace_line(answer: "Answer") -> str:
     cost = "cost unknown" if t.cost_usd is None else f"${t.cost_usd:.4f}"
     return (
         f"{t.articles_found} articles found, {t.articles_screened} screened, {len(answer.article_summaries)} relevant"
-        f" · {t.llm_calls} LLM calls ({t.llm_cache_hits} cached), {t.prompt_tokens + t.completion_tokens} tokens, {cost}"
-        f" · {t.total_seconds:.1f} s"
+        f" · {t.llm_calls} LLM calls ({t.llm_cache_hits} cached), {t.prompt_tokens + t.completion_tokens} tokens,"
+        f" {cost} · {t.total_seconds:.1f} s"
     )
 
 
-def references_markdown(answer: "Answer") -> str:
-    return "\n".join(f"{r.n}. {r.citation} <{r.url}>" for r in answer.references)
+def answer_markdown(
+    answer: "Answer", *, escape: bool = False, level: int = 2, sections: Sequence[str] = DEFAULT_SECTIONS
+) -> str:
+    """The answer as one Markdown document.
 
+    ``escape``: outside text made inert and citations linked to PubMed (the app, its exports);
+    without it text is shown as written (a terminal, ``Answer.to_markdown``). ``level``: the
+    heading level of the question; References and Searches sit one below. ``sections``: which
+    parts of :data:`SECTIONS`, in reading order whatever order they are given in (the CLI,
+    having streamed the synthesis, adds the rest with ``("tldr", "references", "trace")``).
+    """
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown answer section(s): {', '.join(sorted(unknown))}")
 
-def answer_markdown(answer: "Answer", include_question: bool = True) -> str:
-    parts: list[str] = []
-    if include_question:
-        parts.append(f"## {answer.question}")
+    def line(text: str) -> str:
+        return md_escape(text, one_line=True) if escape else text
+
+    sub = "#" * (level + 1)
+    parts: dict[str, str] = {"question": f"{'#' * level} {line(answer.question)}"}
     if answer.tldr:
-        parts.append(f"**TL;DR:** {answer.tldr}")
-    parts.append(answer.synthesis)
+        parts["tldr"] = f"**TL;DR:** {line(answer.tldr)}"
+    parts["synthesis"] = linked_text(answer.synthesis, answer.references) if escape else answer.synthesis
     if answer.references:
-        parts.append("### References\n\n" + references_markdown(answer))
+        parts["references"] = f"{sub} References\n\n" + references_markdown(answer, escape=escape)
     if answer.queries:
-        parts.append("### Searches\n\n" + "\n".join(f"- `{q.query}` ({q.hits} hits){' — ' + q.note if q.note else ''}" for q in answer.queries))
-    parts.append(f"_{trace_line(answer)}_")
-    return "\n\n".join(p for p in parts if p)
+        parts["searches"] = f"{sub} Searches\n\n" + searches_markdown(answer, escape=escape)
+    parts["trace"] = f"_{md_escape(trace_line(answer)) if escape else trace_line(answer)}_"
+    parts["disclaimer"] = f"> {DISCLAIMER}"
+    return "\n\n".join(parts[name] for name in SECTIONS if name in sections and parts.get(name, "").strip())

@@ -170,6 +170,26 @@ def test_markdown_is_cited_escaped_and_carries_the_disclaimer(answer: Answer) ->
     assert all(h.startswith(("https://pubmed.ncbi.nlm.nih.gov/", "https://doi.org/")) for h in re.findall(r'href="([^"]*)"', html))
 
 
+def test_one_layout_for_the_terminal_and_the_export(answer: Answer) -> None:
+    from clinfo.render import answer_markdown
+
+    noted = answer.model_copy(deep=True)
+    noted.queries[0].note = "broadened after *zero* hits"
+    plain, escaped = answer_markdown(noted), to_markdown(noted)
+    heads = [[line for line in text.splitlines() if line.startswith("#")] for text in (plain, escaped)]
+    assert heads[0] == [f"## {QUESTION}", "### References", "### Searches"]
+    assert heads[1] == [f"# {QUESTION}", "## References", "## Searches"]
+    assert "— broadened after *zero* hits" in plain and "— broadened after \\*zero\\* hits" in escaped
+    # the terminal shows text as written; the export escapes it (inside link titles it is inert already)
+    assert "\\<script" not in plain and EVIL in plain and "\\<script\\>" in escaped
+    # the CLI streams the synthesis, then adds the rest from the same builder
+    tail = answer_markdown(noted, sections=("trace", "tldr", "references"))
+    assert tail.startswith("**TL;DR:**") and "### References" in tail and tail.splitlines()[-1].startswith("_")
+    assert QUESTION not in tail and noted.synthesis not in tail and "Searches" not in tail
+    with pytest.raises(ValueError, match="unknown answer section"):
+        answer_markdown(noted, sections=("summary",))
+
+
 def test_json_round_trips(answer: Answer) -> None:
     assert Answer.from_json(to_json(answer)) == answer
 

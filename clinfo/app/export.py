@@ -11,7 +11,7 @@ import re
 import unicodedata
 from typing import TYPE_CHECKING, Callable
 
-from clinfo.app.view import DISCLAIMER, linked_text, md_escape, pubmed_url, references_md
+from clinfo.render import SECTIONS, answer_markdown, pubmed_url
 
 if TYPE_CHECKING:
     from clinfo.models import Answer, Article, Reference
@@ -167,23 +167,8 @@ def to_ris(answer: "Answer") -> str:
 
 # ---------------------------------------------------------------- Markdown and JSON
 def to_markdown(answer: "Answer") -> str:
-    """A readable document; outside text escaped, citations linked to PubMed."""
-    from clinfo.render import trace_line
-
-    parts = [f"# {md_escape(answer.question, one_line=True)}"]
-    if answer.tldr:
-        parts.append(f"**TL;DR:** {md_escape(answer.tldr, one_line=True)}")
-    parts.append(linked_text(answer.synthesis, answer.references))
-    if answer.references:
-        parts.append("## References\n\n" + references_md(answer))
-    if answer.queries:
-        parts.append(
-            "## Searches\n\n"
-            + "\n".join(f"- `{' '.join(q.query.replace('`', '').split())}` ({q.hits} hits)" for q in answer.queries)
-        )
-    parts.append(f"_{md_escape(trace_line(answer))}_")
-    parts.append(f"> {DISCLAIMER}")
-    return "\n\n".join(p for p in parts if p.strip()) + "\n"
+    """A readable document: outside text escaped, citations linked to PubMed, the disclaimer last."""
+    return answer_markdown(answer, escape=True, level=1, sections=SECTIONS) + "\n"
 
 
 def to_json(answer: "Answer") -> str:

@@ -24,7 +24,7 @@ from clinfo.app import export, view
 from clinfo.app.history import Conversation, HistoryStore, Turn, Viewer, default_db_path, found_articles
 from clinfo.redact import key_status, secret_values
 from clinfo.app.runner import FOLLOWUP_LABELS, Engine, QuestionRun, error_message, settings_key
-from clinfo.app.view import md_escape
+from clinfo.render import DISCLAIMER, linked_text, md_escape, references_markdown
 from clinfo.errors import ClinfoError
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def _page() -> None:
     viewer = access()
     if viewer is None:  # the gate is showing; nothing else is
         return
-    st.info(view.DISCLAIMER, icon="⚕️")
+    st.info(DISCLAIMER, icon="⚕️")
     base = load_settings()  # a bad CLINFO_* value stops here, as one line
     secrets = secret_values(base)
     store = HistoryStore(default_db_path(base), secrets)
@@ -347,9 +347,9 @@ def show_answer(answer: "Answer", key: str, expanded: bool) -> None:
     else:
         if answer.tldr:
             st.info(f"**TL;DR:** {md_escape(answer.tldr, one_line=True)}")
-        st.markdown(view.linked_text(answer.synthesis, answer.references))
+        st.markdown(linked_text(answer.synthesis, answer.references))
         if answer.references:
-            st.markdown("**References**  \n" + view.references_md(answer))
+            st.markdown("**References**  \n" + references_markdown(answer, escape=True))
     st.caption(md_escape(trace_line(answer)))
 
     numbers = {r.pmid: r.n for r in answer.references}

@@ -1,116 +1,27 @@
-"""Answer -> Markdown for the app and the Markdown export, with outside text made inert.
+"""An answer's articles as the app shows them: cards for the relevant ones, a line for the rest.
 
-Titles, abstracts, journal names, and the LLM's own text (which is derived from abstracts and
-can carry injected markup) are escaped before they reach a Markdown renderer: a title such as
-``<script>`` or ``[x](javascript:...)`` must read as text, never become HTML, a link or
-formatting. The only links in the output are the ones built here from PMIDs and DOIs.
+Outside text is escaped with :func:`clinfo.render.md_escape` (see clinfo.render for why); the
+answer itself (synthesis, references, searches) is laid out by :mod:`clinfo.render`.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+
+from clinfo.render import doi_url, link_md, md_escape, pubmed_url
 
 if TYPE_CHECKING:
-    from clinfo.models import Answer, Article, ArticleSummary, Reference
-
-DISCLAIMER = (
-    "clinfo supports clinicians and researchers in finding and reading evidence; it does not diagnose, "
-    "give medical advice or replace clinical judgement. LLM summaries can be wrong: read the cited "
-    "articles before acting on them."
-)
-
-PUBMED = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
-
-# Characters that start inline constructs anywhere in a line: emphasis, code, links and images,
-# raw HTML and entities, GFM strikethrough and tables, Streamlit's LaTeX ($) and its
-# :color[...] directives (which need "[" and so die with it).
-_INLINE = re.compile(r"([\\`*_\[\]<>&$|~])")
-# Constructs that only count at the start of a line: headings, block quotes (">" is already
-# inline-escaped), list items, setext underlines, ordered lists.
-_LINE_START = re.compile(r"^([#+=-])")
-_ORDERED = re.compile(r"^(\d{1,9})([.)])")
-# A citation group as the pipeline's CitationFilter leaves it: "[3]" or "[1, 4, 5]".
-_CITATION = re.compile(r"\[(\d+(?:, \d+)*)\]")
-
-
-def md_escape(text: str, *, one_line: bool = False) -> str:
-    """Text that renders as itself in CommonMark/GFM and in Streamlit's Markdown."""
-    text = text or ""
-    if one_line:
-        text = " ".join(text.split())
-    lines = []
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        # leading blanks would make an indented code block out of prose
-        line = _INLINE.sub(r"\\\1", line.lstrip())
-        line = _LINE_START.sub(r"\\\1", line)
-        line = _ORDERED.sub(r"\1\\\2", line)
-        lines.append(line)
-    # hard line breaks: escaped list markers would otherwise run lines together into one paragraph
-    return "  \n".join(lines)
-
-
-def pubmed_url(pmid: str) -> str | None:
-    """The PubMed page of a PMID, or None when the PMID is not plain digits (then nothing links)."""
-    pmid = (pmid or "").strip()
-    return PUBMED.format(pmid=pmid) if pmid.isdigit() else None
-
-
-def doi_url(doi: str | None) -> str | None:
-    if not doi or not doi.strip():
-        return None
-    # percent-encode everything that could end a Markdown link destination or start a scheme trick
-    return "https://doi.org/" + quote(doi.strip(), safe="/.-_;")
-
-
-def _link(text_md: str, url: str | None, title: str = "") -> str:
-    if url is None:
-        return text_md
-    if title:
-        clean = " ".join(title.split()).replace("\\", "\\\\").replace('"', '\\"')
-        return f'[{text_md}]({url} "{clean}")'
-    return f"[{text_md}]({url})"
-
-
-def linked_text(text: str, references: "list[Reference]") -> str:
-    """Escaped text whose ``[n]`` citations link to the PubMed page of reference n."""
-    by_n = {r.n: r for r in references}
-    out: list[str] = []
-    pos = 0
-    for m in _CITATION.finditer(text):
-        out.append(md_escape(text[pos : m.start()]))
-        parts = []
-        for number in m.group(1).split(", "):
-            ref = by_n.get(int(number))
-            parts.append(_link(number, pubmed_url(ref.pmid), ref.title) if ref else number)
-        out.append("\\[" + ", ".join(parts) + "\\]")
-        pos = m.end()
-    out.append(md_escape(text[pos:]))
-    return "".join(out)
-
-
-def reference_line(ref: "Reference") -> str:
-    label = f"PMID {ref.pmid}"
-    line = f"\\[{ref.n}\\] {md_escape(ref.citation, one_line=True)} {_link(md_escape(label), pubmed_url(ref.pmid))}"
-    if not ref.cited:
-        line += " _(given to the LLM, not cited in the text)_"
-    return line
-
-
-def references_md(answer: "Answer") -> str:
-    # two spaces before the newline: one line per reference without list renumbering
-    return "  \n".join(reference_line(r) for r in answer.references)
+    from clinfo.models import Article, ArticleSummary
 
 
 def article_meta_md(article: "Article") -> str:
     """``journal · year · PMID link · DOI link``, all escaped."""
     bits = [md_escape(article.journal, one_line=True) if article.journal else "journal not stated"]
     bits.append(str(article.year) if article.year else "year not stated")
-    bits.append(_link(md_escape(f"PMID {article.pmid}"), pubmed_url(article.pmid)))
+    bits.append(link_md(md_escape(f"PMID {article.pmid}"), pubmed_url(article.pmid)))
     url = doi_url(article.doi)
     if url:
-        bits.append(_link("DOI", url))
+        bits.append(link_md("DOI", url))
     return " · ".join(bits)
 
 
