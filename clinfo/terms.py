@@ -6,6 +6,12 @@ the demo corpus shipped in the package (3,000 PubMed abstracts, 1970s to 2020s),
 into ``clinfo/data/term_background.json.gz`` so that no question pays for counting them. A fixed background makes a score a
 function of the question and the abstract alone, the same whatever corpus answers, which is
 what lets one calibrated threshold serve every question and every corpus.
+
+This module is also the one home of splitting text into words: :func:`search_words` gives the
+unstemmed words a search engine is sent (the keyword planner's queries) and the prefilter's BM25
+compares; :func:`content_terms` the stems that texts are compared by here. The index of a local
+corpus splits text its own way (``clinfo.corpus.lexical_query.words_of`` mirrors Tantivy's
+tokenizer), because there the query has to meet the index's tokens.
 """
 
 from __future__ import annotations
@@ -21,9 +27,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from clinfo.rank import STOPWORDS
-
+# Words: runs of letters and digits, joined by inner hyphens and apostrophes ("type-2", "crohn's").
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+# Function words carry no evidence about topic; dropping them keeps ranking and matching on content.
+STOPWORDS = frozenset(
+    """a an and are as at be by can do does for from has have how in is it its of on or than that the
+    their there these this those to was were what when which who whom why will with without""".split()
+)
 # Words of how a question is asked, not of what it is about: they never decide relevance.
 QUESTION_WORDS = frozenset(
     """about affect affected affects after against all also among any associated association
@@ -54,6 +64,14 @@ def stem(word: str) -> str:
         with _stem_lock:  # the Snowball stemmer object keeps state between calls
             cached = _stems[word] = _stemmer().stemWord(word)
     return cached
+
+
+def search_words(text: str) -> list[str]:
+    """Lower-cased words of ``text`` without function words, unstemmed, hyphenated ones whole.
+
+    Unstemmed because these are sent to search engines (a stem such as "diabet" matches nothing
+    in PubMed) and because the prefilter's BM25 rankings were measured on them."""
+    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
 
 
 def words(text: str) -> list[str]:

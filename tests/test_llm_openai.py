@@ -169,8 +169,8 @@ def test_openai_without_key_or_base_url_is_a_config_error() -> None:
     real = create_llm("openai:gpt-4o-mini", Settings(openai_api_key=SECRET))
     assert real.identity() == {"backend": "openai", "model": "gpt-4o-mini", "base_url": "https://api.openai.com/v1"}
     assert SECRET not in repr(real) and SECRET not in json.dumps(real.identity())
-    local = create_llm("openai:x", Settings(base_url="http://127.0.0.1:1/v1"))
-    assert local.identity()["base_url"] == "http://127.0.0.1:1/v1"
+    loopback = create_llm("openai:x", Settings(base_url="http://127.0.0.1:1/v1"))
+    assert loopback.identity()["base_url"] == "http://127.0.0.1:1/v1"
 
 
 def test_openai_base_url_env_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from clinfo.errors import QuerySyntaxError
-from clinfo.rank import STOPWORDS
 from clinfo.sources.query import SHORT_TAG, Dates, Node, Term, is_boolean, parse, plain_words
+from clinfo.terms import STOPWORDS
 
 __all__ = [
     "MAX_QUERY_CHARS",
@@ -73,7 +73,7 @@ _FIELDS: dict[str | None, tuple[str, ...]] = {
 _IGNORED = {"Language": "language", "Filter": "filters/subsets"}
 _MESH = {"MeSH Terms", "MeSH Major Topic"}
 
-# Words that carry no topic in a typed question, beyond the function words rank.STOPWORDS holds.
+# Words that carry no topic in a typed question, beyond the function words terms.STOPWORDS holds.
 _NL_STOPWORDS = STOPWORDS | frozenset(
     """about after all also among any been before being between both but could did does doing during each
     into may might more most much must no nor not only other our out over same should so some such
