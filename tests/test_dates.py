@@ -28,7 +28,12 @@ def test_iso_dates_and_no_date(value: object, expected: dt.date | None) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("11/1/2021", dt.date(2021, 11, 1)), ("2021/11/01", dt.date(2021, 11, 1)), ("2021", dt.date(2021, 1, 1)), ("2021-1-5", dt.date(2021, 1, 5))],
+    [
+        ("11/1/2021", dt.date(2021, 11, 1)),
+        ("2021/11/01", dt.date(2021, 11, 1)),
+        ("2021", dt.date(2021, 1, 1)),
+        ("2021-1-5", dt.date(2021, 1, 5)),
+    ],
 )
 def test_dataset_formats_only_when_asked(text: str, expected: dt.date) -> None:
     assert parse_date(text, us_dates=True) == expected
@@ -56,7 +61,11 @@ def test_window_membership_by_year_and_by_date() -> None:
     assert window.years == (2015, 2020)
     # records carry a year: the ends' whole years count
     assert [window.contains(y) for y in (2014, 2015, 2020, 2021)] == [False, True, True, False]
-    assert [window.contains(d) for d in (dt.date(2015, 6, 29), dt.date(2015, 6, 30), dt.date(2020, 7, 1))] == [False, True, False]
+    assert [window.contains(d) for d in (dt.date(2015, 6, 29), dt.date(2015, 6, 30), dt.date(2020, 7, 1))] == [
+        False,
+        True,
+        False,
+    ]
     assert window.contains(dt.datetime(2020, 6, 30, 12)) is True
     assert window.contains(None) is False  # undated: outside, unless the caller keeps it
     open_start = DateRange(end=dt.date(2000, 1, 1))

@@ -28,7 +28,12 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
         found = await search(run, queries)
     answer.queries = found.records
     trace.articles_found = len(found.fused)
-    run.emit("search", f"{len(found.fused)} articles found", count=len(found.fused), queries=[r.model_dump() for r in found.records])
+    run.emit(
+        "search",
+        f"{len(found.fused)} articles found",
+        count=len(found.fused),
+        queries=[r.model_dump() for r in found.records],
+    )
     with run.timed("fetch"):
         articles = await fetch(run, found.fused)
     run.emit("fetch", f"{len(articles)} records fetched", count=len(articles))
@@ -41,7 +46,12 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
     relevant = sorted((s for s in summaries if s.relevant), key=lambda s: (-s.score, s.rank))
     answer.article_summaries = relevant
     answer.irrelevant_articles = [s for s in summaries if not s.relevant]
-    run.emit("screen", f"{len(relevant)} of {len(summaries)} articles judged relevant", relevant=len(relevant), total=len(summaries))
+    run.emit(
+        "screen",
+        f"{len(relevant)} of {len(summaries)} articles judged relevant",
+        relevant=len(relevant),
+        total=len(summaries),
+    )
     if not relevant:
         answer.no_evidence = True
         judged = (
@@ -67,7 +77,14 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
                 written = await synthesize(run, relevant, on_token)
         answer.synthesis, answer.tldr = written.text, written.tldr
         answer.references = [
-            Reference(n=n, pmid=s.pmid, citation=s.article.citation, url=s.article.url, title=s.article.title, cited=n in written.cited)
+            Reference(
+                n=n,
+                pmid=s.pmid,
+                citation=s.article.citation,
+                url=s.article.url,
+                title=s.article.title,
+                cited=n in written.cited,
+            )
             for n, s in enumerate(relevant[: written.used], start=1)
         ]
     stats = getattr(run.source, "stats", None)

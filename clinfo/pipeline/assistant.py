@@ -55,7 +55,8 @@ class ClinfoAI:
         # dialect) and heavy engines load once. Unknown backends and missing keys fail here, and
         # nothing connects yet: clients are made per event loop on first use.
         self._owns_llm = llm is None or isinstance(llm, str)
-        self._llm: LLM = create_llm(self.settings.llm, self.settings) if self._owns_llm else llm  # type: ignore[assignment]
+        backend = create_llm(self.settings.llm, self.settings) if self._owns_llm else llm
+        self._llm: LLM = backend  # type: ignore[assignment]
         self._in_flight = 0  # concurrent aforward calls; the last one out closes the connections
 
     async def aforward(

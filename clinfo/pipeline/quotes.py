@@ -17,8 +17,24 @@ from clinfo.terms import Background, background, content_terms, question_terms
 
 # Section-label words -> bonus added to the sentence's term share (0..1).
 _ANSWERING = (("CONCLUSION", 0.35), ("INTERPRETATION", 0.35), ("IMPLICATION", 0.3), ("RESULT", 0.15), ("FINDING", 0.15))
-_RESTATING = ("BACKGROUND", "OBJECTIVE", "AIM", "PURPOSE", "INTRODUCTION", "CONTEXT", "METHOD", "DESIGN", "SETTING",
-              "PARTICIPANT", "PATIENT", "SUBJECT", "MEASURE", "INTERVENTION", "HYPOTHES", "QUESTION")
+_RESTATING = (
+    "BACKGROUND",
+    "OBJECTIVE",
+    "AIM",
+    "PURPOSE",
+    "INTRODUCTION",
+    "CONTEXT",
+    "METHOD",
+    "DESIGN",
+    "SETTING",
+    "PARTICIPANT",
+    "PATIENT",
+    "SUBJECT",
+    "MEASURE",
+    "INTERVENTION",
+    "HYPOTHES",
+    "QUESTION",
+)
 _RESTATING_PENALTY = -0.5  # below any answering sentence: they match the question by restating it
 _LAST_BONUS, _NEXT_TO_LAST_BONUS, _FIRST_PENALTY = 0.25, 0.1, -0.15
 _SECOND_SHARE = 0.6  # a second sentence must score at least this share of the best one's
@@ -27,7 +43,9 @@ _MIN_WORDS = 5  # shorter "sentences" are headings or fragments left by the spli
 # A sentence ends at . ! or ? followed by space and a capital, digit or bracket, unless the
 # word before the stop is an abbreviation that does not end sentences in abstracts.
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
-_ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|vs|al|approx|fig|figs|no|nos|ref|resp|ca|cf|inc|dr|st)|\b[A-Z])\.$", re.IGNORECASE)
+_ABBREVIATION = re.compile(
+    r"(?:\b(?:e\.g|i\.e|vs|al|approx|fig|figs|no|nos|ref|resp|ca|cf|inc|dr|st)|\b[A-Z])\.$", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +109,9 @@ def _placement(sentence: Sentence, total: int, labelled: bool) -> float:
     return 0.0
 
 
-def best_quote(question: str, article: Article, *, max_sentences: int = 2, max_chars: int = 600, bg: Background | None = None) -> Quote:
+def best_quote(
+    question: str, article: Article, *, max_sentences: int = 2, max_chars: int = 600, bg: Background | None = None
+) -> Quote:
     """The ``max_sentences`` sentences of ``article``'s abstract that best answer ``question``.
 
     Falls back to the title for a record without abstract text.
@@ -117,7 +137,10 @@ def best_quote(question: str, article: Article, *, max_sentences: int = 2, max_c
     chosen = [ranked[0]]
     for candidate in ranked[1:max_sentences]:
         # a further sentence only if it nearly matches the best one and the quote stays short
-        if candidate[0] < _SECOND_SHARE * ranked[0][0] or sum(len(s.text) for _, s in chosen) + len(candidate[1].text) > max_chars:
+        if (
+            candidate[0] < _SECOND_SHARE * ranked[0][0]
+            or sum(len(s.text) for _, s in chosen) + len(candidate[1].text) > max_chars
+        ):
             break
         chosen.append(candidate)
     picked = tuple(sorted((s for _, s in chosen), key=lambda s: s.index))

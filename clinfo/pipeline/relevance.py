@@ -62,7 +62,9 @@ def record_text(article: Article) -> str:
     return " ".join([article.title, *(s.text for s in article.abstract_sections)])
 
 
-def coverage(question: str, article: Article, bg: Background | None = None) -> tuple[float, tuple[str, ...], tuple[str, ...]]:
+def coverage(
+    question: str, article: Article, bg: Background | None = None
+) -> tuple[float, tuple[str, ...], tuple[str, ...]]:
     """(coverage, matched terms, missing terms) of ``article`` for ``question``."""
     bg = bg or background()
     terms = question_terms(question)

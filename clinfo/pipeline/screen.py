@@ -91,7 +91,11 @@ async def screen_article(run: QuestionRun, rank: int, article: Article) -> Artic
         run.trace.unparseable_llm_outputs += 1
         run.warn(f"PMID {article.pmid}: unreadable screening reply, counted as not relevant")
         return ArticleSummary(
-            article=article, relevant=False, reason="the LLM's judgement could not be read", rank=rank, fields_requested=requested
+            article=article,
+            relevant=False,
+            reason="the LLM's judgement could not be read",
+            rank=rank,
+            fields_requested=requested,
         )
     assert isinstance(data, dict)
     fields = {k: _field_text(data.get(k)) for k in SUMMARY_FIELDS if settings.summarize or k == "reason"}
@@ -161,7 +165,12 @@ async def screen_by_retrieval(run: QuestionRun, articles: list[Article]) -> Scre
         for rank, (a, v) in enumerate(zip(articles, verdicts))
     ]
     run.trace.articles_screened = len(summaries)
-    run.emit("screen", f"screened {len(summaries)}/{len(articles)} by retrieval scores", done=len(summaries), total=len(articles))
+    run.emit(
+        "screen",
+        f"screened {len(summaries)}/{len(articles)} by retrieval scores",
+        done=len(summaries),
+        total=len(articles),
+    )
     return Screening(summaries, "term coverage and similarity" if similarity is not None else "term coverage")
 
 

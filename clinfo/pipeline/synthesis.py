@@ -52,7 +52,9 @@ def evidence_blocks(run: QuestionRun, relevant: list[ArticleSummary]) -> list[st
             f"Findings: {s.summary or s.reason}"
         )
         if blocks and used + len(block) > run.settings.synthesis_context_chars:
-            run.warn(f"context budget reached: {len(relevant) - len(blocks)} relevant articles left out of the synthesis")
+            run.warn(
+                f"context budget reached: {len(relevant) - len(blocks)} relevant articles left out of the synthesis"
+            )
             break
         blocks.append(block)
         used += len(block)
