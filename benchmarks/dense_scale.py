@@ -37,6 +37,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 PUBMED = 37_000_000
 CHUNK = 1_000_000
@@ -66,7 +67,57 @@ class Synthetic:
         return x
 
 
-def write_chunks(folder: Path, n: int, gen: Synthetic, first_pmid: int = 1_000_000) -> list[tuple[Path, Path]]:
+class Blend:
+    """Real all-MiniLM-L6-v2 vectors blended, as ``benchmarks/corpus_scale.py`` makes its replicas:
+    row = normalise(seed + 0.7 x another seed + 0.1 x noise). The seeds are the 3,000 real vectors
+    of the demo corpus (``clinfo/data/demo_vectors.npy``) and, up to ``seeds``, the normalised mean
+    of 3 real ones plus a little noise (the 3M corpus_scale set had ~22k real seeds; this mimics
+    it). Such rows keep the anisotropy of real text embeddings (a few dominant directions), which
+    a Gaussian mixture lacks; the IVF-PQ index that reached recall 0.998 on ``Synthetic`` stalled
+    at 0.89 on them. Queries are real PubMedQA questions encoded by the packaged ONNX MiniLM where
+    it is installed (else held-out blends, said in the output)."""
+
+    def __init__(self, dim: int = 384, seeds: int = 22_000, blend: float = 0.7, noise: float = 0.1, seed: int = 0) -> None:
+        real = np.load(REPO / "clinfo" / "data" / "demo_vectors.npy").astype(np.float32)
+        if real.shape[1] != dim:
+            raise SystemExit(f"error: the real seed vectors have {real.shape[1]} dimensions, not {dim}")
+        rng = np.random.default_rng(seed)
+        extra = max(0, seeds - len(real))
+        mix = real[rng.integers(0, len(real), size=(extra, 3))].mean(axis=1)
+        mix += noise * rng.standard_normal((extra, dim), dtype=np.float32) / np.float32(math.sqrt(dim))
+        self.seeds = _unit(np.concatenate([real, mix]))
+        self.dim, self.blend, self.noise, self.real = dim, blend, noise, len(real)
+
+    def draw(self, n: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        s = len(self.seeds)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        for i in range(0, n, 262_144):  # bounded memory at any n
+            m = min(262_144, n - i)
+            x = self.seeds[rng.integers(0, s, m)] + self.blend * self.seeds[rng.integers(0, s, m)]
+            x += self.noise * rng.standard_normal((m, self.dim), dtype=np.float32) / np.float32(math.sqrt(self.dim))
+            out[i : i + m] = _unit(x)
+        return out
+
+    def queries(self, n: int) -> tuple[np.ndarray, str]:
+        try:
+            from search_latency import pubmedqa
+
+            from clinfo.corpus.encoders import get_encoder
+
+            texts = [item["QUESTION"] for item in pubmedqa()][:n]
+            enc = get_encoder("all-MiniLM-L6-v2", backend="onnx")
+            return np.asarray(enc.encode_queries(texts), dtype=np.float32), f"{len(texts)} PubMedQA questions (ONNX MiniLM)"
+        except Exception as exc:  # noqa: BLE001 - benchmark fallback, said in the output
+            return self.draw(n, seed=7), f"{n} held-out blends (no question encoder: {str(exc)[:80]})"
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def write_chunks(folder: Path, n: int, gen: Any, first_pmid: int = 1_000_000) -> list[tuple[Path, Path]]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i, start in enumerate(range(0, n, CHUNK)):
@@ -99,11 +150,14 @@ def skeleton_corpus(path: Path, pmids: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _probe(folder: str, queries: str, k: int, exact: bool) -> dict[str, Any]:
+def _probe(folder: str, queries: str, k: int, exact: bool, advise: bool = True) -> dict[str, Any]:
     """Runs in a fresh process: open the index, search every query twice (cold, warm), report."""
+    from clinfo.corpus import vectors
     from clinfo.corpus.dense import IndexInfo, VectorIndex
     from clinfo.corpus.vectors import VectorStore
 
+    if not advise:  # measure what MADV_RANDOM on the vector map saves
+        vectors._advise_random = lambda matrix: None
     q = np.load(queries)
     t0 = time.perf_counter()
     if exact:
@@ -132,10 +186,62 @@ def _pct(xs: list[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
 
 
-def probe(folder: Path, queries: Path, k: int = 10, exact: bool = False) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--probe", str(folder), "--probe-queries", str(queries), "--k", str(k)] + (["--exact"] if exact else [])
+def probe(folder: Path, queries: Path, k: int = 10, exact: bool = False, advise: bool = True) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--probe", str(folder), "--probe-queries", str(queries), "--k", str(k)]
+    cmd += (["--exact"] if exact else []) + ([] if advise else ["--no-advise"])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sweep(folder: Path, q: np.ndarray, truth: np.ndarray, nprobes: list[int], depths: list[int]) -> list[dict[str, Any]]:
+    """recall@10 (after exact rescoring) and warm single-query latency for each (nprobe, rescoring
+    depth) on one built index; ``ivf_recall`` is the share of the true top 10 lying in the probed
+    lists at all (the ceiling any PQ code size and depth can reach at that nprobe)."""
+    import faiss
+
+    from clinfo.corpus.dense import VectorIndex, _rescore
+
+    vi = VectorIndex.open(folder)
+    index = vi.index
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    pre = index if isinstance(index, faiss.IndexPreTransform) else None
+    qt = pre.apply_py(q) if pre is not None else q  # rotated queries, as the quantizer sees them
+    truth_sets = [set(t.tolist()) for t in truth]
+    inv = _list_of_rows(ivf, truth)
+    out = []
+    for nprobe in nprobes:
+        if nprobe > ivf.nlist:
+            continue
+        _, probed = ivf.quantizer.search(np.ascontiguousarray(qt, dtype=np.float32), nprobe)
+        ivf_recall = float(np.mean([np.isin(inv[i], probed[i]).mean() for i in range(len(q))]))
+        for depth in depths:
+            hits, times = 0, []
+            for i in range(len(q)):
+                t = time.perf_counter()
+                _, cand = index.search(q[i : i + 1], depth, params=vi._params(nprobe))
+                rows, _ = _rescore(vi._matrix, q[i], cand[0], 10)
+                times.append(time.perf_counter() - t)
+                hits += len(truth_sets[i] & set(rows.tolist()))
+            out.append({"nprobe": nprobe, "depth": depth, "recall10": round(hits / (10 * len(q)), 4), "ivf_recall10": round(ivf_recall, 4), "ms": _pct(times)})
+            print(f"  nprobe {nprobe:5d} depth {depth:5d}: recall@10 {out[-1]['recall10']:.3f} (in probed lists {ivf_recall:.3f}); p50 {out[-1]['ms']['p50']:.1f} ms, p99 {out[-1]['ms']['p99']:.1f} ms", file=sys.stderr, flush=True)
+    return out
+
+
+def _list_of_rows(ivf: Any, truth: np.ndarray) -> np.ndarray:
+    """The inverted list holding each row of ``truth`` (ids are row numbers)."""
+    import faiss
+
+    owner = {}
+    wanted = set(truth.ravel().tolist())
+    invlists = ivf.invlists
+    for lst in range(ivf.nlist):
+        size = invlists.list_size(lst)
+        if not size:
+            continue
+        ids = faiss.rev_swig_ptr(invlists.get_ids(lst), size)
+        for r in set(ids.tolist()) & wanted:
+            owner[r] = lst
+    return np.vectorize(lambda r: owner.get(int(r), -1))(truth)
 
 
 def measure(
@@ -151,28 +257,50 @@ def measure(
     clusters: int = 4096,
     spread: float = 0.6,
     log: Any = print,
+    generator: str = "blend",
+    dtype: str = "float16",
+    build: dict[str, Any] | None = None,
+    sweep_grid: tuple[list[int], list[int]] | None = None,
+    advise_both: bool = False,
 ) -> dict[str, Any]:
     from clinfo.corpus.dense import EXACT_LIMIT, build_dense_index, exact_top
     from clinfo.corpus.vectors import VectorStore, import_vectors
 
-    gen = Synthetic(dim, clusters=clusters, spread=spread)
-    base = work / f"n{n}_d{dim}_c{clusters}_s{spread}"
+    gen: Any = Blend(dim) if generator == "blend" else Synthetic(dim, clusters=clusters, spread=spread)
+    base = work / (f"n{n}_d{dim}_blend" if generator == "blend" else f"n{n}_d{dim}_c{clusters}_s{spread}")
     t = time.perf_counter()
     chunks = write_chunks(base / "chunks", n, gen)
-    log(f"[{n:,} x {dim}] synthetic chunks ready ({time.perf_counter() - t:.0f} s)")
+    log(f"[{n:,} x {dim}] {generator} chunks ready ({time.perf_counter() - t:.0f} s)")
     pmids = np.arange(1_000_000, 1_000_000 + n, dtype=np.int64)
     db = base / "corpus.db"
     skeleton_corpus(db, pmids)
-    folder = Path(f"{db}.dense") / "synthetic"
-    shutil.rmtree(folder, ignore_errors=True)
-    imp = import_vectors(db, chunks, model="synthetic", folder=folder)
-    log(f"[{n:,} x {dim}] {imp.line()}")
+    folder = Path(f"{db}.dense") / f"synthetic-{dtype}"
+    store = VectorStore.open(folder) if (folder / "manifest.sqlite").is_file() else None
+    if store is None or store.rows != n or store.dtype != dtype or import_only:
+        shutil.rmtree(folder, ignore_errors=True)
+        from clinfo.corpus import vectors
+
+        default = vectors.DEFAULT_DTYPE
+        vectors.DEFAULT_DTYPE = dtype  # the writer's default for a new set
+        try:
+            imp = import_vectors(db, chunks, model="synthetic", folder=folder)
+        finally:
+            vectors.DEFAULT_DTYPE = default
+        log(f"[{n:,} x {dim}] {imp.line()}")
+        imported = {"import_rows_per_s": round(imp.rate), "import_s": round(imp.seconds, 1)}
+    else:
+        imported = {"import": "reused"}
     if import_only:
-        return {"n": n, "dim": dim, "synthetic": True, "import_rows_per_s": round(imp.rate), "import_s": round(imp.seconds, 1)}
-    info = build_dense_index(folder, exact_limit=exact_limit or EXACT_LIMIT, nlist=nlist, train_size=train_size, progress=False)
+        return {"n": n, "dim": dim, "generator": generator, "dtype": dtype, **imported}
+    opts = dict(build or {})
+    info = build_dense_index(folder, exact_limit=exact_limit or EXACT_LIMIT, nlist=nlist, train_size=train_size, rebuild=True, progress=False, **opts)
     log(f"[{n:,} x {dim}] {info.line()}")
 
-    q = gen.draw(queries, seed=7)  # held out: new draws, not rows of the set
+    if generator == "blend":
+        q, qdesc = gen.queries(queries)
+    else:
+        q, qdesc = gen.draw(queries, seed=7), f"{queries} held-out draws"
+    log(f"[{n:,} x {dim}] queries: {qdesc}")
     qpath = base / "queries.npy"
     np.save(qpath, q)
     store = VectorStore.open(folder)
@@ -185,10 +313,13 @@ def measure(
     out: dict[str, Any] = {
         "n": n,
         "dim": dim,
-        "synthetic": {"clusters": clusters, "spread": spread, "latent": gen.latent},
+        "generator": generator,
+        "synthetic": {"clusters": clusters, "spread": spread, "latent": gen.latent} if generator != "blend" else {"seeds": len(gen.seeds), "real_seeds": gen.real, "blend": gen.blend, "noise": gen.noise},
+        "queries": qdesc,
+        "dtype": dtype,
+        "build_options": opts,
         "load_average": os.getloadavg()[0],
-        "import_rows_per_s": round(imp.rate),
-        "import_s": round(imp.seconds, 1),
+        **imported,
         "index": {k: v for k, v in info.__dict__.items() if k not in ("file", "built")},
         "recall_at_10_vs_exact": round(recall, 4),
         "search": res,
@@ -196,15 +327,26 @@ def measure(
         "disk_bytes": {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()},
         "exact_limit": EXACT_LIMIT,
     }
+    if info.kind != "exact":
+        out["resident_index_bytes"] = info.vectors * (info.m * info.nbits // 8 + 8) + info.nlist * dim * 4
+    if advise_both and info.kind != "exact":
+        plain = probe(folder, qpath, advise=False)
+        plain.pop("results")
+        out["search_without_madv_random"] = plain
     if exact_probe and info.kind != "exact":
         ex = probe(folder, qpath, exact=True)
         ex.pop("results")
         out["exact_search"] = ex
+    if sweep_grid and info.kind != "exact":
+        out["sweep"] = sweep(folder, q, truth, *sweep_grid)
     log(
         f"[{n:,} x {dim}] recall@10 vs exact {recall:.3f}; warm p50 {res['warm_ms']['p50']:.1f} ms, p99 {res['warm_ms']['p99']:.1f} ms"
         f" (cold p99 {res['cold_ms']['p99']:.1f} ms); searcher peak RSS {res['mem']['VmHWM'] / 2**20:,.0f} MiB"
         f" (anon {res['mem'].get('RssAnon', 0) / 2**20:,.0f} MiB, mapped file {res['mem'].get('RssFile', 0) / 2**20:,.0f} MiB)"
     )
+    if "search_without_madv_random" in out:
+        m = out["search_without_madv_random"]["mem"]
+        log(f"[{n:,} x {dim}] without MADV_RANDOM: peak RSS {m['VmHWM'] / 2**20:,.0f} MiB (mapped file {m.get('RssFile', 0) / 2**20:,.0f} MiB)")
     return out
 
 
@@ -235,32 +377,62 @@ def extrapolate(r: dict[str, Any], target: int = PUBMED) -> dict[str, Any]:
     }
 
 
+def _ints(text: str | None) -> list[int]:
+    return [int(x) for x in text.split(",")] if text else []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, action="append", help="vectors (repeatable; default 1,000,000)")
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--work", type=Path, default=Path("/tmp/clinfo-dense-scale"))
     ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--generator", choices=("blend", "mixture"), default="blend", help="blend: real MiniLM vectors blended (default); mixture: clusters on a latent subspace")
+    ap.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="row dtype of the imported set")
     ap.add_argument("--exact-probe", action="store_true", help="also time exact search over the same set")
     ap.add_argument("--exact-limit", type=int, help="build IVF-PQ above this many vectors (default: clinfo's EXACT_LIMIT)")
-    ap.add_argument("--nlist", type=int, help="IVF lists (default: clinfo's, ~4 sqrt(N))")
-    ap.add_argument("--train-size", type=int, help="training sample (default: clinfo's, 30 per list)")
-    ap.add_argument("--clusters", type=int, default=4096, help="clusters of the synthetic generator")
-    ap.add_argument("--spread", type=float, default=0.6, help="within-cluster spread of the generator (higher: harder)")
+    ap.add_argument("--nlist", type=int, help="IVF lists (default: clinfo's)")
+    ap.add_argument("--train-size", type=int, help="training sample (default: clinfo's)")
+    ap.add_argument("--m", type=int, help="PQ sub-quantisers (default: clinfo's)")
+    ap.add_argument("--nbits", type=int, help="bits per PQ code (default: clinfo's)")
+    ap.add_argument("--opq", action="store_true", default=None, help="OPQ rotation before PQ")
+    ap.add_argument("--rescore", type=int, help="candidates rescored exactly (default: clinfo's for the size)")
+    ap.add_argument("--max-nprobe", type=int, help="largest nprobe the tuner tries (default: clinfo's)")
+    ap.add_argument("--old", action="store_true", help="the parameters before recall scaling: IVF ~4 sqrt(N), PQ64, 30 samples per list, rescoring 200, nprobe <= 2048")
+    ap.add_argument("--sweep-nprobe", help="comma-separated nprobe values to sweep on the built index")
+    ap.add_argument("--sweep-depth", default="200,500,1000", help="comma-separated rescoring depths for --sweep-nprobe")
+    ap.add_argument("--madvise-both", action="store_true", help="also probe without MADV_RANDOM on the vector map")
+    ap.add_argument("--clusters", type=int, default=4096, help="clusters of the mixture generator")
+    ap.add_argument("--spread", type=float, default=0.6, help="within-cluster spread of the mixture generator (higher: harder)")
     ap.add_argument("--import-only", action="store_true", help="stop after measuring the import")
     ap.add_argument("--json", type=Path, help="write the figures here as JSON")
     ap.add_argument("--probe", help=argparse.SUPPRESS)
     ap.add_argument("--probe-queries", help=argparse.SUPPRESS)
     ap.add_argument("--k", type=int, default=10, help=argparse.SUPPRESS)
     ap.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--no-advise", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.probe:
-        print(json.dumps(_probe(args.probe, args.probe_queries, args.k, args.exact)))
+        print(json.dumps(_probe(args.probe, args.probe_queries, args.k, args.exact, advise=not args.no_advise)))
         return
-    print(f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; vectors are SYNTHETIC", file=sys.stderr)
+    print(f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; vectors are SYNTHETIC ({args.generator})", file=sys.stderr)
     results = []
     for n in args.n or [1_000_000]:
-        r = measure(n, args.dim, args.work, args.queries, args.exact_probe, args.exact_limit, args.import_only, args.nlist, args.train_size, args.clusters, args.spread, log=lambda s: print(s, file=sys.stderr, flush=True))
+        build: dict[str, Any] = {}
+        nlist, train = args.nlist, args.train_size
+        if args.old:
+            nlist = nlist or int(min(65536, max(64, 2 ** round(math.log2(4 * math.sqrt(n))))))
+            train = train or max(65_536, min(1_000_000, 30 * nlist))
+            build.update(m=64, nbits=8, rescore=200, max_nprobe=2048)
+        for key in ("m", "nbits", "opq", "rescore", "max_nprobe"):
+            if getattr(args, key) is not None:
+                build[key] = getattr(args, key)
+        grid = (_ints(args.sweep_nprobe), _ints(args.sweep_depth)) if args.sweep_nprobe else None
+        r = measure(
+            n, args.dim, args.work, args.queries, args.exact_probe, args.exact_limit, args.import_only, nlist, train,
+            args.clusters, args.spread, log=lambda s: print(s, file=sys.stderr, flush=True), generator=args.generator,
+            dtype=args.dtype, build=build, sweep_grid=grid, advise_both=args.madvise_both,
+        )
         if "index" in r:
             r["extrapolated"] = extrapolate(r)
         results.append(r)

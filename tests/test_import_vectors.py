@@ -70,7 +70,7 @@ def test_import_counts_skips_and_resumes(corpus: tuple[Path, list[int]], tmp_pat
     again = run(str(db), *pairs(b, a), "-q")
     assert again.returncode == 0, again.stderr
     assert "imported 0 vectors from 0 chunks" in again.stdout and "2 chunks already imported" in again.stdout
-    assert snapshot(folder)["vectors.f32"] == before["vectors.f32"]
+    assert snapshot(folder)["vectors.f16"] == before["vectors.f16"]
 
     from clinfo.corpus.vectors import VectorStore
 
@@ -78,7 +78,9 @@ def test_import_counts_skips_and_resumes(corpus: tuple[Path, list[int]], tmp_pat
     assert store.rows == 149 and set(store.pmids().tolist()) == set(pmids[:100]) | (set(b_ids) - {b_ids[7]})
     row = np.flatnonzero(store.pmids() == pmids[3])[0]
     expected = np.load(a[0])[3]
-    assert np.allclose(store.matrix()[row], expected / np.linalg.norm(expected), atol=1e-6)
+    assert store.dtype == "float16" and not (folder / "vectors.f32").exists()  # float32 chunks are stored as float16
+    assert (folder / "vectors.f16").stat().st_size == 149 * 384 * 2
+    assert np.allclose(store.matrix()[row], expected / np.linalg.norm(expected), atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -148,3 +150,30 @@ def test_missing_corpus_and_nothing_to_do(tmp_path: Path) -> None:
     assert missing.returncode == 1 and missing.stderr.startswith("error: no corpus at")
     nothing = run(str(tmp_path / "nope.db"), "--no-index")
     assert nothing.returncode == 1 and "nothing to do" in nothing.stderr
+
+
+def test_import_into_a_float32_set_from_before_keeps_it_float32(corpus: tuple[Path, list[int]], tmp_path: Path) -> None:
+    """A vector set written before float16 storage (float32 rows in vectors.f32, no dtype in its
+    manifest) takes new chunks in its own layout and is searched as before."""
+    import sqlite3
+
+    from clinfo.corpus.vectors import VectorStore, VectorWriter
+
+    db, pmids = corpus
+    folder = Path(f"{db}.dense") / "all-MiniLM-L6-v2"
+    old = np.random.default_rng(5).standard_normal((30, 384)).astype(np.float32)
+    with VectorWriter(folder, model="all-MiniLM-L6-v2", dim=384, dtype="float32") as w:
+        w.append(iter([(np.array(pmids[:30], dtype=np.int64), old)]), fingerprint="before", source="before")
+    conn = sqlite3.connect(folder / "manifest.sqlite")
+    conn.execute("DELETE FROM meta WHERE key='dtype'")
+    conn.commit()
+    conn.close()
+    done = run(str(db), *pairs(chunk(tmp_path, "new", pmids[30:50], seed=3)), "-q")
+    assert done.returncode == 0, done.stderr
+    assert "the set holds 50 rows of 384 dimensions" in done.stdout and "exact search over 50 vectors" in done.stdout
+    store = VectorStore.open(folder)
+    assert store.dtype == "float32" and not (folder / "vectors.f16").exists()
+    assert (folder / "vectors.f32").stat().st_size == 50 * 384 * 4
+    new = np.load(tmp_path / "new.npy")
+    assert np.allclose(store.matrix()[30], new[0] / np.linalg.norm(new[0]), atol=1e-6)
+    assert np.allclose(store.matrix()[0], old[0] / np.linalg.norm(old[0]), atol=1e-6)

@@ -61,7 +61,7 @@ async def test_embed_search_hybrid_and_resume(tiny_corpus: tuple[Path, dict]) ->
     db, items = tiny_corpus
     first = embed_index(db, progress=False)
     assert first.embedded == 12 and first.total == 12 and first.index_kind == "exact"
-    assert (dense_dir(db) / "index.json").is_file() and (dense_dir(db) / "vectors.f32").stat().st_size == 12 * 384 * 4
+    assert (dense_dir(db) / "index.json").is_file() and (dense_dir(db) / "vectors.f16").stat().st_size == 12 * 384 * 2
 
     dense = LocalSource(db, mode="dense")
     found = 0
@@ -204,6 +204,6 @@ def test_cli_embed_and_hybrid_search(tiny_corpus: tuple[Path, dict], tmp_path: P
     assert result.exit_code == 0, result.output
     full, cut = VectorStore.open(dense_dir(copy)), VectorStore.open(dense_dir(short))
     assert list(full.pmids()) == list(cut.pmids())
-    cosines = np.sum(np.asarray(full.matrix()) * np.asarray(cut.matrix()), axis=1)
+    cosines = np.sum(np.asarray(full.matrix(), dtype=np.float32) * np.asarray(cut.matrix(), dtype=np.float32), axis=1)
     assert cosines.min() < 0.99  # long abstracts were read only in part
     assert runner.invoke(app, ["index", "embed", str(short), "--max-tokens", "4"]).exit_code != 0  # below the minimum

@@ -2,10 +2,18 @@
 
 A vector set lives in ``corpus.db.dense/<model>/``:
 
-* ``vectors.f32``: float32 rows, L2-normalised (scores are cosine similarities), appended;
-* ``pmids.i64``: int64 PMIDs, row i of this file names row i of ``vectors.f32``;
-* ``manifest.sqlite``: the model (and query model), the dimension, the committed row count,
-  and one row per chunk appended (an imported ``.npy``/JSON pair or a batch ``embed`` encoded).
+* ``vectors.f16``: float16 rows, L2-normalised (scores are cosine similarities), appended.
+  Sets written before float16 (no ``dtype`` in their manifest) hold float32 rows in
+  ``vectors.f32`` and keep being read, and appended to, as float32;
+* ``pmids.i64``: int64 PMIDs, row i of this file names row i of the vector file;
+* ``manifest.sqlite``: the model (and query model), the dimension, the row dtype, the committed
+  row count, and one row per chunk appended (an imported ``.npy``/JSON pair or a batch ``embed``
+  encoded).
+
+Why float16: 37M x 384 float32 rows are 57 GB (114 GB at 768-d), the largest part of a PubMed
+corpus on disk; half of that costs nothing measurable in ranking (unit vectors' components
+keep ~3 significant digits; cosines move by ~1e-4, benchmarks/dense_scale.py --fp16-check).
+Rows are read as float16 and widened to float32 block by block where they are scored.
 
 Appends are all-or-nothing per chunk: rows are written past the committed count and fsynced,
 then the count rises in one SQLite transaction together with the chunk's row. A killed import
@@ -40,8 +48,13 @@ if TYPE_CHECKING:
 __all__ = ["VectorStore", "VectorWriter", "ChunkFile", "ImportSummary", "read_chunk", "import_vectors", "slug"]
 
 FORMAT = 1
+DTYPES = {"float16": "vectors.f16", "float32": "vectors.f32"}  # row dtype -> vector file
+DEFAULT_DTYPE = "float16"  # of new sets; a set without ``dtype`` in its manifest is float32 (the first layout)
 _BLOCK = 65_536  # rows copied per step: ~100-200 MB of float32 at 384-768 dims
 _FINGERPRINT_BYTES = 1 << 20
+# Rows this close to unit length are stored as given: float16 cannot express a finer correction
+# (a component keeps ~3 significant digits), and exported rows imported again keep their bytes.
+_UNIT_TOLERANCE = 1e-3
 # Dimensions of models whose names people pass: a mismatch means --model names the wrong model.
 _KNOWN_DIMS = {"all-MiniLM-L6-v2": 384, "ncbi/MedCPT-Article-Encoder": 768}
 
@@ -66,6 +79,7 @@ class VectorStore:
         self.query_model = meta.get("query_model") or None
         self.dim = int(meta.get("dim", 0))
         self.rows = int(meta.get("rows", 0))
+        self.dtype = meta.get("dtype", "float32")
         self.generation = meta.get("generation")
         self._matrix: Any = None
         self._pmids: Any = None
@@ -89,17 +103,31 @@ class VectorStore:
             raise CorpusError(f"vector set {folder} cannot be read: {' '.join(str(exc).split())}") from None
         if str(meta.get("format")) != str(FORMAT):
             raise CorpusError(f"vector set {folder} has format {meta.get('format')!r}, this clinfo reads {FORMAT}; import it again")
+        if meta.get("dtype", "float32") not in DTYPES:
+            raise CorpusError(f"vector set {folder} holds {meta['dtype']} rows; this clinfo reads {' or '.join(DTYPES)}")
         return cls(folder, meta)
 
-    def matrix(self) -> "np.ndarray":
-        """(rows, dim) float32, memory-mapped: pages are read from disk as searches touch them."""
+    @property
+    def vector_file(self) -> Path:
+        return self.folder / DTYPES[self.dtype]
+
+    def matrix(self, random_access: bool = False) -> "np.ndarray":
+        """(rows, dim) in the stored dtype (float16, or float32 for old sets), memory-mapped: pages
+        are read from disk as searches touch them. Score with ``as_float32`` (float16 has no BLAS).
+
+        ``random_access`` advises the kernel that rows are read here and there (rescoring a few
+        hundred candidates): no read-ahead, so a row read faults in its own page, not the 128 KiB
+        around it, which kept a 3M-vector searcher's mapped RSS in the GB.
+        """
         import numpy as np
 
         if self._matrix is None:
             if self.rows == 0:
-                self._matrix = np.zeros((0, self.dim), dtype=np.float32)
+                self._matrix = np.zeros((0, self.dim), dtype=self.dtype)
             else:
-                self._matrix = np.memmap(self.folder / "vectors.f32", dtype=np.float32, mode="r", shape=(self.rows, self.dim))
+                self._matrix = np.memmap(self.vector_file, dtype=self.dtype, mode="r", shape=(self.rows, self.dim))
+                if random_access:
+                    _advise_random(self._matrix)
         return self._matrix
 
     def pmids(self) -> "np.ndarray":
@@ -131,17 +159,41 @@ class VectorStore:
             conn.close()
 
 
+def _advise_random(matrix: Any) -> None:
+    import mmap
+
+    m = getattr(matrix, "_mmap", None)  # numpy keeps the mmap.mmap object of a memmap here
+    if m is not None and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            m.madvise(mmap.MADV_RANDOM)
+        except OSError:
+            pass  # advice only
+
+
+def as_float32(rows: Any) -> "np.ndarray":
+    """Rows of a vector set as a float32 array (a copy for float16, a view for float32 in memory)."""
+    import numpy as np
+
+    return np.asarray(rows, dtype=np.float32)
+
+
 # ------------------------------------------------------------------------------------------ writing
 
 
 class VectorWriter:
     """Appends chunks to a vector set; one writer per set at a time (an exclusive file lock)."""
 
-    def __init__(self, folder: str | os.PathLike[str], *, model: str, dim: int, query_model: str | None = None) -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str], *, model: str, dim: int, query_model: str | None = None, dtype: str = DEFAULT_DTYPE
+    ) -> None:
+        """``dtype`` applies to a new set; an existing one keeps the dtype it was made with."""
+        if dtype not in DTYPES:
+            raise CorpusError(f"vector dtype {dtype!r}: expected {' or '.join(DTYPES)}")
         self.folder = Path(folder)
         self.model = model
         self.dim = dim
         self.query_model = query_model
+        self.dtype = dtype
         self._lock_fd: int | None = None
         self._conn: sqlite3.Connection | None = None
 
@@ -188,11 +240,14 @@ class VectorWriter:
                 raise CorpusError(f"vectors have {self.dim} dimensions, but {self.folder} holds {meta['dim']}-dimensional vectors of {self.model}")
             if self.query_model and meta.get("query_model") not in (None, "", self.query_model):
                 raise CorpusError(f"{self.folder} was imported with query model {meta['query_model']}, not {self.query_model}")
+            self.dtype = meta.get("dtype", "float32")  # a set from before float16 stays float32
+            if self.dtype not in DTYPES:
+                raise CorpusError(f"vector set {self.folder} holds {self.dtype} rows; this clinfo writes {' or '.join(DTYPES)}")
         else:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
-                [("format", str(FORMAT)), ("model", self.model), ("dim", str(self.dim)), ("rows", "0")],
+                [("format", str(FORMAT)), ("model", self.model), ("dim", str(self.dim)), ("dtype", self.dtype), ("rows", "0")],
             )
             conn.execute("COMMIT")
         if self.query_model and not meta.get("query_model"):
@@ -227,7 +282,7 @@ class VectorWriter:
     ) -> tuple[int, int]:
         """Write ``(pmids, vectors)`` blocks as one chunk; (rows written, invalid rows dropped).
 
-        Vectors are L2-normalised here; rows with NaN, infinity or zero length are dropped and
+        Vectors are L2-normalised here (to within ``_UNIT_TOLERANCE``); rows with NaN, infinity or zero length are dropped and
         counted, since one such row would poison every search that touches it.
         """
         import numpy as np
@@ -235,10 +290,11 @@ class VectorWriter:
         assert self._conn is not None
         start = self.rows
         written = invalid = 0
-        vec_path, ids_path = self.folder / "vectors.f32", self.folder / "pmids.i64"
+        out_type = np.dtype(self.dtype)
+        vec_path, ids_path = self.folder / DTYPES[self.dtype], self.folder / "pmids.i64"
         with open(vec_path, "a+b") as vf, open(ids_path, "a+b") as pf:
             # Bytes past the committed count are a killed writer's leftovers.
-            vf.truncate(start * self.dim * 4)
+            vf.truncate(start * self.dim * out_type.itemsize)
             pf.truncate(start * 8)
             vf.seek(0, os.SEEK_END)
             pf.seek(0, os.SEEK_END)
@@ -251,8 +307,8 @@ class VectorWriter:
                 if not good.all():
                     invalid += int((~good).sum())
                     vecs, norms, ids = vecs[good], norms[good], ids[good]
-                vecs = vecs / norms[:, None]
-                vf.write(np.ascontiguousarray(vecs, dtype=np.float32).data)
+                vecs = vecs / np.where(np.abs(norms - 1) > _UNIT_TOLERANCE, norms, 1)[:, None]  # x / 1.0 is exact
+                vf.write(np.ascontiguousarray(vecs, dtype=out_type).data)
                 pf.write(np.ascontiguousarray(ids, dtype=np.int64).data)
                 written += len(ids)
             vf.flush()
