@@ -26,8 +26,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 from clinfo.redact import redact
-from clinfo.app.view import one_line
-from clinfo.errors import ClinfoError
+from clinfo.errors import ClinfoError, one_line
 
 if TYPE_CHECKING:
     from clinfo.models import Answer, Article

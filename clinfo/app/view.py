@@ -101,8 +101,3 @@ def irrelevant_md(summary: "ArticleSummary") -> str:
     else:
         why = "_no reason given_"
     return f"**{title_md(a)}** ({article_meta_md(a)})  \n{why}"
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

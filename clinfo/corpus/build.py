@@ -39,7 +39,7 @@ from typing import IO, Any, Iterable, Iterator
 
 from clinfo.corpus.lexical import ANALYZER, LexicalWriter, lexical_dir
 from clinfo.corpus.store import _DDL, _DOC_COLS, SCHEMA_VERSION, _check_schema, article_to_row
-from clinfo.errors import CorpusError, MalformedResponse
+from clinfo.errors import CorpusError, MalformedResponse, one_line
 from clinfo.models import AbstractSection, Article
 
 __all__ = ["BuildSummary", "build_index", "input_files", "upgrade_corpus"]
@@ -246,9 +246,9 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int) -
     except MalformedResponse as exc:
         error = str(exc) if str(exc).startswith(Path(path).name) else f"{Path(path).name}: {exc}"
     except (OSError, EOFError, zlib.error) as exc:
-        error = f"{Path(path).name}: unreadable: {' '.join(str(exc).split()) or type(exc).__name__}"
+        error = f"{Path(path).name}: unreadable: {one_line(exc)}"
     except Exception as exc:  # a bug must not hang the writer waiting for "done"
-        error = f"{Path(path).name}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        error = f"{Path(path).name}: {type(exc).__name__}: {one_line(str(exc), 200)}"
     finally:
         if rows or deletes or skipped or seen:
             flush()
@@ -314,7 +314,7 @@ def _create_or_open_for_write(out: Path) -> tuple[sqlite3.Connection, bool]:
         else:
             _check_schema(conn, out)
     except sqlite3.DatabaseError as exc:
-        raise CorpusError(f"{out} exists and is not a clinfo corpus ({' '.join(str(exc).split())})") from None
+        raise CorpusError(f"{out} exists and is not a clinfo corpus ({one_line(exc)})") from None
     _tune_for_writing(conn)
     return conn, fresh
 
@@ -577,7 +577,7 @@ def build_index(
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA journal_mode=DELETE")
     except sqlite3.DatabaseError as exc:
-        raise CorpusError(f"cannot write corpus {out_path}: {' '.join(str(exc).split())}") from None
+        raise CorpusError(f"cannot write corpus {out_path}: {one_line(exc)}") from None
     finally:
         conn.close()
         if lex is not None:
@@ -599,7 +599,7 @@ def upgrade_corpus(path: str | os.PathLike[str], progress: bool = True) -> int:
         conn = sqlite3.connect(p, isolation_level=None, timeout=60)
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     except sqlite3.DatabaseError as exc:
-        raise CorpusError(f"{p} is not a readable clinfo corpus ({' '.join(str(exc).split())})") from None
+        raise CorpusError(f"{p} is not a readable clinfo corpus ({one_line(exc)})") from None
     if row is None:
         conn.close()
         raise CorpusError(f"{p} is not a clinfo corpus (no schema version)")
@@ -636,7 +636,7 @@ def upgrade_corpus(path: str | os.PathLike[str], progress: bool = True) -> int:
             conn.execute("VACUUM")  # give the FTS5 pages back to the file system
         return int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
     except sqlite3.DatabaseError as exc:
-        raise CorpusError(f"cannot upgrade corpus {p}: {' '.join(str(exc).split())}") from None
+        raise CorpusError(f"cannot upgrade corpus {p}: {one_line(exc)}") from None
     finally:
         conn.close()
 

@@ -39,7 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
 
-from clinfo.errors import ConfigError
+from clinfo.errors import ConfigError, one_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -123,10 +123,6 @@ def available_backends(model: str | None = None) -> list[str]:
     return out
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
-
-
 def _normalise(mat: "np.ndarray") -> "np.ndarray":
     import numpy as np
 
@@ -163,7 +159,7 @@ class _TorchModel:
         except ConfigError:
             raise
         except Exception as exc:  # OSError, HF errors: unreachable hub, unknown name, bad folder
-            raise ConfigError(f"cannot load embedding model {name!r}: {_one_line(exc)}") from None
+            raise ConfigError(f"cannot load embedding model {name!r}: {one_line(exc, 200)}") from None
         # sentence-transformers 5.x renamed the method; older releases have only the long name.
         dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dim_of() or 0)
@@ -288,7 +284,7 @@ class _OnnxModel:
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise ConfigError(f"cannot load {path}: {_one_line(exc)}") from None
+            raise ConfigError(f"cannot load {path}: {one_line(exc, 200)}") from None
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.runtime = "onnxruntime cpu int8-weights"
 

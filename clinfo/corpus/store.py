@@ -28,7 +28,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from clinfo.errors import CorpusError
+from clinfo.errors import CorpusError, one_line
 from clinfo.models import AbstractSection, Article
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def open_corpus(path: str | os.PathLike[str], *, readonly: bool = True, check_sa
             conn = sqlite3.connect(p, isolation_level=None, check_same_thread=check_same_thread, timeout=30)
         _check_schema(conn, p)
     except sqlite3.DatabaseError as exc:
-        raise CorpusError(f"{p} is not a readable clinfo corpus ({' '.join(str(exc).split())})") from None
+        raise CorpusError(f"{p} is not a readable clinfo corpus ({one_line(exc)})") from None
     return conn
 
 

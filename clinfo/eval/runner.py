@@ -24,10 +24,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
-from clinfo.errors import ClinfoError, ConfigError, InvalidArgument, LLMUnavailable, SourceUnavailable
+from clinfo.errors import ClinfoError, ConfigError, InvalidArgument, LLMUnavailable, SourceUnavailable, one_line
 from clinfo.eval.datasets import LABELS, Dataset, EvalItem, load_dataset
+from clinfo.redact import redact
 from clinfo.settings import Settings
 
 PREDICTIONS = "predictions.jsonl"
@@ -144,7 +145,7 @@ async def classify_answer(llm: Any, question: str, text: str, settings: Settings
     return Classification(
         label=label,
         method="llm" if label else "unreadable",
-        raw=" ".join(completion.text.split())[:200],
+        raw=one_line(completion.text, 200),
         llm_calls=1,
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,
@@ -411,14 +412,6 @@ class RunResult:
         return self.out / PREDICTIONS
 
 
-def _one_line(text: str, secrets: Iterable[str]) -> str:
-    text = " ".join(str(text).split())
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text[:500]
-
-
 def _record(item: EvalItem, answer: Any, classification: Classification | None, error: BaseException | None, wall: float, secrets: list[str]) -> dict[str, Any]:
     return {
         "id": item.id,
@@ -432,7 +425,7 @@ def _record(item: EvalItem, answer: Any, classification: Classification | None, 
         "answer": answer.model_dump(mode="json") if answer is not None else None,
         "predicted_label": classification.label if classification else None,
         "classification": classification.as_dict() if classification else None,
-        "error": _one_line(str(error) or type(error).__name__, secrets) if error is not None else None,
+        "error": one_line(redact(str(error) or type(error).__name__, secrets), 500) if error is not None else None,
         "error_type": type(error).__name__ if error is not None else None,
         "wall_seconds": round(wall, 4),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import openai
 
-from clinfo.errors import ConfigError, LLMError, LLMUnavailable
+from clinfo.errors import ConfigError, LLMError, LLMUnavailable, one_line
 from clinfo.llm.base import Completion, LLMRequest, TokenCallback
 from clinfo.llm.pricing import cost_usd
 from clinfo.redact import redact
@@ -33,11 +33,6 @@ PLACEHOLDER_KEY = "not-needed"
 # {"type": "json_object", "schema": ...}, then plain text (the caller parses tolerantly).
 AUTO_ORDER = ("json_schema", "json_object", "none")
 _RETRYABLE = {408, 409, 429}
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _estimate_tokens(text: str) -> int:
@@ -285,11 +280,11 @@ class OpenAICompatLLM:
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
             reason = (str(cause) or type(cause).__name__) if cause else "connection error"
-            return LLMUnavailable(f"cannot reach LLM server at {url}: {_one_line(redact(reason, self._secrets))}")
+            return LLMUnavailable(f"cannot reach LLM server at {url}: {one_line(redact(reason, self._secrets), 200)}")
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
             return LLMUnavailable(f"LLM server at {url} rejected the API key (HTTP {exc.status_code})")
         if isinstance(exc, openai.APIStatusError):
-            detail = _one_line(redact(_body_text(exc), self._secrets))
+            detail = one_line(redact(_body_text(exc), self._secrets), 200)
             if isinstance(exc, openai.NotFoundError):
                 if "model" in detail.lower() or getattr(exc, "code", None) == "model_not_found":
                     return LLMError(f"model '{self.model}' not found at {url}")
@@ -301,7 +296,7 @@ class OpenAICompatLLM:
                     f"LLM server at {url} is rate limiting (HTTP 429) after {self._retries} retries: {detail}"
                 )
             return LLMError(f"LLM server at {url} answered HTTP {exc.status_code}: {detail}")
-        return LLMError(f"LLM call to {url} failed: {_one_line(redact(str(exc), self._secrets))}")
+        return LLMError(f"LLM call to {url} failed: {one_line(redact(str(exc), self._secrets), 200)}")
 
 
 def _body_text(exc: openai.APIStatusError) -> str:

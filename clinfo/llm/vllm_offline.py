@@ -13,7 +13,7 @@ import importlib.util
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable
 
-from clinfo.errors import ClinfoError, ConfigError, LLMError
+from clinfo.errors import ClinfoError, ConfigError, LLMError, one_line
 from clinfo.llm.base import Completion, LLMRequest, TokenCallback
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class BatchCollector:
                 if len(results) != len(batch):
                     raise LLMError(f"batch engine returned {len(results)} results for {len(batch)} requests")
             except Exception as exc:  # the whole batch failed: every caller in it hears why
-                err = exc if isinstance(exc, ClinfoError) else LLMError(f"vllm-offline batch failed: {_one_line(exc)}")
+                err = exc if isinstance(exc, ClinfoError) else LLMError(f"vllm-offline batch failed: {one_line(exc)}")
                 results = [err] * len(batch)
             for (_, fut), result in zip(batch, results):
                 if fut.done():
@@ -60,10 +60,6 @@ class BatchCollector:
                     fut.set_exception(result)
                 else:
                     fut.set_result(result)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 def sampling_params(request: LLMRequest) -> Any:
@@ -123,7 +119,7 @@ class VLLMOfflineLLM:
             try:
                 self._engine = self._engine_factory()
             except Exception as exc:
-                raise LLMError(f"vllm-offline cannot load {self.model}: {_one_line(exc)}") from exc
+                raise LLMError(f"vllm-offline cannot load {self.model}: {one_line(exc)}") from exc
         results: list[Completion | Exception] = []
         ready: list[tuple[int, LLMRequest, Any]] = []
         for i, request in enumerate(requests):
@@ -131,7 +127,7 @@ class VLLMOfflineLLM:
                 ready.append((i, request, self._params(request)))
                 results.append(LLMError("not run"))
             except Exception as exc:  # e.g. a schema guided decoding cannot compile: only its caller fails
-                results.append(LLMError(f"vllm-offline rejected a request: {_one_line(exc)}"))
+                results.append(LLMError(f"vllm-offline rejected a request: {one_line(exc)}"))
         if not ready:
             return results
         outputs = self._engine.chat(

@@ -23,7 +23,7 @@ from clinfo.corpus.hybrid import FUSION_DEPTH, HYBRID_K, MODES, SearchMode, choo
 from clinfo.corpus.lexical import LexicalIndex
 from clinfo.corpus.lexical_query import translate
 from clinfo.corpus.store import RecordStore
-from clinfo.errors import ConfigError, CorpusError
+from clinfo.errors import ConfigError, CorpusError, one_line
 from clinfo.sources.base import DateRange, SearchResult, SourceStats
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class LocalSource:
         try:
             return func(*args)
         except sqlite3.DatabaseError as exc:
-            raise CorpusError(f"corpus {self.path} cannot be read: {' '.join(str(exc).split())}") from None
+            raise CorpusError(f"corpus {self.path} cannot be read: {one_line(exc)}") from None
 
     @property
     def articles(self) -> int:

@@ -31,7 +31,7 @@ from tenacity import (
     wait_random,
 )
 
-from clinfo.errors import MalformedResponse, QuerySyntaxError, SourceError, SourceUnavailable
+from clinfo.errors import MalformedResponse, QuerySyntaxError, SourceError, SourceUnavailable, one_line
 from clinfo.models import Article
 from clinfo.sources.base import DateRange, SearchResult, SourceStats
 from clinfo.sources.pubmed_xml import parse_efetch
@@ -106,10 +106,6 @@ def _retry_after(value: str | None) -> float | None:
 
 def _ncbi_date(day: dt.date | None, default: str) -> str:
     return day.strftime("%Y/%m/%d") if day else default
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())[:200]
 
 
 class PubMedSource:
@@ -261,7 +257,7 @@ class PubMedSource:
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
             log.debug("PubMed %s attempt %d failed (%s); retrying in %.2f s",
-                      endpoint, state.attempt_number, _one_line(exc), wait)
+                      endpoint, state.attempt_number, one_line(exc, 200), wait)
 
         return note
 
@@ -351,18 +347,18 @@ def _parse_esearch(query: str, body: bytes) -> SearchResult:
         record = Entrez.read(io.BytesIO(body))
     except RuntimeError as exc:
         # Entrez raises RuntimeError for NCBI's <ERROR> element: a query NCBI will not run.
-        message = _one_line(exc)
+        message = one_line(exc, 200)
         if "backend" in message.lower():
             raise _Transient(f"NCBI search backend error: {message}") from None
         raise SourceError(f"PubMed esearch refused the query: {message}") from None
     except Exception as exc:  # expat/Bio parse errors on a truncated or non-XML body
-        raise MalformedResponse(f"esearch returned malformed XML: {_one_line(exc)}") from None
+        raise MalformedResponse(f"esearch returned malformed XML: {one_line(exc, 200)}") from None
     if not isinstance(record, dict) or "IdList" not in record or "Count" not in record:
         raise MalformedResponse("esearch response has no Count/IdList")
     warnings = []
     for section in ("ErrorList", "WarningList"):
         for kind, values in (record.get(section) or {}).items():
-            warnings += [f"{kind}: {_one_line(v)}" for v in values]
+            warnings += [f"{kind}: {one_line(v, 200)}" for v in values]
     try:
         count = int(record["Count"])
     except (TypeError, ValueError):

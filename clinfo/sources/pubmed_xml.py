@@ -25,7 +25,7 @@ from xml.sax.saxutils import unescape
 
 from lxml import etree
 
-from clinfo.errors import MalformedResponse
+from clinfo.errors import MalformedResponse, one_line
 from clinfo.models import AbstractSection, Article
 
 __all__ = ["DeletedCitations", "parse_efetch", "iter_pubmed_xml"]
@@ -54,10 +54,6 @@ def _year(*candidates: str | None) -> int | None:
             if m:
                 return int(m.group())
     return None
-
-
-def _one_line(exc: BaseException) -> str:
-    return _squash(str(exc))[:200] or type(exc).__name__
 
 
 # --------------------------------------------------------------------------- Entrez (efetch)
@@ -135,7 +131,7 @@ def parse_efetch(data: bytes) -> list[Article]:
     except MalformedResponse:
         raise
     except Exception as exc:  # expat, NotXMLError, CorruptedXMLError, RuntimeError from Bio
-        raise MalformedResponse(f"efetch returned malformed PubMed XML: {_one_line(exc)}") from None
+        raise MalformedResponse(f"efetch returned malformed PubMed XML: {one_line(exc, 200)}") from None
     if not isinstance(record, dict) or not ("PubmedArticle" in record or "PubmedBookArticle" in record):
         raise MalformedResponse("efetch response is not a PubmedArticleSet")
     articles = [_from_entrez_article(r) for r in record.get("PubmedArticle", [])]
@@ -546,9 +542,9 @@ def iter_pubmed_xml(stream_or_path: str | os.PathLike[str] | IO[bytes]) -> Itera
                 if item is not None:
                     yield item
         except (OSError, EOFError, zlib.error) as exc:  # gzip: bad CRC, truncated stream, bad header
-            raise MalformedResponse(f"{name}: corrupt compressed data: {_one_line(exc)}") from None
+            raise MalformedResponse(f"{name}: corrupt compressed data: {one_line(exc, 200)}") from None
         except etree.XMLSyntaxError as exc:
-            raise MalformedResponse(f"{name}: malformed XML: {_one_line(exc)}") from None
+            raise MalformedResponse(f"{name}: malformed XML: {one_line(exc, 200)}") from None
         if not finished:
             raise MalformedResponse(f"{name}: file ends before </PubmedArticleSet> (truncated?)")
     finally:
