@@ -53,7 +53,7 @@ class ClinfoRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    source: str | Any = "pubmed"  # a spec ("pubmed", "demo", "local:/x.db") or a Source object
+    source: str | Any = "pubmed"  # a spec ("pubmed", "demo", "local:/x.db", a plug-in's "prefix:arg") or a Source object
     k: int = 10
     dates: DateRange | None = None
     search_mode: str | None = None  # local corpora: auto | bm25 | dense | hybrid (default: the setting)
