@@ -53,7 +53,8 @@ class ClinfoRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    source: str | Any = "pubmed"  # a spec ("pubmed", "demo", "local:/x.db", a plug-in's "prefix:arg") or a Source object
+    # a spec ("pubmed", "demo", "local:/x.db", a plug-in's "prefix:arg") or a Source object
+    source: str | Any = "pubmed"
     k: int = 10
     dates: DateRange | None = None
     search_mode: str | None = None  # local corpora: auto | bm25 | dense | hybrid (default: the setting)
@@ -74,12 +75,17 @@ class ClinfoRetriever(BaseRetriever):
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return run_sync(self._search(query))
 
-    async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun) -> list[Document]:
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
         return await self._search(query)
 
 
 def clinfo_runnable(clinfo: "ClinfoAI") -> RunnableLambda:
-    """The pipeline as a Runnable: input a question (str) or {"question": ..., "ignore": ..., "restriction_date": ...}."""
+    """The pipeline as a Runnable.
+
+    Input: a question (str) or ``{"question": ..., "ignore": ..., "restriction_date": ...}``.
+    """
 
     def split(value: Any) -> tuple[str, dict[str, Any]]:
         if isinstance(value, dict):

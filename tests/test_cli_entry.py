@@ -61,9 +61,13 @@ def test_subcommand_help_and_one_line_error(entry: list[str]) -> None:
     assert failed.stderr.startswith("error: unknown source 'nowhere'") and failed.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("module", ["clinfo.cli.eval", "clinfo.cli.index", "clinfo.cli.search", "clinfo.cli.ask", "clinfo.cli.root"])
+@pytest.mark.parametrize(
+    "module", ["clinfo.cli.eval", "clinfo.cli.index", "clinfo.cli.search", "clinfo.cli.ask", "clinfo.cli.root"]
+)
 def test_any_cli_module_imports_first(module: str) -> None:
-    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -72,9 +76,18 @@ def test_shared_options_map_to_settings_in_one_place() -> None:
     from clinfo.settings import Settings
 
     assert PipelineOptions().overrides() == {}
-    opts = PipelineOptions(llm="local", source="demo", search_mode="bm25", prefilter_k=3, prompt_dir=Path("p"), no_cache=True)
+    opts = PipelineOptions(
+        llm="local", source="demo", search_mode="bm25", prefilter_k=3, prompt_dir=Path("p"), no_cache=True
+    )
     overrides = opts.overrides()
-    assert overrides == {"llm": "local", "source": "demo", "search_mode": "bm25", "prefilter_k": 3, "prompt_dir": Path("p"), "use_cache": False}
+    assert overrides == {
+        "llm": "local",
+        "source": "demo",
+        "search_mode": "bm25",
+        "prefilter_k": 3,
+        "prompt_dir": Path("p"),
+        "use_cache": False,
+    }
     assert set(overrides) <= set(Settings.model_fields)
     assert settings_overrides(source="pubmed") == {"source": "pubmed"}
 
@@ -91,7 +104,17 @@ def test_ask_and_eval_run_share_the_pipeline_options() -> None:
     def flags(cmd: Any) -> set[str]:
         return {o for p in cmd.params for o in p.opts}
 
-    shared = {"--llm", "--source", "--search-mode", "--base-url", "--num-queries", "--results-per-query", "--prefilter-k", "--prompt-dir", "--no-cache"}
+    shared = {
+        "--llm",
+        "--source",
+        "--search-mode",
+        "--base-url",
+        "--num-queries",
+        "--results-per-query",
+        "--prefilter-k",
+        "--prompt-dir",
+        "--no-cache",
+    }
     assert shared <= flags(ask) and shared <= flags(run_cmd)
     assert {"--restriction-date", "--ignore", "--json", "--no-stream"} <= flags(ask)
     assert {"--out", "--limit", "--concurrency", "--retry-errors"} <= flags(run_cmd)

@@ -29,8 +29,12 @@ QUESTION = "Does magnesium improve sleep in older adults?"
 QUERY = "magnesium[tiab] AND sleep[tiab]"
 SHELVES = {
     "sleep": [
-        make_article("201", "Magnesium and sleep in elderly: an RCT", "Magnesium improved sleep quality in older adults."),
-        make_article("202", "Magnesium, melatonin and zinc for insomnia", "A combined supplement improved sleep onset."),
+        make_article(
+            "201", "Magnesium and sleep in elderly: an RCT", "Magnesium improved sleep quality in older adults."
+        ),
+        make_article(
+            "202", "Magnesium, melatonin and zinc for insomnia", "A combined supplement improved sleep onset."
+        ),
         make_article("203", "Statins in middle age", "Statins lowered cholesterol."),
     ],
 }
@@ -55,8 +59,12 @@ class ShelfSource:
         self.queries.append(query)
         self.stats.requests += 1
         words = set(re.findall(r"[a-z]+", re.sub(r"\[\w+\]", " ", query.lower()))) - {"and", "or", "not"}
-        hits = [p for p, a in self.articles.items() if words & set(re.findall(r"[a-z]+", f"{a.title} {a.abstract}".lower()))]
-        return SearchResult(query=query, pmids=hits[:limit], count=len(hits), scores=[1.0 / (i + 1) for i in range(len(hits[:limit]))])
+        hits = [
+            p for p, a in self.articles.items() if words & set(re.findall(r"[a-z]+", f"{a.title} {a.abstract}".lower()))
+        ]
+        return SearchResult(
+            query=query, pmids=hits[:limit], count=len(hits), scores=[1.0 / (i + 1) for i in range(len(hits[:limit]))]
+        )
 
     async def fetch(self, pmids: Sequence[str]) -> list[Article]:
         self.stats.requests += 1
@@ -156,7 +164,20 @@ def test_eval_run_cli_uses_a_plugin_source(tmp_path: Path) -> None:
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
     result = CliRunner().invoke(
-        app, ["eval", "run", str(data), "--out", str(out), "--llm", "regtest-llm:x", "--source", "shelf:sleep", "--no-cache", "-q"]
+        app,
+        [
+            "eval",
+            "run",
+            str(data),
+            "--out",
+            str(out),
+            "--llm",
+            "regtest-llm:x",
+            "--source",
+            "shelf:sleep",
+            "--no-cache",
+            "-q",
+        ],
     )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]

@@ -16,7 +16,9 @@ def ask(
     question: str = typer.Argument(..., help="The clinical question."),
     opts: PipelineOptions = PipelineOptions(),
     as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
-    restriction_date: Optional[str] = typer.Option(None, "--restriction-date", help="Only literature up to this date (YYYY-MM-DD)."),
+    restriction_date: Optional[str] = typer.Option(
+        None, "--restriction-date", help="Only literature up to this date (YYYY-MM-DD)."
+    ),
     ignore: list[str] = typer.Option([], "--ignore", help="PMID to exclude (repeatable)."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer only when complete."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),

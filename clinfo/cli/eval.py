@@ -22,14 +22,20 @@ FORMAT_HELP = "pubmedqa | pubmedrs | bioasq | jsonl | csv (guessed from the file
 @app.command("run")
 @pipeline_options
 def run_cmd(
-    dataset: Path = typer.Argument(..., help="Question file (PubMedQA JSON, PubMedRS-200 CSV, BioASQ JSON, JSONL or CSV)."),
+    dataset: Path = typer.Argument(
+        ..., help="Question file (PubMedQA JSON, PubMedRS-200 CSV, BioASQ JSON, JSONL or CSV)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (e.g. runs/NAME); the same --out resumes."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     opts: PipelineOptions = PipelineOptions(),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Answer a seeded random sample of N questions."),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", "-n", min=1, help="Answer a seeded random sample of N questions."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
     concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, max=1024, help="Questions in flight at once."),
-    retry_errors: bool = typer.Option(True, "--retry-errors/--keep-errors", help="On resume, run failed questions again."),
+    retry_errors: bool = typer.Option(
+        True, "--retry-errors/--keep-errors", help="On resume, run failed questions again."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DEBUG_OPT,
 ) -> None:

@@ -14,14 +14,22 @@ import typer
 
 from clinfo.cli.common import DEBUG_OPT, guarded, sub_app
 
-app = sub_app("Build and inspect a local PubMed mirror (SQLite records, Tantivy lexical index, optional dense vectors).")
+app = sub_app(
+    "Build and inspect a local PubMed mirror (SQLite records, Tantivy lexical index, optional dense vectors)."
+)
 
 
 @app.command("build")
 def build_cmd(
-    paths: list[Path] = typer.Argument(..., help="PubMed XML (.xml, .xml.gz), JSON Lines (.jsonl[.gz]) files or directories."),
-    out: Path = typer.Option(..., "--out", "-o", help="Corpus file to create or extend (SQLite; the lexical index goes in OUT.tantivy/)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Parser processes (default: one per CPU; 0: none)."),
+    paths: list[Path] = typer.Argument(
+        ..., help="PubMed XML (.xml, .xml.gz), JSON Lines (.jsonl[.gz]) files or directories."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Corpus file to create or extend (SQLite; the lexical index goes in OUT.tantivy/)."
+    ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0, help="Parser processes (default: one per CPU; 0: none)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DEBUG_OPT,
 ) -> None:
@@ -56,11 +64,17 @@ def upgrade_cmd(
 @app.command("embed")
 def embed_cmd(
     corpus: Path = typer.Argument(..., help="Corpus built by 'clinfo index build'."),
-    model: Optional[str] = typer.Option(None, "--model", help="sentence-transformers model name or path (default: all-MiniLM-L6-v2, offline)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="sentence-transformers model name or path (default: all-MiniLM-L6-v2, offline)."
+    ),
     batch_size: int = typer.Option(64, "--batch-size", min=1, max=4096, help="Texts per encoder batch."),
     max_tokens: Optional[int] = typer.Option(
-        None, "--max-tokens", min=16, max=8192,
-        help="Cut each article at this many tokens (default: the model's limit; 128 measured 1.6x faster, R@10 -0.004).",
+        None,
+        "--max-tokens",
+        min=16,
+        max=8192,
+        help="Cut each article at this many tokens "
+        "(default: the model's limit; 128 measured 1.6x faster, R@10 -0.004).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DEBUG_OPT,
@@ -80,14 +94,20 @@ def embed_cmd(
 def import_vectors_cmd(
     corpus: Path = typer.Argument(..., help="Corpus built by 'clinfo index build'."),
     vectors: list[Path] = typer.Option([], "--vectors", help="A float .npy matrix, one row per article (repeatable)."),
-    pmids: list[Path] = typer.Option([], "--pmids", help="JSON list of the PMIDs of its rows, in order (one per --vectors)."),
+    pmids: list[Path] = typer.Option(
+        [], "--pmids", help="JSON list of the PMIDs of its rows, in order (one per --vectors)."
+    ),
     model: Optional[str] = typer.Option(
-        None, "--model", help="The model that made the vectors (its query side encodes questions). Default: all-MiniLM-L6-v2."
+        None,
+        "--model",
+        help="The model that made the vectors (its query side encodes questions). Default: all-MiniLM-L6-v2.",
     ),
     query_model: Optional[str] = typer.Option(
         None, "--query-model", help="Separate query encoder of an asymmetric model (MedCPT: ncbi/MedCPT-Query-Encoder)."
     ),
-    index: bool = typer.Option(True, "--index/--no-index", help="Build or update the dense index afterwards (--no-index: import more first)."),
+    index: bool = typer.Option(
+        True, "--index/--no-index", help="Build or update the dense index afterwards (--no-index: import more first)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DEBUG_OPT,
 ) -> None:
@@ -103,14 +123,20 @@ def import_vectors_cmd(
         from clinfo.errors import InvalidArgument
 
         if len(vectors) != len(pmids):
-            raise InvalidArgument(f"give one --pmids per --vectors (got {len(vectors)} --vectors and {len(pmids)} --pmids)")
+            raise InvalidArgument(
+                f"give one --pmids per --vectors (got {len(vectors)} --vectors and {len(pmids)} --pmids)"
+            )
         name = canonical_name(model)
         folder = dense_dir(corpus, name)
         if vectors:
-            summary = import_vectors(corpus, list(zip(vectors, pmids)), model=name, query_model=query_model, folder=folder)
+            summary = import_vectors(
+                corpus, list(zip(vectors, pmids)), model=name, query_model=query_model, folder=folder
+            )
             typer.echo(summary.line())
         elif not index:
-            raise InvalidArgument("nothing to do: give --vectors/--pmids pairs, or leave out --no-index to build the index")
+            raise InvalidArgument(
+                "nothing to do: give --vectors/--pmids pairs, or leave out --no-index to build the index"
+            )
         if index:
             from clinfo.corpus.store import open_corpus
 

@@ -103,7 +103,9 @@ def pipeline_options(func: F) -> F:
     for p in sig.parameters.values():
         if p.name == "opts":
             params.extend(
-                inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.metadata["option"], annotation=_HINTS[f.name])
+                inspect.Parameter(
+                    f.name, inspect.Parameter.KEYWORD_ONLY, default=f.metadata["option"], annotation=_HINTS[f.name]
+                )
                 for f in _FIELDS
             )
         else:

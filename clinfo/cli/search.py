@@ -69,7 +69,9 @@ async def _run_search(query: str | None, settings: "Settings", k: int, as_json: 
         if as_json:
             for pmid, score in zip(result.pmids, scores):
                 a = articles.get(pmid)
-                typer.echo(json.dumps({"pmid": pmid, "score": score, "title": a.title if a else None}, ensure_ascii=False))
+                typer.echo(
+                    json.dumps({"pmid": pmid, "score": score, "title": a.title if a else None}, ensure_ascii=False)
+                )
         else:
             _print_table(result, scores, articles)
     finally:
@@ -115,6 +117,10 @@ def _print_table(result: Any, scores: list[Any], articles: dict[str, Any]) -> No
     for i, (pmid, score) in enumerate(zip(result.pmids, scores), 1):
         a = articles.get(pmid)
         table.add_row(
-            str(i), pmid, "" if score is None else f"{score:.3f}", str(a.year or "") if a else "", (a.title or "(no title)") if a else ""
+            str(i),
+            pmid,
+            "" if score is None else f"{score:.3f}",
+            str(a.year or "") if a else "",
+            (a.title or "(no title)") if a else "",
         )
     console.print(table)

@@ -63,7 +63,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
         takes = _BUILTIN[prefix][1]
         if (takes == "none" and not arg and spec == prefix) or (takes == "required" and arg):
             return prefix, arg
-    raise ConfigError(f"unknown source {spec!r}; {_USAGE}" + (f" or a plug-in ({', '.join(registered())})" if _REGISTERED else ""))
+    raise ConfigError(
+        f"unknown source {spec!r}; {_USAGE}" + (f" or a plug-in ({', '.join(registered())})" if _REGISTERED else "")
+    )
 
 
 def create_source(spec: str, settings: "Settings", cache: "Cache | None" = None) -> "Source":
@@ -89,7 +91,9 @@ def _dense(settings: "Settings") -> dict[str, str | None]:
 def _pubmed(arg: str, settings: "Settings", cache: "Cache | None") -> "Source":
     mode = settings.search_mode
     if mode in ("dense", "hybrid"):
-        raise ConfigError(f"search mode {mode} needs a local corpus (--source demo or local:/path/corpus.db), not 'pubmed'")
+        raise ConfigError(
+            f"search mode {mode} needs a local corpus (--source demo or local:/path/corpus.db), not 'pubmed'"
+        )
     from clinfo.sources.pubmed import PubMedSource
 
     return PubMedSource(settings, cache=cache)
