@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clinfo.corpus.lexical_query import TEXT_FIELDS, And, Natural, Not, Or, Plan, Pmids, Text, Translation, Year
-from clinfo.errors import CorpusError, one_line
+from clinfo.errors import CorpusError
 
 if TYPE_CHECKING:
-    from clinfo.sources.base import DateRange
+    from clinfo.dates import DateRange
 
 __all__ = ["ANALYZER", "FIELD_WEIGHTS", "LexicalIndex", "LexicalWriter", "lexical_dir"]
 
@@ -80,7 +80,7 @@ def _register(index: Any) -> dict[str, Any]:
 
 
 def _tantivy_error(path: Path, exc: Exception) -> CorpusError:
-    return CorpusError(f"lexical index {path} cannot be used: {one_line(exc)}")
+    return CorpusError(f"lexical index {path} cannot be used: {' '.join(str(exc).split())[:300]}")
 
 
 # ---------------------------------------------------------------------------------------- writer
@@ -285,8 +285,7 @@ class LexicalIndex:
     def _search(self, tr: Translation, limit: int, dates: DateRange | None) -> tuple[list[int], list[float], int]:
         tv = self._tv
         searcher = self.index.searcher()
-        lo = dates.start.year if dates is not None and dates.start is not None else None
-        hi = dates.end.year if dates is not None and dates.end is not None else None
+        lo, hi = dates.years if dates is not None else (None, None)
         window = None if lo is None and hi is None else self._year(lo, hi)
         if tr.plan is None or not _scores(tr.plan):
             # Filters only: PubMed would sort by date; the newest PMIDs come first here.
@@ -297,8 +296,8 @@ class LexicalIndex:
             pmids = searcher.fast_field_values("pmid", [a for _, a in res.hits])
             return [int(p) for p in pmids], [0.0] * len(pmids), int(res.count)
         q = self.compile(tr.plan)
-        if window is not None and isinstance(tr.plan, Natural):
-            found = self._windowed(searcher, q, limit, lo, hi)
+        if dates is not None and window is not None and isinstance(tr.plan, Natural):
+            found = self._windowed(searcher, q, limit, dates)
             if found is not None:
                 pmids, scores = found
                 return pmids, scores, len(pmids)
@@ -320,16 +319,14 @@ class LexicalIndex:
         pairs = sorted(zip((float(s) for s, _ in res.hits), (int(p) for p in pmids)), key=lambda x: (-x[0], x[1]))
         return [p for _, p in pairs], [s for s, _ in pairs]
 
-    def _windowed(self, searcher: Any, q: Any, limit: int, lo: int | None, hi: int | None) -> tuple[list[int], list[float]] | None:
+    def _windowed(self, searcher: Any, q: Any, limit: int, dates: DateRange) -> tuple[list[int], list[float]] | None:
         depth = limit * self.overfetch
         n = searcher.num_docs
         while True:
             res = searcher.search(q, depth, count=False)
             addrs = [a for _, a in res.hits]
             years = searcher.fast_field_values("year", addrs)
-            keep = [
-                i for i, y in enumerate(years) if y is not None and (lo is None or y >= lo) and (hi is None or y <= hi)
-            ]
+            keep = [i for i, y in enumerate(years) if dates.contains(y)]
             if len(keep) >= limit or len(addrs) < depth:
                 keep = keep[:limit]
                 pmids = searcher.fast_field_values("pmid", [addrs[i] for i in keep])
