@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from clinfo.errors import CorpusError
+from clinfo.errors import CorpusError, one_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -100,7 +100,7 @@ class VectorStore:
             finally:
                 conn.close()
         except sqlite3.DatabaseError as exc:
-            raise CorpusError(f"vector set {folder} cannot be read: {' '.join(str(exc).split())}") from None
+            raise CorpusError(f"vector set {folder} cannot be read: {one_line(exc)}") from None
         if str(meta.get("format")) != str(FORMAT):
             raise CorpusError(f"vector set {folder} has format {meta.get('format')!r}, this clinfo reads {FORMAT}; import it again")
         if meta.get("dtype", "float32") not in DTYPES:
@@ -370,12 +370,12 @@ def read_chunk(vectors_path: str | os.PathLike[str], pmids_path: str | os.PathLi
     try:
         arr = np.load(vp, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
-        msg = " ".join(str(exc).split())
+        msg = one_line(exc)
         if "mmap length is greater than file size" in msg:
             raise CorpusError(f"{vp}: truncated .npy file ({vp.stat().st_size:,} bytes, fewer than its header declares)") from None
         raise CorpusError(f"{vp}: not a readable .npy array ({msg})") from None
     except (OSError, EOFError) as exc:
-        raise CorpusError(f"{vp}: not a readable .npy array ({' '.join(str(exc).split())})") from None
+        raise CorpusError(f"{vp}: not a readable .npy array ({one_line(exc)})") from None
     if not isinstance(arr, np.ndarray) or arr.ndim != 2:
         raise CorpusError(f"{vp}: expected a 2-D matrix (rows x dimensions), got shape {getattr(arr, 'shape', '?')}")
     if arr.dtype not in (np.float32, np.float16, np.float64):
