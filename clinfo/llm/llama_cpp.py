@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from clinfo.errors import ConfigError, LLMError
+from clinfo.errors import ConfigError, LLMError, one_line
 from clinfo.llm.base import Completion, LLMRequest, TokenCallback
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class _Model:
                         model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False
                     )
             except (ValueError, RuntimeError) as exc:
-                raise LLMError(f"cannot load local model {self.path}: {' '.join(str(exc).split())}") from exc
+                raise LLMError(f"cannot load local model {self.path}: {one_line(exc)}") from exc
         return self._llama
 
 
@@ -208,7 +208,7 @@ class LlamaCppLLM:
             except _Stopped:
                 raise
             except ValueError as exc:  # llama-cpp-python's way of saying "too many tokens"
-                raise LLMError(f"local model {self.path.name}: {' '.join(str(exc).split())}") from exc
+                raise LLMError(f"local model {self.path.name}: {one_line(exc)}") from exc
             completion.model = self.path.name
             completion.cost_usd = 0.0
             if truncated:
