@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from clinfo.corpus.encoders import DEFAULT_MODEL, canonical_name, document_text
-from clinfo.corpus.vectors import VectorStore, VectorWriter, slug
+from clinfo.corpus.vectors import VectorStore, VectorWriter, as_float32, slug
 from clinfo.errors import ConfigError, CorpusError
 
 if TYPE_CHECKING:
@@ -61,9 +61,10 @@ __all__ = [
 # p50 283 ms / p99 382 ms, against 0.5 / 8.6 ms for IVF-PQ + rescoring at recall@10 0.998
 # (benchmarks/dense_scale.py); 200k x 384 (300 MB) stays within a hybrid search's budget.
 EXACT_LIMIT = 200_000
-RESCORE = 200  # IVF-PQ candidates scored again exactly
+RESCORE = 200  # IVF-PQ candidates scored again exactly, at least (default_rescore scales it with N)
 TARGET_RECALL = 0.97  # at build time, on held-out rows: headroom above the 0.95 promised
-_NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+# nprobe values the tuner tries, in steps of ~1.5x so that it stops near the smallest that works
+_NPROBES = tuple(sorted({int(b * 2**e) for e in range(0, 16) for b in (1, 1.5)} - {0}))
 _EMBED_CHUNK = 1024  # articles per committed chunk of ``embed``
 _MIN_IVF = 10_000  # below this PQ cannot even be trained (256 centroids per sub-quantiser)
 _INCREMENTAL = 0.10  # fold new rows into an existing IVF index while they are at most this share
@@ -133,6 +134,7 @@ class IndexInfo:
     opq: bool = False
     nprobe: int = 0
     rescore: int = 0
+    nbits: int = 8
     recall_at_10: float | None = None  # measured at build time on held-out rows, after rescoring
     train_seconds: float = 0.0
     add_seconds: float = 0.0
@@ -143,7 +145,7 @@ class IndexInfo:
             return f"exact search over {self.vectors:,} vectors"
         recall = f", recall@10 {self.recall_at_10:.3f} vs exact" if self.recall_at_10 is not None else ""
         line = (
-            f"IVF-PQ index over {self.vectors:,} vectors ({f'OPQ{self.m},' if self.opq else ''}IVF{self.nlist},PQ{self.m};"
+            f"IVF-PQ index over {self.vectors:,} vectors ({f'OPQ{self.m},' if self.opq else ''}IVF{self.nlist},PQ{self.m}{f'x{self.nbits}' if self.nbits != 8 else ''};"
             f" nprobe {self.nprobe}, rescoring {self.rescore}{recall}); trained in {self.train_seconds:.0f} s, added in {self.add_seconds:.0f} s"
         )
         if self.recall_at_10 is not None and self.recall_at_10 < TARGET_RECALL:
@@ -180,6 +182,21 @@ def default_nlist(n: int) -> int:
     return int(min(65536, max(64, 2 ** round(math.log2(4 * math.sqrt(max(n, 1)))))))
 
 
+def default_rescore(n: int) -> int:
+    """Candidates rescored exactly from the stored rows."""
+    return RESCORE
+
+
+def default_train_size(nlist: int) -> int:
+    """Training sample: 30 points per list, at least 65,536, at most 1M."""
+    return max(65_536, min(1_000_000, 30 * nlist))
+
+
+def default_max_nprobe(nlist: int) -> int:
+    """The largest nprobe the tuner tries."""
+    return 2048
+
+
 def default_m(dim: int) -> int:
     """PQ sub-quantisers (bytes per vector): 64 where the dimension allows, with at least 4 dimensions each."""
     for m in (64, 48, 32, 16, 8):
@@ -194,10 +211,12 @@ def build_dense_index(
     exact_limit: int = EXACT_LIMIT,
     nlist: int | None = None,
     m: int | None = None,
+    nbits: int = 8,
     opq: bool = False,
-    rescore: int = RESCORE,
+    rescore: int | None = None,
     target_recall: float = TARGET_RECALL,
     train_size: int | None = None,
+    max_nprobe: int | None = None,
     rebuild: bool = False,
     seed: int = 0,
     threads: int | None = None,
@@ -231,30 +250,31 @@ def build_dense_index(
     n, dim = len(live), store.dim
     nlist = nlist or default_nlist(n)
     m = m or default_m(dim)
+    rescore = rescore or default_rescore(n)
     # Above 4,096 lists an HNSW graph over the centroids assigns each vector in log time; a flat
     # quantiser costs N x nlist x dim (37M x 32,768 lists: ~1e15 flops). At 4,096 lists the two
     # were alike on 2 busy cores: 1M added in 248 s flat, 3M in 990 s with HNSW.
     quantizer = f"IVF{nlist}_HNSW32" if nlist > 4096 else f"IVF{nlist}"
-    spec = f"{'OPQ%d,' % m if opq else ''}{quantizer},PQ{m}"
+    spec = f"{'OPQ%d,' % m if opq else ''}{quantizer},PQ{m}x{nbits}"
     index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
     ivf.cp.min_points_per_centroid = 5  # small sets: train anyway, without a warning per call
     ivf.pq.cp.min_points_per_centroid = 5
     matrix = store.matrix()
     t0 = time.perf_counter()
-    sample_n = min(n, train_size or max(65_536, min(1_000_000, 30 * nlist)))
+    sample_n = min(n, train_size or default_train_size(nlist))
     sample = np.sort(rng.choice(live, size=sample_n, replace=False)) if sample_n < n else live
     index.train(np.ascontiguousarray(matrix[sample], dtype=np.float32))
     train_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     _add_rows(index, matrix, live, progress, "adding vectors")
     add_seconds = time.perf_counter() - t0
-    nprobe, recall = _tune_nprobe(index, ivf, matrix, live, rescore, target_recall, rng)
+    nprobe, recall = _tune_nprobe(index, ivf, matrix, live, rescore, target_recall, rng, max_nprobe or default_max_nprobe(nlist))
     ivf.nprobe = nprobe
     name = f"index-{uuid.uuid4().hex[:12]}.faiss"
     _write_faiss(index, folder / name)
     info = IndexInfo(
-        "ivfpq", store.rows, n, name, nlist, m, opq, nprobe, rescore, round(recall, 4), round(train_seconds, 1), round(add_seconds, 1), now
+        "ivfpq", store.rows, n, name, nlist, m, opq, nprobe, rescore, nbits, round(recall, 4), round(train_seconds, 1), round(add_seconds, 1), now
     )
     _write_info(folder, info)
     _remove_stale_files(folder, keep=name)
@@ -350,7 +370,7 @@ def exact_top(
     best_s = np.full((nq, 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((nq, 0), dtype=np.int64)
     for start in range(0, len(matrix), block):
-        part = np.asarray(matrix[start : start + block])
+        part = as_float32(matrix[start : start + block])
         s = q @ part.T
         if live_mask is not None:
             s[:, ~live_mask[start : start + len(part)]] = -np.inf
@@ -371,13 +391,14 @@ def _rescore(matrix: "np.ndarray", q: "np.ndarray", rows: "np.ndarray", k: int) 
     rows = np.unique(rows[rows >= 0])  # sorted: the memory map reads pages in order
     if len(rows) == 0:
         return rows, np.zeros(0, dtype=np.float32)
-    scores = np.asarray(matrix[rows]) @ q
+    scores = as_float32(matrix[rows]) @ q
     top = np.argsort(-scores, kind="stable")[:k]
     return rows[top], scores[top]
 
 
 def _tune_nprobe(
-    index: Any, ivf: Any, matrix: "np.ndarray", live: "np.ndarray", rescore: int, target: float, rng: Any, queries: int = 200
+    index: Any, ivf: Any, matrix: "np.ndarray", live: "np.ndarray", rescore: int, target: float, rng: Any, max_nprobe: int = 2048,
+    queries: int = 200,
 ) -> tuple[int, float]:
     """Smallest nprobe whose recall@10 after rescoring reaches ``target`` on held-out rows (leave-one-out)."""
     import numpy as np
@@ -392,7 +413,7 @@ def _tune_nprobe(
     truth_sets = [set(t[t != r][:10].tolist()) for t, r in zip(truth, qrows)]
     recall = 0.0
     nprobe = 1
-    for nprobe in (p for p in _NPROBES if p <= ivf.nlist):
+    for nprobe in (p for p in _NPROBES if p <= min(ivf.nlist, max_nprobe)):
         ivf.nprobe = nprobe
         _, cand = index.search(q, rescore + 1)
         hits = 0
@@ -412,17 +433,23 @@ class VectorIndex:
     """Top-k PMIDs for a query vector over one vector set; thread-safe for searching."""
 
     def __init__(self, store: VectorStore, info: IndexInfo, index: Any = None) -> None:
+        import numpy as np
+
         self.store = store
         self.info = info
         self.index = index
-        self._matrix = store.matrix()
+        # IVF-PQ rescoring reads a few hundred rows here and there: no read-ahead around them.
+        self._matrix = store.matrix(random_access=info.kind != "exact")
         self._pmids = store.pmids()
         self._live_mask: Any = None
+        if info.kind == "exact" and self._matrix.dtype != np.float32:
+            # Exact search reads every row per query; widening float16 costs more than the product
+            # (numpy has no float16 BLAS, and widens at ~250M values/s: 0.3 s for 200k x 384), so
+            # the set (<= EXACT_LIMIT rows: <= 300 MB) is widened once, at open.
+            self._matrix = as_float32(self._matrix)
         if info.kind == "exact":
             live = store.live_rows()
             if len(live) < store.rows:
-                import numpy as np
-
                 self._live_mask = np.zeros(store.rows, dtype=bool)
                 self._live_mask[live] = True
             self.count = len(live)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clinfo.corpus.lexical_query import TEXT_FIELDS, And, Natural, Not, Or, Plan, Pmids, Text, Translation, Year
-from clinfo.errors import CorpusError
+from clinfo.errors import CorpusError, one_line
 
 if TYPE_CHECKING:
     from clinfo.dates import DateRange
@@ -80,7 +80,7 @@ def _register(index: Any) -> dict[str, Any]:
 
 
 def _tantivy_error(path: Path, exc: Exception) -> CorpusError:
-    return CorpusError(f"lexical index {path} cannot be used: {' '.join(str(exc).split())[:300]}")
+    return CorpusError(f"lexical index {path} cannot be used: {one_line(exc)}")
 
 
 # ---------------------------------------------------------------------------------------- writer
