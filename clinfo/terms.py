@@ -3,9 +3,10 @@
 Terms are Snowball (Porter2) stems of lower-cased words, so "diabetes"/"diabetic" and
 "statin"/"statins" meet. Specificity is an IDF over a fixed background: document frequencies of
 the demo corpus shipped in the package (3,000 PubMed abstracts, 1970s to 2020s), counted once
-into ``clinfo/data/term_background.json.gz`` so that no question pays for counting them. A fixed background makes a score a
-function of the question and the abstract alone, the same whatever corpus answers, which is
-what lets one calibrated threshold serve every question and every corpus.
+into ``clinfo/data/term_background.json.gz`` so that no question pays for counting them. A
+fixed background makes a score a function of the question and the abstract alone, the same
+whatever corpus answers, which is what lets one calibrated threshold serve every question and
+every corpus.
 
 This module is also the one home of splitting text into words: :func:`search_words` gives the
 unstemmed words a search engine is sent (the keyword planner's queries) and the prefilter's BM25

@@ -10,7 +10,6 @@ import asyncio
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,21 +17,7 @@ from clinfo.errors import ConfigError, LLMError
 from clinfo.llm import LLMRequest, create_llm
 from clinfo.llm.llama_cpp import LlamaCppLLM, default_model_path
 from clinfo.settings import Settings
-
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "relevant": {"type": "boolean"},
-        "design": {"enum": ["rct", "cohort", "case-control", "review", "other"]},
-        "reason": {"type": "string", "maxLength": 60},
-    },
-    "required": ["relevant", "design", "reason"],
-    "additionalProperties": False,
-}
-
-
-def ask(text: str, max_tokens: int = 16, **kw: Any) -> LLMRequest:
-    return LLMRequest(messages=({"role": "user", "content": text},), max_tokens=max_tokens, **kw)
+from tests.support.llm_requests import SCHEMA, ask
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +64,8 @@ async def test_json_schema_is_honoured(llm: LlamaCppLLM, abstract: str) -> None:
 
 async def test_structured_streaming_also_parses(llm: LlamaCppLLM) -> None:
     pieces: list[str] = []
-    c = await llm.complete(ask("Is aspirin an analgesic? JSON please.", max_tokens=96, schema=SCHEMA), on_token=pieces.append)
+    request = ask("Is aspirin an analgesic? JSON please.", max_tokens=96, schema=SCHEMA)
+    c = await llm.complete(request, on_token=pieces.append)
     assert "".join(pieces) == c.text
     assert json.loads(c.text)["design"] in SCHEMA["properties"]["design"]["enum"]
 
@@ -186,7 +172,14 @@ def test_free_text_strings_get_a_length_bound_for_the_grammar_only() -> None:
 
     bounded = bounded_strings(SCREEN_SCHEMA)
     assert all(bounded["properties"][k]["maxLength"] == 400 for k in ("reason", "summary", "design"))
-    assert "maxLength" not in bounded["properties"]["relevant"] and "maxLength" not in SCREEN_SCHEMA["properties"]["reason"]
-    enum = {"type": "object", "properties": {"a": {"type": "string", "enum": ["yes", "no"]}, "b": {"type": "array", "items": {"type": "string"}}}}
+    assert "maxLength" not in bounded["properties"]["relevant"]
+    assert "maxLength" not in SCREEN_SCHEMA["properties"]["reason"]
+    enum = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "string", "enum": ["yes", "no"]},
+            "b": {"type": "array", "items": {"type": "string"}},
+        },
+    }
     out = bounded_strings(enum)
     assert "maxLength" not in out["properties"]["a"] and out["properties"]["b"]["items"]["maxLength"] == 400

@@ -16,21 +16,7 @@ from clinfo.errors import ConfigError, LLMError
 from clinfo.llm import Completion, LLMRequest, create_llm
 from clinfo.llm.vllm_offline import VLLMOfflineLLM
 from clinfo.settings import Settings
-
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "relevant": {"type": "boolean"},
-        "design": {"enum": ["rct", "cohort", "case-control", "review", "other"]},
-        "reason": {"type": "string", "maxLength": 60},
-    },
-    "required": ["relevant", "design", "reason"],
-    "additionalProperties": False,
-}
-
-
-def ask(text: str, max_tokens: int = 16, **kw: Any) -> LLMRequest:
-    return LLMRequest(messages=({"role": "user", "content": text},), max_tokens=max_tokens, **kw)
+from tests.support.llm_requests import SCHEMA, ask
 
 
 class FakeEngine:
@@ -72,7 +58,8 @@ async def test_vllm_offline_batches_concurrent_calls_and_routes_results() -> Non
     engine = FakeEngine()
     llm = offline(engine, max_batch=8, window=0.05)
     prompts = [f"question {i}" for i in range(20)]
-    results = await asyncio.gather(*(llm.complete(ask(p, schema=SCHEMA if i % 2 else None)) for i, p in enumerate(prompts)))
+    calls = (llm.complete(ask(p, schema=SCHEMA if i % 2 else None)) for i, p in enumerate(prompts))
+    results = await asyncio.gather(*calls)
     assert [r.text for r in results] == [p.upper() for p in prompts]
     assert [len(b) for b in engine.batches] == [8, 8, 4]  # 20 concurrent calls, 3 engine calls
     assert sorted(p for b in engine.batches for p in b) == sorted(prompts)

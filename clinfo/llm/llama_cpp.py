@@ -222,7 +222,9 @@ class LlamaCppLLM:
             if emit is not None:
                 emit(None)
 
-    def _stream(self, llama: Any, kwargs: dict[str, Any], emit: Callable[[str | None], None], stop: threading.Event) -> Completion:
+    def _stream(
+        self, llama: Any, kwargs: dict[str, Any], emit: Callable[[str | None], None], stop: threading.Event
+    ) -> Completion:
         parts: list[str] = []
         finish = None
         chunks = llama.create_chat_completion(**kwargs, stream=True)
@@ -288,9 +290,12 @@ def create(model: str, settings: "Settings") -> LlamaCppLLM:
     path = Path(model).expanduser() if model else default_model_path()
     if not path.is_file():
         raise ConfigError(f"local model file not found: {path} (use local:/path/to/model.gguf, or 'local' for SmolLM2)")
-    n_ctx, n_threads = settings.local_n_ctx, settings.local_n_threads
     return LlamaCppLLM(
-        path, n_ctx=n_ctx, n_threads=n_threads, spec=f"local:{model}" if model else "local", cache_dir=settings.cache_dir
+        path,
+        n_ctx=settings.local_n_ctx,
+        n_threads=settings.local_n_threads,
+        spec=f"local:{model}" if model else "local",
+        cache_dir=settings.cache_dir,
     )
 
 
