@@ -188,6 +188,17 @@ def test_eval_run_cli_uses_a_plugin_source(tmp_path: Path) -> None:
     assert any(s.queries for s in OPENED)
 
 
+def test_ask_cli_uses_a_plugin_source() -> None:
+    args = ["ask", QUESTION, "--llm", "regtest-llm:x", "--source", "shelf:sleep", "--no-cache", "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"## {QUESTION}\n\nMagnesium improved sleep in one trial [1].")
+    assert (
+        "**TL;DR:** Limited evidence" in result.stdout and "PMID: 201" in result.stdout and "PMID: 202" in result.stdout
+    )
+    assert OPENED[-1].queries == [QUERY] and OPENED[-1].closed
+
+
 def test_search_cli_uses_a_plugin_source() -> None:
     result = CliRunner().invoke(app, ["search", QUERY, "--source", "shelf:sleep", "--json"])
     assert result.exit_code == 0, result.output

@@ -29,7 +29,7 @@ def ask(
     def body() -> None:
         from clinfo import ClinfoAI
         from clinfo.progress import StageProgress
-        from clinfo.render import answer_markdown, references_markdown, trace_line
+        from clinfo.render import answer_markdown
 
         clinfo = ClinfoAI(**opts.overrides())
         stream = not (as_json or no_stream)
@@ -55,12 +55,8 @@ def ask(
             )
         if as_json:
             out.write(answer.to_json() + "\n")
-        elif stream:
-            parts = ["", f"**TL;DR:** {answer.tldr}"]
-            if answer.references:
-                parts.append("### References\n\n" + references_markdown(answer))
-            parts.append(f"_{trace_line(answer)}_")
-            out.write("\n" + "\n\n".join(parts) + "\n")
+        elif stream:  # the synthesis is out already: the rest of the answer below it
+            out.write("\n\n\n" + answer_markdown(answer, sections=("tldr", "references", "trace")) + "\n")
         else:
             out.write(answer_markdown(answer) + "\n")
         out.flush()
