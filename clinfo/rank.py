@@ -6,9 +6,6 @@ from typing import Sequence
 
 from clinfo.terms import search_words
 
-# The name clinfo.pipeline.plan imports today; it goes once that imports clinfo.terms.search_words.
-tokenize = search_words
-
 
 def bm25_rank(query: str, documents: Sequence[str]) -> list[int]:
     """Indices of ``documents`` best first by BM25 (Okapi) against ``query``; stable for ties."""

@@ -16,7 +16,7 @@ from clinfo.errors import QuerySyntaxError
 from clinfo.jsonout import parse_json
 from clinfo.pipeline.run import QuestionRun
 from clinfo.pipeline.schemas import QUERIES_SCHEMA, QUERY_SCHEMA
-from clinfo.rank import tokenize
+from clinfo.terms import search_words
 
 _CONTENT_WORD = re.compile(r"[A-Za-z]{3,}")
 
@@ -75,7 +75,7 @@ def read_queries(text: str) -> list[str]:
 def fallback_query(question: str) -> str:
     """The question's content words OR-ed: high recall; the source's ranking and the BM25
     prefilter then do the precision work (what a weak planner needs)."""
-    words = list(dict.fromkeys(tokenize(question)))[:8]
+    words = list(dict.fromkeys(search_words(question)))[:8]
     return " OR ".join(words) if words else question
 
 
