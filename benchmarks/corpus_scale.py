@@ -87,7 +87,13 @@ def load() -> float:
 def head() -> str:
     """The checkout's commit (engines change under a long run; each step records the one it ran on)."""
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=30, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -107,7 +113,12 @@ def run_measured(cmd: list[str]) -> dict[str, Any]:
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit(f"error: {' '.join(cmd[:4])} ... failed ({p.returncode}):\n{out[-3000:]}")
-    return {"out": out, "wall_s": time.perf_counter() - t0, "rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
+    return {
+        "out": out,
+        "wall_s": time.perf_counter() - t0,
+        "rss_mb": usage.ru_maxrss / 1024,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+    }
 
 
 def child(step: str, *args: str) -> dict[str, Any]:
@@ -125,7 +136,8 @@ def query_sets(n: int, seed: int) -> dict[str, list[str]]:
     rng = random.Random(seed)
     items = rng.sample(pubmedqa(), n)
     planner = [
-        " AND ".join(f"{w}[tiab]" for w in rng.sample(COMMON, 2)) if rng.random() < 0.2 else boolean_query(it, rng) for it in items
+        " AND ".join(f"{w}[tiab]" for w in rng.sample(COMMON, 2)) if rng.random() < 0.2 else boolean_query(it, rng)
+        for it in items
     ]
     return {"planner": planner, "natural": [it["QUESTION"] for it in items]}
 
@@ -220,7 +232,17 @@ def _recall(corpus: str, n: str, seed: str) -> None:
     for i in range(len(q)):
         got, _ = vi.search(q[i], 10)
         hits += len(set(got.tolist()) & set(np.asarray(pmids[exact_rows[i]]).tolist()))
-    print(json.dumps({"kind": vi.info.kind, "queries": len(q), "recall10": hits / (10 * len(q)), "exact_batch_s": exact_s, "nprobe": vi.info.nprobe}))
+    print(
+        json.dumps(
+            {
+                "kind": vi.info.kind,
+                "queries": len(q),
+                "recall10": hits / (10 * len(q)),
+                "exact_batch_s": exact_s,
+                "nprobe": vi.info.nprobe,
+            }
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------- vectors
@@ -271,7 +293,11 @@ def write_chunks(pmids: Any, folder: Path, seed_dir: Path | None, seed: int = 0)
     manifest = folder / "manifest.json"
     if manifest.is_file():
         made = json.loads(manifest.read_text())
-        if made["rows"] == len(pmids) and made.get("generator") and all(Path(f).is_file() for pair in made["files"] for f in pair):
+        if (
+            made["rows"] == len(pmids)
+            and made.get("generator")
+            and all(Path(f).is_file() for pair in made["files"] for f in pair)
+        ):
             return made
     t0 = time.perf_counter()
     bases, base_idx = np.unique(pmids % OFFSET, return_inverse=True)
@@ -288,7 +314,9 @@ def write_chunks(pmids: Any, folder: Path, seed_dir: Path | None, seed: int = 0)
         seeds[missing] = mix + NOISE * rng.standard_normal((len(missing), DIM), dtype=np.float32) / np.sqrt(DIM)
     else:
         centres = _normalise(rng.standard_normal((1024, DIM), dtype=np.float32))
-        seeds[missing] = centres[rng.integers(0, 1024, len(missing))] + 0.75 * rng.standard_normal((len(missing), DIM), dtype=np.float32) / np.sqrt(DIM)
+        seeds[missing] = centres[rng.integers(0, 1024, len(missing))] + 0.75 * rng.standard_normal(
+            (len(missing), DIM), dtype=np.float32
+        ) / np.sqrt(DIM)
     seeds = _normalise(seeds)
     folder.mkdir(parents=True, exist_ok=True)
     files = []
@@ -298,7 +326,9 @@ def write_chunks(pmids: Any, folder: Path, seed_dir: Path | None, seed: int = 0)
         copy = pmids[part] // OFFSET
         noisy = copy > 0
         others = seeds[rng.integers(0, len(seeds), int(noisy.sum()))]
-        vec[noisy] += BLEND * others + NOISE * rng.standard_normal((int(noisy.sum()), DIM), dtype=np.float32) / np.float32(np.sqrt(DIM))
+        vec[noisy] += BLEND * others + NOISE * rng.standard_normal(
+            (int(noisy.sum()), DIM), dtype=np.float32
+        ) / np.float32(np.sqrt(DIM))
         vec = _normalise(vec)
         npy, js = folder / f"embeds_chunk_{c}.npy", folder / f"pmids_chunk_{c}.json"
         np.save(npy, vec.astype(np.float32))
@@ -356,7 +386,12 @@ def run_size(size: int, args: argparse.Namespace, res: Results) -> None:
         print(f"[{name}] building from {len(files)} copies ... (load {load()})", file=sys.stderr, flush=True)
         before = load()
         r = child("build", str(corpus), *map(str, files))
-        r.update(load_before=before, load_after=load(), records_bytes=corpus.stat().st_size, lexical_bytes=dir_bytes(Path(f"{corpus}.tantivy")))
+        r.update(
+            load_before=before,
+            load_after=load(),
+            records_bytes=corpus.stat().st_size,
+            lexical_bytes=dir_bytes(Path(f"{corpus}.tantivy")),
+        )
         res.drop(name, ("vectors", "index", "recall", *MODES), value={"build": r})
     chunks = work / f"chunks_{name}"
     if "chunks" in steps or ("vectors" in steps and ("vectors" in args.redo or res.get(name, "vectors") is None)):
@@ -375,7 +410,14 @@ def run_size(size: int, args: argparse.Namespace, res: Results) -> None:
         print(f"[{name}] importing {made['rows']:,} vectors ... (load {load()})", file=sys.stderr, flush=True)
         before = load()
         r = run_measured(cmd)
-        made.update(import_wall_s=r["wall_s"], import_cpu_s=r["cpu_s"], import_rss_mb=r["rss_mb"], import_line=r["out"].strip().splitlines()[-1], load_before=before, load_after=load())
+        made.update(
+            import_wall_s=r["wall_s"],
+            import_cpu_s=r["cpu_s"],
+            import_rss_mb=r["rss_mb"],
+            import_line=r["out"].strip().splitlines()[-1],
+            load_before=before,
+            load_after=load(),
+        )
         res.drop(name, ("index",), value={"vectors": made})
         if not args.keep_chunks:
             shutil.rmtree(chunks)
@@ -384,8 +426,20 @@ def run_size(size: int, args: argparse.Namespace, res: Results) -> None:
         before = load()
         r = run_measured([sys.executable, "-m", "clinfo", "index", "import-vectors", str(corpus), "-q"])
         info = json.loads(next(Path(f"{corpus}.dense").rglob("index.json")).read_text())
-        res.put(name, "index", {"wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "rss_mb": r["rss_mb"], "line": r["out"].strip().splitlines()[-1], "info": info,
-                                "dense_bytes": dir_bytes(Path(f"{corpus}.dense")), "load_before": before, "load_after": load()})
+        res.put(
+            name,
+            "index",
+            {
+                "wall_s": r["wall_s"],
+                "cpu_s": r["cpu_s"],
+                "rss_mb": r["rss_mb"],
+                "line": r["out"].strip().splitlines()[-1],
+                "info": info,
+                "dense_bytes": dir_bytes(Path(f"{corpus}.dense")),
+                "load_before": before,
+                "load_after": load(),
+            },
+        )
         res.drop(name, ("recall", "dense", "hybrid"))
     if "search" in steps:
         for mode in MODES:
@@ -424,7 +478,9 @@ def report(res: Results) -> None:
                 f" the rest near them; copies: {v.get('generator', 'seed + 0.75 x noise')})"
             )
             cpu = f", {v['rows'] / v['import_cpu_s']:,.0f} per cpu-s" if v.get("import_cpu_s") else ""
-            print(f"  import        {v['rows'] / v['import_wall_s']:,.0f} vectors/s over the CLI process wall ({v['import_wall_s']:.1f} s{cpu}); peak RSS {v['import_rss_mb']:,.0f} MB  [load {v['load_before']}->{v['load_after']}]")
+            print(
+                f"  import        {v['rows'] / v['import_wall_s']:,.0f} vectors/s over the CLI process wall ({v['import_wall_s']:.1f} s{cpu}); peak RSS {v['import_rss_mb']:,.0f} MB  [load {v['load_before']}->{v['load_after']}]"
+            )
             print(f"                {v['import_line']}")
         ix = d.get("index")
         if ix:
@@ -435,7 +491,9 @@ def report(res: Results) -> None:
                 if i.get("kind") == "ivfpq"
                 else ""
             )
-            print(f"  dense index   {i.get('kind')}: {ix['wall_s']:.0f} s wall, peak RSS {ix['rss_mb']:,.0f} MB;{extra} disk {ix['dense_bytes'] / gb:.2f} GB  [load {ix['load_before']}->{ix['load_after']}]")
+            print(
+                f"  dense index   {i.get('kind')}: {ix['wall_s']:.0f} s wall, peak RSS {ix['rss_mb']:,.0f} MB;{extra} disk {ix['dense_bytes'] / gb:.2f} GB  [load {ix['load_before']}->{ix['load_after']}]"
+            )
         for mode in MODES:
             s = d.get(mode)
             if not s:
@@ -449,7 +507,9 @@ def report(res: Results) -> None:
             )
         r = d.get("recall")
         if r:
-            print(f"dense recall@10 vs exact: {r['recall10']:.4f} over {r['queries']} queries ({r['kind']}{', nprobe ' + str(r['nprobe']) if r['kind'] == 'ivfpq' else ''})")
+            print(
+                f"dense recall@10 vs exact: {r['recall10']:.4f} over {r['queries']} queries ({r['kind']}{', nprobe ' + str(r['nprobe']) if r['kind'] == 'ivfpq' else ''})"
+            )
     extrapolate(res, sizes)
 
 
@@ -471,7 +531,9 @@ def extrapolate(res: Results, sizes: list[str]) -> None:
     b = d["build"]
     lex_gb = (b["records_bytes"] + b["lexical_bytes"]) * f / 1e9
     cpu = b["cpu_writer_s"] + b["cpu_parsers_s"]
-    print(f"\n== extrapolated to {TARGET / 1e6:.0f}M citations from the {n:,} corpus (every citation stored: an upper bound, the corpus keeps only those with an abstract)")
+    print(
+        f"\n== extrapolated to {TARGET / 1e6:.0f}M citations from the {n:,} corpus (every citation stored: an upper bound, the corpus keeps only those with an abstract)"
+    )
     print(
         f"lexical build   {TARGET / (b['citations'] / b['seconds']) / 3600:.1f} h at the measured wall rate, {TARGET / (b['citations'] / cpu) / 3600:.1f} CPU-hours"
         f" (JSON Lines input; XML parsing costs more, see benchmarks/index_build.py); disk {lex_gb:.0f} GB"
@@ -516,13 +578,26 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100k,1m,3m", help="comma-separated citation counts (100k, 1m, 3m)")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/clinfo-scale"), help="corpora, JSON Lines and results.json go here")
-    ap.add_argument("--steps", default="build,vectors,search", help="any of build, chunks (write vector chunks only), vectors, search")
-    ap.add_argument("--seed-vectors", type=Path, default=DEFAULT_SEEDS if DEFAULT_SEEDS.is_dir() else None, help="real vectors of base records")
+    ap.add_argument(
+        "--work", type=Path, default=Path("/tmp/clinfo-scale"), help="corpora, JSON Lines and results.json go here"
+    )
+    ap.add_argument(
+        "--steps",
+        default="build,vectors,search",
+        help="any of build, chunks (write vector chunks only), vectors, search",
+    )
+    ap.add_argument(
+        "--seed-vectors",
+        type=Path,
+        default=DEFAULT_SEEDS if DEFAULT_SEEDS.is_dir() else None,
+        help="real vectors of base records",
+    )
     ap.add_argument("--n", type=int, default=500, help="queries per set")
     ap.add_argument("-k", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--redo", default="", help="steps to run again even if results.json has them (build, vectors, search)")
+    ap.add_argument(
+        "--redo", default="", help="steps to run again even if results.json has them (build, vectors, search)"
+    )
     ap.add_argument("--keep-chunks", action="store_true", help="keep the .npy/.json chunk files after importing")
     ap.add_argument("--report", action="store_true", help="only print the kept results")
     ap.add_argument("--results", type=Path, help="results file (default WORK/results.json)")

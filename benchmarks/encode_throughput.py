@@ -39,8 +39,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -60,7 +61,9 @@ def load_texts(n: int) -> list[str]:
 def _st_encode(model: Any, texts: list[str], batch_size: int) -> Any:
     import numpy as np
 
-    return np.asarray(model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32)
+    return np.asarray(
+        model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32
+    )
 
 
 def variants(batch_size: int, work: Path) -> dict[str, Callable[[list[str]], Any]]:
@@ -74,7 +77,9 @@ def variants(batch_size: int, work: Path) -> dict[str, Callable[[list[str]], Any
     today = SentenceTransformer(path, device="cpu")
     auto = encoders.get_encoder(backend="torch")
     auto128 = encoders.get_encoder(backend="torch", max_tokens=128)
-    q8 = torch.ao.quantization.quantize_dynamic(SentenceTransformer(path, device="cpu"), {torch.nn.Linear}, dtype=torch.qint8)
+    q8 = torch.ao.quantization.quantize_dynamic(
+        SentenceTransformer(path, device="cpu"), {torch.nn.Linear}, dtype=torch.qint8
+    )
     out: dict[str, Callable[[list[str]], Any]] = {
         "today": lambda t: _st_encode(today, t, batch_size),
         f"torch-auto ({auto.runtime.split()[-1]})": lambda t: auto.encode_documents(t, batch_size),
@@ -111,7 +116,9 @@ def export_onnx(model_dir: str, work: Path) -> dict[str, Path]:
                 self.bert = bert
 
             def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-                return self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+                return self.bert(
+                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+                ).last_hidden_state
 
         ids = torch.ones(2, 16, dtype=torch.long)
         mask = torch.ones_like(ids)
@@ -123,7 +130,9 @@ def export_onnx(model_dir: str, work: Path) -> dict[str, Path]:
                 dynamic_axes={k: {0: "batch", 1: "sequence"} for k in [*names, "last_hidden_state"]}, opset_version=17, dynamo=False,
             )  # fmt: skip
     if not int8.is_file():
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
+        quantize_dynamic(
+            str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+        )
     return {"onnx-fp32": fp32, "onnx-int8-dyn": int8}
 
 
@@ -219,7 +228,9 @@ def quality(work: Path, batch_size: int) -> None:
     if onnx is not None:
         q_vecs["onnx int8w"] = onnx.encode_queries(questions)
         pairs.append(("torch fp32", "onnx int8w"))
-    print(f"\nPubMedQA PQA-L dev: {len(questions)} questions as typed, {len(docs):,} demo-corpus records, exact cosine search")
+    print(
+        f"\nPubMedQA PQA-L dev: {len(questions)} questions as typed, {len(docs):,} demo-corpus records, exact cosine search"
+    )
     print(f"{'documents':24s} {'questions':12s} {'R@1':>6s} {'R@10':>6s}")
     for d, q in pairs:
         top = np.argsort(-(q_vecs[q] @ doc_vecs[d].T), axis=1)[:, :10]
@@ -233,7 +244,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=512, help="abstracts per timed run")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--quality", action="store_true", help="also R@1/R@10 on PubMedQA per runtime (encodes 3,000 records per variant)")
+    ap.add_argument(
+        "--quality",
+        action="store_true",
+        help="also R@1/R@10 on PubMedQA per runtime (encodes 3,000 records per variant)",
+    )
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "clinfo-encode-bench")
     args = ap.parse_args()
     try:

@@ -34,7 +34,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 PQAL = SHARED / "data/pubmedqa/pqal_dev.json"
 
 
-def _serve(llm_latency: float, eutils_latency: float | None, pipe: "mp.connection.Connection") -> None:
+def _serve(llm_latency: float, eutils_latency: float | None, pipe: mp.connection.Connection) -> None:
     from tests.support.openai_server import OpenAIServer
 
     llm = OpenAIServer(latency=llm_latency, max_concurrency=32).start()
@@ -56,18 +56,36 @@ def _serve(llm_latency: float, eutils_latency: float | None, pipe: "mp.connectio
 def _questions(path: Path, n: int, source: str, eutils_terms: list[str]) -> Path:
     if source == "demo":
         data = json.loads(PQAL.read_text())
-        rows = [{"id": k, "question": v["QUESTION"], "label": v["final_decision"], "gold_pmids": [k]} for k, v in list(data.items())[:n]]
+        rows = [
+            {"id": k, "question": v["QUESTION"], "label": v["final_decision"], "gold_pmids": [k]}
+            for k, v in list(data.items())[:n]
+        ]
     else:
         # the loopback E-utilities corpus only knows a few topics: vary the wording around them
-        forms = ["What is the evidence on {}?", "What is known about {} in adults?", "Which treatments help in {}?", "What are the risks of {}?"]
-        rows = [{"id": f"t{i}", "question": forms[(i // len(eutils_terms)) % len(forms)].format(eutils_terms[i % len(eutils_terms)]) + f" (case {i})", "label": "yes"} for i in range(n)]
+        forms = [
+            "What is the evidence on {}?",
+            "What is known about {} in adults?",
+            "Which treatments help in {}?",
+            "What are the risks of {}?",
+        ]
+        rows = [
+            {
+                "id": f"t{i}",
+                "question": forms[(i // len(eutils_terms)) % len(forms)].format(eutils_terms[i % len(eutils_terms)])
+                + f" (case {i})",
+                "label": "yes",
+            }
+            for i in range(n)
+        ]
     with path.open("w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
     return path
 
 
-def _run(data: Path, out: Path, concurrency: int, limit: int, args: argparse.Namespace, urls: dict, cache: Path) -> tuple[float, list[dict]]:
+def _run(
+    data: Path, out: Path, concurrency: int, limit: int, args: argparse.Namespace, urls: dict, cache: Path
+) -> tuple[float, list[dict]]:
     from clinfo.eval import run_eval
 
     overrides = {"base_url": urls["llm"], "use_cache": False, "cache_dir": cache}
@@ -76,7 +94,16 @@ def _run(data: Path, out: Path, concurrency: int, limit: int, args: argparse.Nam
     if urls["eutils"]:
         overrides["eutils_base_url"] = urls["eutils"]
     start = time.perf_counter()
-    result = run_eval(data, out, llm="openai:bench", source=args.source, limit=limit, concurrency=concurrency, progress=False, **overrides)
+    result = run_eval(
+        data,
+        out,
+        llm="openai:bench",
+        source=args.source,
+        limit=limit,
+        concurrency=concurrency,
+        progress=False,
+        **overrides,
+    )
     wall = time.perf_counter() - start
     records = [json.loads(line) for line in result.predictions.read_text().splitlines()]
     return wall, records
@@ -88,10 +115,14 @@ def main() -> None:
     parser.add_argument("--questions-c1", type=int, default=12, help="questions at concurrency 1 (extrapolated)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--source", choices=["demo", "pubmed"], default="demo")
-    parser.add_argument("--ncbi-key", action="store_true", help="set a fake NCBI_API_KEY: 10 E-utilities requests/s instead of 3")
+    parser.add_argument(
+        "--ncbi-key", action="store_true", help="set a fake NCBI_API_KEY: 10 E-utilities requests/s instead of 3"
+    )
     parser.add_argument("--llm-latency", type=float, default=0.5)
     parser.add_argument("--eutils-latency", type=float, default=0.2)
-    parser.add_argument("--prefilter-k", type=int, default=None, help="articles screened per question (default: the setting's default)")
+    parser.add_argument(
+        "--prefilter-k", type=int, default=None, help="articles screened per question (default: the setting's default)"
+    )
     args = parser.parse_args()
 
     for name in list(os.environ):
@@ -101,7 +132,11 @@ def main() -> None:
         os.environ["NCBI_API_KEY"] = "fake-benchmark-key"
 
     parent, child = mp.Pipe()
-    server = mp.get_context("spawn").Process(target=_serve, args=(args.llm_latency, args.eutils_latency if args.source == "pubmed" else None, child), daemon=True)
+    server = mp.get_context("spawn").Process(
+        target=_serve,
+        args=(args.llm_latency, args.eutils_latency if args.source == "pubmed" else None, child),
+        daemon=True,
+    )
     server.start()
     urls = parent.recv()
     work = Path(tempfile.mkdtemp(prefix="clinfo-bench-"))
@@ -114,8 +149,8 @@ def main() -> None:
     data = _questions(work / "questions.jsonl", max(args.questions, args.questions_c1), args.source, terms)
 
     if args.source == "demo":  # index the demo corpus before timing anything
-        from clinfo.settings import load_settings
         from clinfo.corpus.demo import demo_corpus_path
+        from clinfo.settings import load_settings
 
         demo_corpus_path(load_settings(cache_dir=cache))
 
@@ -126,12 +161,16 @@ def main() -> None:
         parent.send("stats")
         stats = parent.recv()
         answered = [r for r in records if not r["error"]]
-        calls = statistics.mean(r["answer"]["trace"]["llm_calls"] + (r["classification"] or {}).get("llm_calls", 0) for r in answered)
+        calls = statistics.mean(
+            r["answer"]["trace"]["llm_calls"] + (r["classification"] or {}).get("llm_calls", 0) for r in answered
+        )
         per_q = statistics.median(r["wall_seconds"] for r in records)
         # at concurrency 1 the rate is 60 / mean seconds per question (questions are independent,
         # so this extrapolates to any count); at higher concurrency it is measured over the session
         qpm = 60 / statistics.mean(r["wall_seconds"] for r in records) if concurrency == 1 else 60 * len(records) / wall
-        rows.append((concurrency, len(records), wall, qpm, per_q, calls, stats["peak_in_flight"], len(records) - len(answered)))
+        rows.append(
+            (concurrency, len(records), wall, qpm, per_q, calls, stats["peak_in_flight"], len(records) - len(answered))
+        )
         print(
             f"concurrency {concurrency:2d}: {len(records):3d} questions in {wall:6.1f} s -> {qpm:6.1f} questions/min"
             f"  (median {per_q:.2f} s per question, {calls:.1f} LLM calls per question,"
@@ -145,7 +184,9 @@ def main() -> None:
     capacity = 60 * 32 / (callsn * args.llm_latency)  # the LLM server's own ceiling
     print()
     print(f"speed-up at concurrency {cn}: {qn / q1:.1f}x (target >= 12x)")
-    print(f"ceilings: concurrency alone {cn} x {q1:.1f} = {cn * q1:.0f} q/min; LLM server 32 slots / ({callsn:.1f} calls x {args.llm_latency} s) = {capacity:.0f} q/min")
+    print(
+        f"ceilings: concurrency alone {cn} x {q1:.1f} = {cn * q1:.0f} q/min; LLM server 32 slots / ({callsn:.1f} calls x {args.llm_latency} s) = {capacity:.0f} q/min"
+    )
     if args.source == "pubmed":
         rate = 10 if args.ncbi_key else 3
         per_q = statistics.mean(r["answer"]["trace"]["source_requests"] for r in records if r["answer"])

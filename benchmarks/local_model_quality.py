@@ -60,7 +60,10 @@ async def measure(n: int, seed: int) -> None:
         planned_ok += hits > 0
         other = random.Random(pmid).choice([p for p in all_pmids if p != pmid])
         gold, distractor = await source.fetch([pmid, other])
-        for article, rel_list, scores in ((gold, gold_rel, gold_scores), (distractor, distractor_irrel, distractor_scores)):
+        for article, rel_list, scores in (
+            (gold, gold_rel, gold_scores),
+            (distractor, distractor_irrel, distractor_scores),
+        ):
             summary = await screen_article(run, 0, article)
             relevant = bool(summary and summary.relevant)
             rel_list.append(relevant if article is gold else not relevant)
@@ -71,8 +74,12 @@ async def measure(n: int, seed: int) -> None:
     print(f"questions: {n} (PubMedQA dev, seed {seed}); {elapsed:.0f} s for planning + 2 screenings each")
     print(f"planning: {planned_ok}/{n} questions got a model-written query with hits in the demo corpus")
     print(f"screening sensitivity (gold abstract judged relevant): {sum(gold_rel)}/{n} = {sum(gold_rel) / n:.2f}")
-    print(f"screening specificity (random abstract judged irrelevant): {sum(distractor_irrel)}/{n} = {sum(distractor_irrel) / n:.2f}")
-    print(f"mean relevance score: gold {statistics.mean(gold_scores):.1f}, random {statistics.mean(distractor_scores):.1f}")
+    print(
+        f"screening specificity (random abstract judged irrelevant): {sum(distractor_irrel)}/{n} = {sum(distractor_irrel) / n:.2f}"
+    )
+    print(
+        f"mean relevance score: gold {statistics.mean(gold_scores):.1f}, random {statistics.mean(distractor_scores):.1f}"
+    )
 
 
 def end_to_end(n: int, seed: int) -> None:
@@ -86,8 +93,12 @@ def end_to_end(n: int, seed: int) -> None:
         answer = clinfo.forward(item["QUESTION"])
         walls.append(time.perf_counter() - start)
         found += pmid in {r.pmid for r in answer.references}
-        print(f"  {walls[-1]:5.1f} s  refs {len(answer.references)}  gold cited: {pmid in {r.pmid for r in answer.references}}  {item['QUESTION'][:70]}")
-    print(f"end to end (small preset): median {statistics.median(walls):.1f} s, max {max(walls):.1f} s per question (target <= 60 s); gold PMID among references {found}/{n}")
+        print(
+            f"  {walls[-1]:5.1f} s  refs {len(answer.references)}  gold cited: {pmid in {r.pmid for r in answer.references}}  {item['QUESTION'][:70]}"
+        )
+    print(
+        f"end to end (small preset): median {statistics.median(walls):.1f} s, max {max(walls):.1f} s per question (target <= 60 s); gold PMID among references {found}/{n}"
+    )
 
 
 def main() -> None:

@@ -110,8 +110,16 @@ def score(outcomes: list[Outcome], cited: list[list[str]], on_topic: bool) -> st
     return text
 
 
-def rejudge(question: str, outcome: Outcome, threshold: float | None, similar: bool, with_model: bool = False) -> list[str]:
-    verdicts = judge(question, outcome.candidates, similarity=outcome.similarity if similar else None, threshold=threshold, margin=MARGIN)
+def rejudge(
+    question: str, outcome: Outcome, threshold: float | None, similar: bool, with_model: bool = False
+) -> list[str]:
+    verdicts = judge(
+        question,
+        outcome.candidates,
+        similarity=outcome.similarity if similar else None,
+        threshold=threshold,
+        margin=MARGIN,
+    )
     keep = [v.relevant for v in verdicts]
     if with_model and outcome.model_says is not None:
         keep = [k and m for k, m in zip(keep, outcome.model_says)]
@@ -138,14 +146,18 @@ async def main_async(args: argparse.Namespace) -> None:
     clinfo = ClinfoAI(llm="local", source=source, cache_dir=cache, use_cache=False)
     s = clinfo.settings
     relevance.similarities = _recording(relevance.similarities)
-    print(f"settings: preset small -> screening={s.screening}, thresholds={THRESHOLDS}, margin={MARGIN},"
-          f" planner={s.planner}, prefilter_k={s.prefilter_k}, search_mode={getattr(s, 'search_mode', 'bm25')}")
+    print(
+        f"settings: preset small -> screening={s.screening}, thresholds={THRESHOLDS}, margin={MARGIN},"
+        f" planner={s.planner}, prefilter_k={s.prefilter_k}, search_mode={getattr(s, 'search_mode', 'bm25')}"
+    )
     in_corpus = demo_pmids()
     model = None
     if args.model_check:
         from clinfo.llm import create_llm
 
-        model_settings = load_settings(llm="local", source="demo", cache_dir=cache, use_cache=False, preset="small", screening="llm")
+        model_settings = load_settings(
+            llm="local", source="demo", cache_dir=cache, use_cache=False, preset="small", screening="llm"
+        )
         model = (create_llm("local", model_settings), model_settings)
     await clinfo.aforward("warm up: build the demo index")  # excluded from timings
     tallies: dict[str, Tally] = {}
@@ -154,7 +166,9 @@ async def main_async(args: argparse.Namespace) -> None:
         items, on_topic = items_of(name, args.limit)
         if name == "rs200-off":
             leaking = [i.id for i in items if set(i.gold_pmids) & in_corpus]
-            print(f"rs200-off: {len(leaking)} of {len(items)} questions have a reference PMID in the demo corpus {leaking}")
+            print(
+                f"rs200-off: {len(leaking)} of {len(items)} questions have a reference PMID in the demo corpus {leaking}"
+            )
         tally = tallies[name] = Tally(on_topic=on_topic)
         questions[name] = [i.question for i in items]
         for k, item in enumerate(items):
@@ -173,26 +187,35 @@ async def main_async(args: argparse.Namespace) -> None:
             if model is not None and k < args.model_check:
                 started = time.perf_counter()
                 outcome.model_says = await model_verdicts(item.question, outcome.candidates, *model)
-                print(f"  model check {name} {k + 1}/{args.model_check}: {time.perf_counter() - started:.1f} s"
-                      f" for {len(outcome.candidates)} candidates", file=sys.stderr)
+                print(
+                    f"  model check {name} {k + 1}/{args.model_check}: {time.perf_counter() - started:.1f} s"
+                    f" for {len(outcome.candidates)} candidates",
+                    file=sys.stderr,
+                )
             tally.outcomes.append(outcome)
 
     print("\nthe pipeline as configured:")
     for name, tally in tallies.items():
         o = tally.outcomes
         secs = [x.seconds for x in o]
-        print(f"  {name:13s} n={len(o)}: {score(o, [x.cited for x in o], tally.on_topic)};"
-              f" seconds/question p50 {statistics.median(secs):.3f} mean {statistics.mean(secs):.3f}")
+        print(
+            f"  {name:13s} n={len(o)}: {score(o, [x.cited for x in o], tally.on_topic)};"
+            f" seconds/question p50 {statistics.median(secs):.3f} mean {statistics.mean(secs):.3f}"
+        )
     has_similarity = all(x.similarity is not None for t in tallies.values() for x in t.outcomes)
     for similar in (False, True) if has_similarity else (False,):
-        print(f"\nsweep of the threshold over the same candidates, signals: {relevance.signals(similar)} (margin {MARGIN}):")
+        print(
+            f"\nsweep of the threshold over the same candidates, signals: {relevance.signals(similar)} (margin {MARGIN}):"
+        )
         for threshold in SWEEP:
             print(f"  threshold {threshold:.2f}")
             for name, tally in tallies.items():
                 cited = [rejudge(q, x, threshold, similar) for q, x in zip(questions[name], tally.outcomes)]
                 print(f"    {name:13s} {score(tally.outcomes, cited, tally.on_topic)}")
     if model is not None:
-        print(f"\nthe embedded model's verdict as a second signal (first {args.model_check} questions per set, calibrated threshold):")
+        print(
+            f"\nthe embedded model's verdict as a second signal (first {args.model_check} questions per set, calibrated threshold):"
+        )
         for name, tally in tallies.items():
             pairs = [(q, x) for q, x in zip(questions[name], tally.outcomes) if x.model_says is not None]
             outs = [x for _, x in pairs]
@@ -209,8 +232,12 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=200, help="questions per set (seeded sample; default 200)")
-    parser.add_argument("--sets", default="pqa-dev,pqa-dev-off,rs200-off", help=f"comma-separated, from {', '.join(SETS)}")
-    parser.add_argument("--model-check", type=int, default=0, help="also ask the embedded model about N questions per set")
+    parser.add_argument(
+        "--sets", default="pqa-dev,pqa-dev-off,rs200-off", help=f"comma-separated, from {', '.join(SETS)}"
+    )
+    parser.add_argument(
+        "--model-check", type=int, default=0, help="also ask the embedded model about N questions per set"
+    )
     args = parser.parse_args()
     args.sets = [x.strip() for x in args.sets.split(",") if x.strip()]
     unknown = [x for x in args.sets if x not in SETS]

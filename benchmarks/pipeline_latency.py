@@ -33,7 +33,10 @@ def main() -> None:
     args = parser.parse_args()
     floor = 4 * args.llm_latency + 2 * args.eutils_latency
 
-    with OpenAIServer(latency=args.llm_latency, max_concurrency=32) as llm, EUtilsServer(latency=args.eutils_latency) as eutils:
+    with (
+        OpenAIServer(latency=args.llm_latency, max_concurrency=32) as llm,
+        EUtilsServer(latency=args.eutils_latency) as eutils,
+    ):
         terms = eutils.sample_terms(n=args.questions, min_hits=args.candidates + 4)
         clinfo = ClinfoAI(
             llm="openai:bench",
@@ -51,7 +54,9 @@ def main() -> None:
             answer = clinfo.forward(question)
             wall = time.perf_counter() - start
             t = answer.trace
-            rows.append((wall, t.llm_calls, t.prompt_tokens + t.completion_tokens, t.articles_screened, t.source_requests))
+            rows.append(
+                (wall, t.llm_calls, t.prompt_tokens + t.completion_tokens, t.articles_screened, t.source_requests)
+            )
             steps = " ".join(f"{s.name}={s.seconds:.2f}" for s in t.steps)
             print(
                 f"{question[:48]:48s} wall {wall:5.2f} s  ratio {wall / floor:4.2f}  LLM calls {t.llm_calls:2d}"
@@ -63,8 +68,12 @@ def main() -> None:
     print(f"floor (4 LLM x {args.llm_latency} s + 2 E-utilities x {args.eutils_latency} s): {floor:.2f} s")
     print(f"median wall time: {statistics.median(walls):.2f} s  (min {min(walls):.2f}, max {max(walls):.2f})")
     print(f"median ratio to floor: {statistics.median(walls) / floor:.2f}  (target <= 1.5)")
-    print(f"LLM calls per question: {statistics.mean(r[1] for r in rows):.1f}; tokens per question: {statistics.mean(r[2] for r in rows):.0f}")
-    print(f"upstream Clinfo.ai's fixed sleeps alone: {2.0 * statistics.mean(r[1] for r in rows):.0f} s of 2 s sleeps per question")
+    print(
+        f"LLM calls per question: {statistics.mean(r[1] for r in rows):.1f}; tokens per question: {statistics.mean(r[2] for r in rows):.0f}"
+    )
+    print(
+        f"upstream Clinfo.ai's fixed sleeps alone: {2.0 * statistics.mean(r[1] for r in rows):.0f} s of 2 s sleeps per question"
+    )
 
 
 if __name__ == "__main__":

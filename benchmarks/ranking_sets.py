@@ -125,7 +125,9 @@ def pubmedqa_sets(path: Path = PQA_DEV) -> list[RankingSet]:
 
     items = load_pubmedqa(path)
     plain = RankingSet("pqa", {}, {}, {}, "PubMedQA PQA-L dev questions as typed")
-    hard = RankingSet("pqa-hard", {}, {}, {}, "questions minus words whose stem is in the conclusion (>=3 content words left)")
+    hard = RankingSet(
+        "pqa-hard", {}, {}, {}, "questions minus words whose stem is in the conclusion (>=3 content words left)"
+    )
     concl = RankingSet("pqa-conclusion", {}, {}, {}, "the conclusion (LONG_ANSWER) as the query")
     for it in items:
         qrel = {it.gold_pmids[0]: 1}
@@ -246,7 +248,9 @@ def corpus_inputs(work: Path) -> list[Path]:
 
 
 def nlm_conclusion_set() -> RankingSet:
-    s = RankingSet("nlm-conclusion", {}, {}, {}, "conclusion of a titled 2021 NLM record as the query (record indexed without it)")
+    s = RankingSet(
+        "nlm-conclusion", {}, {}, {}, "conclusion of a titled 2021 NLM record as the query (record indexed without it)"
+    )
     for a, conclusion in nlm_conclusion_items():
         s.queries[a.pmid], s.qrels[a.pmid], s.half[a.pmid] = conclusion, {a.pmid: 1}, _half(a.pmid)
     return s

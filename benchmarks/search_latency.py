@@ -47,7 +47,9 @@ def pubmedqa() -> list[dict]:
 def boolean_query(item: dict, rng: random.Random) -> str:
     """Two or three concept groups ANDed, each an OR of MeSH headings, [tiab] words, truncations."""
     words = [w for w in re.findall(r"[a-z][a-z0-9-]{3,}", item["QUESTION"].lower()) if w not in STOP]
-    mesh = [m for m in item.get("MESHES") or [] if m not in ("Humans", "Female", "Male", "Adult", "Middle Aged", "Aged")]
+    mesh = [
+        m for m in item.get("MESHES") or [] if m not in ("Humans", "Female", "Male", "Adult", "Middle Aged", "Aged")
+    ]
     rng.shuffle(words)
     rng.shuffle(mesh)
     groups = []
@@ -74,7 +76,9 @@ def boolean_query(item: dict, rng: random.Random) -> str:
 def corpus_bytes(db: Path) -> int:
     """The SQLite file plus the lexical index folder beside it (if any)."""
     lexical = Path(f"{db}.tantivy")
-    return db.stat().st_size + (sum(f.stat().st_size for f in lexical.rglob("*") if f.is_file()) if lexical.is_dir() else 0)
+    return db.stat().st_size + (
+        sum(f.stat().st_size for f in lexical.rglob("*") if f.is_file()) if lexical.is_dir() else 0
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,12 +88,16 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--corpus", type=Path, help="corpus built from the two baseline files (built to a temp dir if absent)")
+    ap.add_argument(
+        "--corpus", type=Path, help="corpus built from the two baseline files (built to a temp dir if absent)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-k", type=int, default=20)
     ap.add_argument("--show", type=int, default=3, help="print this many example queries per kind")
     ap.add_argument("--n", type=int, default=500, help="queries per kind")
-    ap.add_argument("--build-from", type=Path, help="with --corpus: build it from these JSON Lines files (a folder) if absent")
+    ap.add_argument(
+        "--build-from", type=Path, help="with --corpus: build it from these JSON Lines files (a folder) if absent"
+    )
     args = ap.parse_args()
 
     from clinfo.corpus.build import build_index
@@ -114,10 +122,23 @@ def main() -> None:
     windows = [DateRange(start=dt.date(y, 1, 1), end=dt.date(y + 4, 12, 31)) for y in (1975, 2017, 2019)]
     windowed = [(it["QUESTION"], rng.choice(windows)) for it in items]
     boolean = [(boolean_query(it, rng), None) for it in items]
-    common = ["patients", "treatment", "study", "results", "clinical", "disease", "risk", "children", "women", "therapy"]
+    common = [
+        "patients",
+        "treatment",
+        "study",
+        "results",
+        "clinical",
+        "disease",
+        "risk",
+        "children",
+        "women",
+        "therapy",
+    ]
     planner = [(" AND ".join(f"{w}[tiab]" for w in rng.sample(common, 2)), None) for _ in items]
     src = LocalSource(corpus)
-    print(f"corpus {corpus} ({src.articles:,} articles, {corpus_bytes(corpus) / 1e6:,.0f} MB with its lexical index), load_avg={os.getloadavg()[0]:.2f}")
+    print(
+        f"corpus {corpus} ({src.articles:,} articles, {corpus_bytes(corpus) / 1e6:,.0f} MB with its lexical index), load_avg={os.getloadavg()[0]:.2f}"
+    )
     kinds = (
         ("pubmed-syntax", boolean),
         ("planner-common", planner),

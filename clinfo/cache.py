@@ -59,9 +59,11 @@ class Cache:
             return None
         key = cache_key(request)
         with self._lock:
-            row = self._connect().execute(
-                "SELECT value FROM entries WHERE namespace=? AND key=?", (namespace, key)
-            ).fetchone()
+            row = (
+                self._connect()
+                .execute("SELECT value FROM entries WHERE namespace=? AND key=?", (namespace, key))
+                .fetchone()
+            )
         return bytes(row[0]) if row else None
 
     def set(self, namespace: str, request: Any, value: bytes | str) -> None:

@@ -54,7 +54,7 @@ class DateRange:
     end: dt.date | None = None
 
     @classmethod
-    def ending(cls, end: dt.date | None, years: int | None = None) -> "DateRange | None":
+    def ending(cls, end: dt.date | None, years: int | None = None) -> DateRange | None:
         """The window ending on ``end`` and, with ``years``, starting that many years before it;
         None (no window) without an end."""
         if end is None:

@@ -81,7 +81,7 @@ class ClinfoRetriever(BaseRetriever):
         return await self._search(query)
 
 
-def clinfo_runnable(clinfo: "ClinfoAI") -> RunnableLambda:
+def clinfo_runnable(clinfo: ClinfoAI) -> RunnableLambda:
     """The pipeline as a Runnable.
 
     Input: a question (str) or ``{"question": ..., "ignore": ..., "restriction_date": ...}``.

@@ -14,7 +14,7 @@ class StageProgress:
         self._status: Any = None
         self._console: Any = None
 
-    def __enter__(self) -> "StageProgress":
+    def __enter__(self) -> StageProgress:
         if self.enabled:
             from rich.console import Console
 
@@ -31,7 +31,7 @@ class StageProgress:
             self._status.stop()
             self._status = None
 
-    def on_event(self, event: "Event") -> None:
+    def on_event(self, event: Event) -> None:
         if not self.enabled or self._console is None:
             return
         if event.stage == "screen" and "done" in event.data:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from clinfo.settings import Settings
@@ -20,7 +21,7 @@ MASK = "[redacted]"
 _MIN_LEN = 6  # shorter "keys" would turn ordinary words into [redacted]
 
 
-def secret_values(settings: "Settings | None" = None) -> list[str]:
+def secret_values(settings: Settings | None = None) -> list[str]:
     values: set[str] = set()
     for name in KEY_ENV:
         value = os.environ.get(name, "").strip()
@@ -46,7 +47,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _OPENAI_KEY.sub(MASK, text)
 
 
-def key_status(settings: "Settings") -> list[str]:
+def key_status(settings: Settings) -> list[str]:
     """``["OPENAI_API_KEY: set", "NCBI_API_KEY: not set"]``: all the app ever says about keys."""
     return [
         f"OPENAI_API_KEY: {'set' if settings.openai_api_key is not None else 'not set'}",

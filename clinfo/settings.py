@@ -184,7 +184,7 @@ class Settings(BaseSettings):
         data["ncbi_api_key_set"] = self.ncbi_api_key is not None
         return data
 
-    def with_overrides(self, **overrides: Any) -> "Settings":
+    def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the non-None overrides applied and validated."""
         clean = {k: v for k, v in overrides.items() if v is not None}
         if not clean:
@@ -200,7 +200,7 @@ class Settings(BaseSettings):
         return updated
 
     @classmethod
-    def resolve(cls, base: "Settings | None" = None, **overrides: Any) -> "Settings":
+    def resolve(cls, base: Settings | None = None, **overrides: Any) -> Settings:
         """The settings a run uses: ``base`` (default: the environment's) with the non-None
         ``overrides`` applied, then the preset filling every field nobody set.
 

@@ -22,11 +22,11 @@ import json
 import math
 import re
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator
 
 # Words: runs of letters and digits, joined by inner hyphens and apostrophes ("type-2", "crohn's").
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")

@@ -104,8 +104,10 @@ class DevTools:
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
         time.sleep(1.5)  # relayout at the new size
         # the chat sticks to its bottom; a page cut at max-height should show its top instead
-        self.js("document.querySelectorAll('[data-testid=\"stMain\"], [data-testid=\"stAppScrollToBottomContainer\"]')"
-                ".forEach(e => e.scrollTo(0, 0)); window.scrollTo(0, 0)")
+        self.js(
+            'document.querySelectorAll(\'[data-testid="stMain"], [data-testid="stAppScrollToBottomContainer"]\')'
+            ".forEach(e => e.scrollTo(0, 0)); window.scrollTo(0, 0)"
+        )
         time.sleep(0.5)
         shot = self.call("Page.captureScreenshot", format="png")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,8 +120,8 @@ def seed_history(question: str, env: dict[str, str]) -> str:
     conversation's link token."""
     os.environ.update(env)
     from clinfo.app.history import HistoryStore, Viewer, default_db_path
-    from clinfo.redact import secret_values
     from clinfo.pipeline import ClinfoAI
+    from clinfo.redact import secret_values
     from clinfo.settings import load_settings
 
     settings = load_settings()
@@ -135,7 +137,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--question", default=DEFAULT_QUESTION)
     ap.add_argument(
-        "--earlier", action="append", help="asked first, each in its own conversation (repeatable; default: one "
+        "--earlier",
+        action="append",
+        help="asked first, each in its own conversation (repeatable; default: one "
         "sleep question; --earlier '' for none)",
     )
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "screenshot.png")
@@ -167,18 +171,44 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         app = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
-             "--server.port", str(app_port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-             "--theme.base", "light", "--client.toolbarMode", "viewer"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "streamlit.log", "wb"),
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(REPO / "app.py"),
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(app_port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.fileWatcherType",
+                "none",
+                "--theme.base",
+                "light",
+                "--client.toolbarMode",
+                "viewer",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "streamlit.log", "wb"),
         )
         procs.append(app)
         wait_http(f"http://127.0.0.1:{app_port}/_stcore/health", 90, app)
 
         chrome = subprocess.Popen(
-            [args.chromium, *CHROMIUM_FLAGS, f"--user-data-dir={work / 'chromium'}",
-             f"--remote-debugging-port={cdp_port}", f"--window-size={args.width},1000", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=open(work / "chromium.log", "wb"),
+            [
+                args.chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={work / 'chromium'}",
+                f"--remote-debugging-port={cdp_port}",
+                f"--window-size={args.width},1000",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "chromium.log", "wb"),
         )
         procs.append(chrome)
         wait_http(f"http://127.0.0.1:{cdp_port}/json/version", 60, chrome)
@@ -191,7 +221,10 @@ def main() -> None:
     except BaseException:
         log = work / "streamlit.log"
         if log.exists():  # the app's own account of what went wrong
-            print("--- streamlit log (last lines) ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]), file=sys.stderr)
+            print(
+                "--- streamlit log (last lines) ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]),
+                file=sys.stderr,
+            )
         raise
     finally:
         for proc in reversed(procs):
@@ -217,15 +250,22 @@ def ask_in_browser(cdp: DevTools, question: str) -> None:
     cdp.js(f"document.querySelector('{CHAT_BOX}').focus()")
     cdp.call("Input.insertText", text=question)
     for kind in ("keyDown", "keyUp"):
-        cdp.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
-                 **({"text": "\r"} if kind == "keyDown" else {}))
+        cdp.call(
+            "Input.dispatchKeyEvent",
+            type=kind,
+            key="Enter",
+            code="Enter",
+            windowsVirtualKeyCode=13,
+            **({"text": "\r"} if kind == "keyDown" else {}),
+        )
     print(f"asked {question!r}; waiting for the answer …", file=sys.stderr)
 
 
 def click_button(cdp: DevTools, label: str) -> None:
     found = cdp.js(
         "(() => { const b = Array.from(document.querySelectorAll('button')).find(e => e.innerText.trim().endsWith("
-        + json.dumps(label) + ")); if (b) { b.click(); return true } return false })()"
+        + json.dumps(label)
+        + ")); if (b) { b.click(); return true } return false })()"
     )
     if not found:
         raise SystemExit(f"no button labelled {label!r} on the page")
@@ -248,7 +288,9 @@ def drive(cdp: DevTools, args: argparse.Namespace, app_port: int) -> None:
         ask_in_browser(cdp, args.question)
         if args.progress_shot:
             seen = cdp.wait_for(
-                "document.querySelector('[data-testid=\"stProgress\"]') ? 'progress' : " + FINISHED, args.timeout, "screening progress"
+                "document.querySelector('[data-testid=\"stProgress\"]') ? 'progress' : " + FINISHED,
+                args.timeout,
+                "screening progress",
             )
             if seen == "progress":
                 cdp.screenshot(args.width, 1400, args.progress_shot)
@@ -259,7 +301,7 @@ def drive(cdp: DevTools, args: argparse.Namespace, app_port: int) -> None:
 
     # Streamlit scrolls inside its main block, not the document: grow the viewport to fit it
     height = cdp.js(
-        "Math.max(...Array.from(document.querySelectorAll('[data-testid=\"stMain\"], [data-testid=\"stMainBlockContainer\"]'))"
+        'Math.max(...Array.from(document.querySelectorAll(\'[data-testid="stMain"], [data-testid="stMainBlockContainer"]\'))'
         ".map(e => e.scrollHeight), document.body.scrollHeight)"
     )
     height = max(int(height or 1000) + 120, 1000)

@@ -45,7 +45,9 @@ def test_too_long_question(bench_llm) -> None:
 
 
 def test_unknown_backend() -> None:
-    assert_one_line_error(clinfo("ask", "Do statins help?", "--llm", "llama3:8b"), "unknown LLM backend 'llama3'", "openai:llama3:8b")
+    assert_one_line_error(
+        clinfo("ask", "Do statins help?", "--llm", "llama3:8b"), "unknown LLM backend 'llama3'", "openai:llama3:8b"
+    )
 
 
 def test_missing_openai_key() -> None:
@@ -58,13 +60,26 @@ def test_bad_setting_from_environment() -> None:
 
 
 def test_unreachable_llm_server() -> None:
-    result = clinfo("ask", "Do statins help?", "--llm", "openai:x", "--base-url", "http://127.0.0.1:9/v1", env={"CLINFO_LLM_RETRIES": "0"})
+    result = clinfo(
+        "ask",
+        "Do statins help?",
+        "--llm",
+        "openai:x",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        env={"CLINFO_LLM_RETRIES": "0"},
+    )
     assert_one_line_error(result, "cannot reach LLM server", "127.0.0.1:9")
 
 
 def test_unreachable_eutils(bench_llm) -> None:
     result = clinfo(
-        "ask", "Do statins reduce stroke?", "--llm", "openai:bench", "--base-url", bench_llm.base_url,
+        "ask",
+        "Do statins reduce stroke?",
+        "--llm",
+        "openai:bench",
+        "--base-url",
+        bench_llm.base_url,
         env={"CLINFO_EUTILS_BASE_URL": "http://127.0.0.1:9/eutils/", "CLINFO_HTTP_RETRIES": "1"},
     )
     assert_one_line_error(result, "esearch")

@@ -45,7 +45,9 @@ def test_ivfpq_with_rescoring_reaches_095_recall_of_exact_search(ivf_set: tuple[
     import faiss
 
     folder, pmids, vecs = ivf_set
-    info = build_dense_index(folder, exact_limit=1_000, nlist=128, m=16, rescore=100, target_recall=0.97, train_size=12_000)
+    info = build_dense_index(
+        folder, exact_limit=1_000, nlist=128, m=16, rescore=100, target_recall=0.97, train_size=12_000
+    )
     assert info.kind == "ivfpq" and info.vectors == 50_000 and info.nlist == 128
     assert info.recall_at_10 is not None and info.recall_at_10 >= 0.97 and 1 <= info.nprobe <= 128
     assert "WARNING" not in info.line()
@@ -166,12 +168,15 @@ def test_one_writer_at_a_time_and_fixed_dimension(tmp_path: Path) -> None:
 
 
 def test_an_index_that_missed_its_recall_target_says_so() -> None:
-    info = IndexInfo("ivfpq", rows=3_000_000, vectors=3_000_000, nlist=8192, m=64, nprobe=2048, rescore=200,
-                     recall_at_10=0.827)
+    info = IndexInfo(
+        "ivfpq", rows=3_000_000, vectors=3_000_000, nlist=8192, m=64, nprobe=2048, rescore=200, recall_at_10=0.827
+    )
     assert "recall@10 0.827" in info.line() and "WARNING: recall@10 stayed below the 0.97 target" in info.line()
 
 
-def test_default_parameters_reach_the_recall_target_by_themselves(ivf_set: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+def test_default_parameters_reach_the_recall_target_by_themselves(
+    ivf_set: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
     """No tuning by the caller: nlist, training sample, PQ size, rescoring depth and nprobe all
     come from the set's size, and the index reaches 0.95 of exact search on held-out queries."""
     import shutil

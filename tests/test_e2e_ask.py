@@ -12,9 +12,17 @@ from tests.test_cli_ask import clinfo
 def test_clinfo_ask_json_on_real_servers(llama_server, eutils_server) -> None:
     term = eutils_server.sample_terms(n=1, min_hits=8)[0]
     result = clinfo(
-        "ask", f"Is {term} associated with higher mortality in adults?", "--json",
-        "--llm", f"openai:{llama_server.model}", "--base-url", llama_server.base_url,
-        "--num-queries", "2", "--prefilter-k", "4",
+        "ask",
+        f"Is {term} associated with higher mortality in adults?",
+        "--json",
+        "--llm",
+        f"openai:{llama_server.model}",
+        "--base-url",
+        llama_server.base_url,
+        "--num-queries",
+        "2",
+        "--prefilter-k",
+        "4",
         env={"CLINFO_EUTILS_BASE_URL": eutils_server.base_url, "CLINFO_SCREEN_ABSTRACT_CHARS": "1200"},
         timeout=600,
     )
@@ -46,9 +54,16 @@ def test_clinfo_ask_json_on_real_servers(llama_server, eutils_server) -> None:
 def test_clinfo_ask_streams_markdown_with_real_server(llama_server, eutils_server) -> None:
     term = eutils_server.sample_terms(n=2, min_hits=8)[1]
     result = clinfo(
-        "ask", f"What are the outcomes of {term}?",
-        "--llm", f"openai:{llama_server.model}", "--base-url", llama_server.base_url,
-        "--num-queries", "1", "--prefilter-k", "3",
+        "ask",
+        f"What are the outcomes of {term}?",
+        "--llm",
+        f"openai:{llama_server.model}",
+        "--base-url",
+        llama_server.base_url,
+        "--num-queries",
+        "1",
+        "--prefilter-k",
+        "3",
         env={"CLINFO_EUTILS_BASE_URL": eutils_server.base_url, "CLINFO_SCREEN_ABSTRACT_CHARS": "1000"},
         timeout=600,
     )

@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -36,7 +36,12 @@ def write_questions(path: Path, eutils: EUtilsServer, n: int) -> Path:
     assert len(terms) == n, "the loopback corpus offers fewer sample terms than the test needs"
     with path.open("w") as f:
         for i, term in enumerate(terms):
-            row = {"id": f"t{i}", "question": f"What is the evidence on {term}?", "label": "yes", "gold_pmids": eutils.expected_pmids(term)[:3]}
+            row = {
+                "id": f"t{i}",
+                "question": f"What is the evidence on {term}?",
+                "label": "yes",
+                "gold_pmids": eutils.expected_pmids(term)[:3],
+            }
             f.write(json.dumps(row) + "\n")
     return path
 
@@ -46,9 +51,30 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path: Path
     data = write_questions(tmp_path / "qs.jsonl", eutils, 10)
     out = tmp_path / "runs" / "killed"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLINFO_")}
-    env.update(NCBI_API_KEY="fake-key-for-10-per-second", CLINFO_EUTILS_BASE_URL=eutils.base_url, CLINFO_CACHE_DIR=str(tmp_path / "cache"))
-    cmd = [sys.executable, "-m", "clinfo", "eval", "run", str(data), "--out", str(out), "--llm", "openai:bench",
-           "--base-url", llm.base_url, "--source", "pubmed", "--concurrency", "3", "--quiet"]
+    env.update(
+        NCBI_API_KEY="fake-key-for-10-per-second",
+        CLINFO_EUTILS_BASE_URL=eutils.base_url,
+        CLINFO_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "clinfo",
+        "eval",
+        "run",
+        str(data),
+        "--out",
+        str(out),
+        "--llm",
+        "openai:bench",
+        "--base-url",
+        llm.base_url,
+        "--source",
+        "pubmed",
+        "--concurrency",
+        "3",
+        "--quiet",
+    ]
     predictions = out / "predictions.jsonl"
 
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -70,7 +96,10 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path: Path
 
     finished = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
-    assert f"10/10 questions done ({10 - done_before} now, {done_before} from earlier sessions; 0 failed)" in finished.stderr
+    assert (
+        f"10/10 questions done ({10 - done_before} now, {done_before} from earlier sessions; 0 failed)"
+        in finished.stderr
+    )
     after = predictions.read_bytes()
     assert after.startswith(complete_before) and after.endswith(b"\n")
     records = [json.loads(line) for line in after.splitlines()]
@@ -80,14 +109,21 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path: Path
     assert "fake-key" not in (out / "config.json").read_text() + after.decode()
 
 
-def test_each_format_runs_and_reports_side_by_side(tmp_path: Path, servers, shared_dir: Path, bioasq_file: Path, monkeypatch) -> None:
+def test_each_format_runs_and_reports_side_by_side(
+    tmp_path: Path, servers, shared_dir: Path, bioasq_file: Path, monkeypatch
+) -> None:
     llm, eutils = servers
     monkeypatch.setenv("NCBI_API_KEY", "fake-key")
     monkeypatch.setenv("CLINFO_EUTILS_BASE_URL", eutils.base_url)
     jsonl = write_questions(tmp_path / "qs.jsonl", eutils, 2)
     csv_file = tmp_path / "qs.csv"
-    csv_file.write_text("id,question,answer,gold_pmids\n" + "".join(
-        f'{r["id"]},"{r["question"]}",Evidence is limited.,"{" ".join(r["gold_pmids"])}"\n' for r in map(json.loads, jsonl.read_text().splitlines())))
+    csv_file.write_text(
+        "id,question,answer,gold_pmids\n"
+        + "".join(
+            f'{r["id"]},"{r["question"]}",Evidence is limited.,"{" ".join(r["gold_pmids"])}"\n'
+            for r in map(json.loads, jsonl.read_text().splitlines())
+        )
+    )
     datasets = {
         "pubmedqa": shared_dir / "data/pubmedqa/pqal_dev.json",
         "pubmedrs": shared_dir / "data/pubmedrs200/PubMedRS-200.csv",
@@ -99,8 +135,26 @@ def test_each_format_runs_and_reports_side_by_side(tmp_path: Path, servers, shar
     runs = []
     for fmt, path in datasets.items():
         out = tmp_path / "runs" / fmt
-        args = ["eval", "run", str(path), "--format", fmt, "--out", str(out), "--llm", "openai:bench", "--base-url", llm.base_url,
-                "--source", "pubmed", "--limit", "2", "--seed", "1", "--quiet"]
+        args = [
+            "eval",
+            "run",
+            str(path),
+            "--format",
+            fmt,
+            "--out",
+            str(out),
+            "--llm",
+            "openai:bench",
+            "--base-url",
+            llm.base_url,
+            "--source",
+            "pubmed",
+            "--limit",
+            "2",
+            "--seed",
+            "1",
+            "--quiet",
+        ]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (fmt, result.output)
         records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
@@ -127,7 +181,10 @@ def test_each_format_runs_and_reports_side_by_side(tmp_path: Path, servers, shar
     [
         (["--format", "xml"], "error: unknown dataset format 'xml'; use one of pubmedqa, pubmedrs, bioasq, jsonl, csv"),
         (["--llm", "nope:x"], "error: unknown LLM backend 'nope'"),
-        (["--source", "nowhere", "--llm", "vllm:m", "--base-url", "http://127.0.0.1:9/v1"], "error: unknown source 'nowhere'"),
+        (
+            ["--source", "nowhere", "--llm", "vllm:m", "--base-url", "http://127.0.0.1:9/v1"],
+            "error: unknown source 'nowhere'",
+        ),
         (["--llm", "openai:gpt-4o-mini"], "error: OPENAI_API_KEY is not set"),
     ],
 )

@@ -36,7 +36,10 @@ def test_pubmedrs_repairs_mojibake_parses_dates_and_ignores_the_review(shared_di
     assert data.format == "pubmedrs" and len(data) == 209
     by_id = {i.id: i for i in data.items}
     # "â‰¤" in the file is the UTF-8 of "≤" read as Latin-1
-    assert by_id["35501549"].question == "Is a Distal Resection Margin of ≤ 1 cm Safe in Patients with Intermediate- to Low-Lying Rectal Cancer?"
+    assert (
+        by_id["35501549"].question
+        == "Is a Distal Resection Margin of ≤ 1 cm Safe in Patients with Intermediate- to Low-Lying Rectal Cancer?"
+    )
     assert "tumor necrosis factor-α" in (by_id["25995176"].answer or "")
     for item in data.items:
         text = " ".join([item.question, item.answer or "", *map(str, item.meta.values())])
@@ -66,7 +69,9 @@ def test_bioasq_documents_labels_and_ideal_answers(bioasq_file: Path) -> None:
 def test_generic_jsonl_and_csv(tmp_path: Path) -> None:
     jsonl = tmp_path / "qs.jsonl"
     jsonl.write_text(
-        json.dumps({"question": "Do statins help?", "answer": "Yes.", "gold_pmids": [123, "0456"], "date": "2020-05-01"})
+        json.dumps(
+            {"question": "Do statins help?", "answer": "Yes.", "gold_pmids": [123, "0456"], "date": "2020-05-01"}
+        )
         + "\n\n"
         + json.dumps({"id": "b", "question": "Is aspirin useful?", "label": "No", "ignore": "999"})
         + "\n"

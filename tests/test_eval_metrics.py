@@ -19,9 +19,21 @@ def summary(pmid: str, rank: int, relevant: bool) -> dict[str, Any]:
     return {"article": {"pmid": pmid, "title": f"T{pmid}"}, "relevant": relevant, "rank": rank}
 
 
-def record(rid: str, *, gold: list[str], candidates: list[tuple[str, int, bool]], refs: list[str], synthesis: str,
-           tldr: str = "", gold_answer: str | None = None, gold_label: str | None = None, predicted: str | None = None,
-           no_evidence: bool = False, calls: int = 5, wall: float = 1.0) -> dict[str, Any]:
+def record(
+    rid: str,
+    *,
+    gold: list[str],
+    candidates: list[tuple[str, int, bool]],
+    refs: list[str],
+    synthesis: str,
+    tldr: str = "",
+    gold_answer: str | None = None,
+    gold_label: str | None = None,
+    predicted: str | None = None,
+    no_evidence: bool = False,
+    calls: int = 5,
+    wall: float = 1.0,
+) -> dict[str, Any]:
     return {
         "id": rid,
         "question": f"question {rid}",
@@ -36,10 +48,23 @@ def record(rid: str, *, gold: list[str], candidates: list[tuple[str, int, bool]]
             "references": [{"n": i + 1, "pmid": p} for i, p in enumerate(refs)],
             "article_summaries": [summary(p, r, True) for p, r, rel in candidates if rel],
             "irrelevant_articles": [summary(p, r, False) for p, r, rel in candidates if not rel],
-            "trace": {"llm_calls": calls, "prompt_tokens": 100, "completion_tokens": 20, "cost_usd": 0.01, "llm_cache_hits": 1, "invalid_citations_removed": 1},
+            "trace": {
+                "llm_calls": calls,
+                "prompt_tokens": 100,
+                "completion_tokens": 20,
+                "cost_usd": 0.01,
+                "llm_cache_hits": 1,
+                "invalid_citations_removed": 1,
+            },
         },
         "predicted_label": predicted,
-        "classification": {"llm_calls": 1, "prompt_tokens": 10, "completion_tokens": 2, "cost_usd": 0.001, "cached": False},
+        "classification": {
+            "llm_calls": 1,
+            "prompt_tokens": 10,
+            "completion_tokens": 2,
+            "cost_usd": 0.001,
+            "cached": False,
+        },
         "error": None,
         "wall_seconds": wall,
     }
@@ -47,15 +72,52 @@ def record(rid: str, *, gold: list[str], candidates: list[tuple[str, int, bool]]
 
 RECORDS = [
     # gold A, B; screened in rank order A, X, B (X judged relevant too, ranked by rank not relevance)
-    record("r1", gold=["A", "B"], candidates=[("B", 2, True), ("A", 0, True), ("X", 1, False)], refs=["B"],
-           synthesis="A finding [1]. Another [1, 2].", tldr="magnesium improves sleep quality",
-           gold_answer="magnesium improves sleep", gold_label="yes", predicted="yes", wall=1.0),
-    record("r2", gold=["C"], candidates=[("Y", 0, False), ("C", 1, False)], refs=[], synthesis="No relevant evidence found.",
-           gold_label="no", predicted="yes", no_evidence=True, wall=2.0),
-    record("r3", gold=["D"], candidates=[], refs=["E", "F"], synthesis="Both agree [1-2].", tldr="same words here",
-           gold_answer="same words here", gold_label="maybe", predicted=None, wall=3.0),
-    {"id": "r4", "question": "q", "task": "yesno", "gold_label": "yes", "gold_pmids": ["Z"], "answer": None,
-     "predicted_label": None, "error": "LLMError: boom", "wall_seconds": 10.0},
+    record(
+        "r1",
+        gold=["A", "B"],
+        candidates=[("B", 2, True), ("A", 0, True), ("X", 1, False)],
+        refs=["B"],
+        synthesis="A finding [1]. Another [1, 2].",
+        tldr="magnesium improves sleep quality",
+        gold_answer="magnesium improves sleep",
+        gold_label="yes",
+        predicted="yes",
+        wall=1.0,
+    ),
+    record(
+        "r2",
+        gold=["C"],
+        candidates=[("Y", 0, False), ("C", 1, False)],
+        refs=[],
+        synthesis="No relevant evidence found.",
+        gold_label="no",
+        predicted="yes",
+        no_evidence=True,
+        wall=2.0,
+    ),
+    record(
+        "r3",
+        gold=["D"],
+        candidates=[],
+        refs=["E", "F"],
+        synthesis="Both agree [1-2].",
+        tldr="same words here",
+        gold_answer="same words here",
+        gold_label="maybe",
+        predicted=None,
+        wall=3.0,
+    ),
+    {
+        "id": "r4",
+        "question": "q",
+        "task": "yesno",
+        "gold_label": "yes",
+        "gold_pmids": ["Z"],
+        "answer": None,
+        "predicted_label": None,
+        "error": "LLMError: boom",
+        "wall_seconds": 10.0,
+    },
 ]
 SESSIONS = [{"wall_seconds": 30.0, "completed": 3}, {"wall_seconds": 30.0, "completed": 1}]
 
@@ -112,7 +174,16 @@ def test_text_citations_cost(metrics: dict[str, Any]) -> None:
     assert k["tokens"] == 3 * 132 and k["cost_usd"] == pytest.approx(3 * 0.011)
     assert k["wall_p50_seconds"] == pytest.approx(2.5) and k["wall_p95_seconds"] == pytest.approx(8.95)
     assert k["questions_per_minute"] == pytest.approx(4.0)
-    assert metrics["run"] == {"llm": "scripted:x", "source": None, "dataset": None, "format": None, "selected": 4, "finished": 4, "answered": 3, "errors": 1}
+    assert metrics["run"] == {
+        "llm": "scripted:x",
+        "source": None,
+        "dataset": None,
+        "format": None,
+        "selected": 4,
+        "finished": 4,
+        "answered": 3,
+        "errors": 1,
+    }
 
 
 def test_unknown_price_makes_cost_unknown() -> None:
@@ -121,14 +192,20 @@ def test_unknown_price_makes_cost_unknown() -> None:
     assert metrics_from_records([rec])["cost"]["cost_usd"] is None
 
 
-@pytest.mark.parametrize("text, numbers", [("a [1] b [2, 3] c [4-6]", [1, 2, 3, 4, 5, 6]), ("95% CI [1.2, 3.4] [x]", []), ("[7][1]", [7, 1])])
+@pytest.mark.parametrize(
+    "text, numbers", [("a [1] b [2, 3] c [4-6]", [1, 2, 3, 4, 5, 6]), ("95% CI [1.2, 3.4] [x]", []), ("[7][1]", [7, 1])]
+)
 def test_inline_citations(text: str, numbers: list[int]) -> None:
     assert inline_citations(text) == numbers
 
 
 def make_run(path: Path, records: list[dict[str, Any]], llm: str) -> Path:
     path.mkdir(parents=True)
-    config = {"settings": {"llm": llm, "source": "demo"}, "dataset": {"path": "/x/qs.jsonl", "format": "jsonl", "sha256": "0" * 64, "items": 4}, "selected": 4}
+    config = {
+        "settings": {"llm": llm, "source": "demo"},
+        "dataset": {"path": "/x/qs.jsonl", "format": "jsonl", "sha256": "0" * 64, "items": 4},
+        "selected": 4,
+    }
     (path / "config.json").write_text(json.dumps(config))
     (path / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"id": "r5", "quest')
     (path / "sessions.jsonl").write_text("".join(json.dumps(s) + "\n" for s in SESSIONS))

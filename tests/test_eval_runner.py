@@ -84,7 +84,9 @@ def test_a_failing_question_is_recorded_and_the_run_goes_on(tmp_path: Path) -> N
     assert llm.steps().count("plan") == 1
     records = lines(tmp_path / "run/predictions.jsonl")
     assert sorted(r["id"] for r in records) == ["q0", "q1", "q2", "q3", "q4"]
-    assert [r["error"] for r in records if r["id"] == "q2"] == ["the server answered HTTP 500: boom"]  # still fails: FAIL is in the question
+    assert [r["error"] for r in records if r["id"] == "q2"] == [
+        "the server answered HTTP 500: boom"
+    ]  # still fails: FAIL is in the question
 
 
 def test_keep_errors_does_not_retry(tmp_path: Path) -> None:
@@ -208,7 +210,12 @@ def test_no_evidence_answers_are_maybe_without_a_call(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "reply, label",
-    [('{"answer": "no"}', "no"), ('```json\n{"answer": "Maybe"}\n```', "maybe"), ("Yes, it does.", "yes"), ("unclear", None)],
+    [
+        ('{"answer": "no"}', "no"),
+        ('```json\n{"answer": "Maybe"}\n```', "maybe"),
+        ("Yes, it does.", "yes"),
+        ("unclear", None),
+    ],
 )
 def test_read_label(reply: str, label: str | None) -> None:
     assert read_label(reply) == label

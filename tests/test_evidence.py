@@ -19,7 +19,12 @@ METFORMIN = "Is metformin use associated with lower cancer incidence in people w
 
 
 def article(pmid: str, *sections: tuple[str, str], title: str = "", mesh: list[str] | None = None) -> Article:
-    return Article(pmid=pmid, title=title, abstract_sections=[AbstractSection(label=l, text=t) for l, t in sections], mesh=mesh or [])
+    return Article(
+        pmid=pmid,
+        title=title,
+        abstract_sections=[AbstractSection(label=l, text=t) for l, t in sections],
+        mesh=mesh or [],
+    )
 
 
 # ------------------------------------------------------------------ terms
@@ -49,7 +54,9 @@ def test_rare_terms_weigh_more_than_common_ones() -> None:
 
 def test_coverage_is_weighted_by_specificity_and_lists_what_is_missing() -> None:
     insulin = article("1", ("CONCLUSIONS", "Bedtime insulin added to metformin helps patients with type 2 diabetes."))
-    cancer = article("2", ("RESULTS", "Cancer incidence rose in people with type 2 diabetes; metformin users had fewer cancers."))
+    cancer = article(
+        "2", ("RESULTS", "Cancer incidence rose in people with type 2 diabetes; metformin users had fewer cancers.")
+    )
     share, matched, missing = coverage(METFORMIN, insulin)
     assert missing == ("cancer", "incid") and set(matched) == {"metformin", "type", "diabet"}
     assert coverage(METFORMIN, cancer)[0] == 1.0 and 0 < share < 1.0
@@ -72,7 +79,9 @@ def test_judge_needs_the_threshold_and_keeps_clearly_outmatched_records_out() ->
     # alone, the partial match is judged on the threshold only
     assert [v.relevant for v in judge(METFORMIN, [most, half], threshold=0.75)] == [True, False]
     # without a threshold, the calibrated one for coverage alone applies
-    assert [v.relevant for v in judge(METFORMIN, [most, half])] == [v.score >= THRESHOLDS["coverage"] for v in judge(METFORMIN, [most, half])]
+    assert [v.relevant for v in judge(METFORMIN, [most, half])] == [
+        v.score >= THRESHOLDS["coverage"] for v in judge(METFORMIN, [most, half])
+    ]
 
 
 def test_similarity_joins_coverage_in_the_score_and_the_reason() -> None:
@@ -86,8 +95,16 @@ def test_similarity_joins_coverage_in_the_score_and_the_reason() -> None:
 
 
 def test_similarities_come_from_the_real_encoder_and_rank_the_on_topic_record_first() -> None:
-    on_topic = article("1", ("RESULTS", "Among people with type 2 diabetes, metformin users developed fewer malignancies than sulfonylurea users."))
-    off_topic = article("2", ("RESULTS", "Vaccines stored in clinic refrigerators were exposed to freezing temperatures."))
+    on_topic = article(
+        "1",
+        (
+            "RESULTS",
+            "Among people with type 2 diabetes, metformin users developed fewer malignancies than sulfonylurea users.",
+        ),
+    )
+    off_topic = article(
+        "2", ("RESULTS", "Vaccines stored in clinic refrigerators were exposed to freezing temperatures.")
+    )
     sims = similarities(METFORMIN, [on_topic, off_topic])
     assert sims is not None and len(sims) == 2
     assert sims[0] > 0.5 > sims[1]
@@ -102,7 +119,12 @@ def test_a_question_without_content_words_finds_nothing_relevant() -> None:
 
 def test_sentences_split_at_stops_but_not_at_abbreviations_or_decimals() -> None:
     text = "Mean age was 61.5 years (vs. 58 in controls), e.g. older. Risk fell by 20%. Smith et al. disagree? Yes."
-    assert split_sentences(text) == ["Mean age was 61.5 years (vs. 58 in controls), e.g. older.", "Risk fell by 20%.", "Smith et al. disagree?", "Yes."]
+    assert split_sentences(text) == [
+        "Mean age was 61.5 years (vs. 58 in controls), e.g. older.",
+        "Risk fell by 20%.",
+        "Smith et al. disagree?",
+        "Yes.",
+    ]
 
 
 def test_quote_prefers_the_answering_sentence_to_the_objective_that_restates_the_question() -> None:
@@ -138,11 +160,17 @@ def test_quote_of_an_unlabelled_abstract_is_the_best_match_not_always_the_last_s
 def test_non_adjacent_quoted_sentences_are_joined_with_an_ellipsis() -> None:
     a = article(
         "1",
-        ("RESULTS", "Metformin users had fewer cancers in type 2 diabetes. Weight fell by 2 kg in both arms of the study."),
+        (
+            "RESULTS",
+            "Metformin users had fewer cancers in type 2 diabetes. Weight fell by 2 kg in both arms of the study.",
+        ),
         ("CONCLUSIONS", "Metformin use is associated with a lower cancer incidence in type 2 diabetes."),
     )
     quote = best_quote(METFORMIN, a)
-    assert quote.text == "Metformin users had fewer cancers in type 2 diabetes. … Metformin use is associated with a lower cancer incidence in type 2 diabetes."
+    assert (
+        quote.text
+        == "Metformin users had fewer cancers in type 2 diabetes. … Metformin use is associated with a lower cancer incidence in type 2 diabetes."
+    )
 
 
 # ------------------------------------------------------------------ the small preset over the real demo corpus
@@ -167,7 +195,10 @@ def test_a_question_the_demo_corpus_cannot_answer_gets_the_honest_no_evidence_an
     assert answer.trace.llm_calls == 0 and answer.trace.articles_screened > 0
     # what was screened says why each record fell short
     assert all(s.relevance_source == "retrieval" and "similarity" in s.reason for s in answer.irrelevant_articles)
-    assert any("missing: cancer" in s.reason and "metformin" not in s.reason.split("missing:")[1] for s in answer.irrelevant_articles)
+    assert any(
+        "missing: cancer" in s.reason and "metformin" not in s.reason.split("missing:")[1]
+        for s in answer.irrelevant_articles
+    )
 
 
 def test_a_pubmedqa_question_cites_its_own_abstract_and_quotes_it(offline: ClinfoAI, shared_dir: Path) -> None:
@@ -194,7 +225,9 @@ def test_small_preset_answers_a_question_without_hits_with_no_model_call(tmp_pat
     assert answer.no_evidence and answer.trace.zero_hit_queries == 1 and answer.trace.llm_calls == 0
 
 
-def test_without_a_usable_similarity_model_relevance_rests_on_coverage_and_says_so(offline: ClinfoAI, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_usable_similarity_model_relevance_rests_on_coverage_and_says_so(
+    offline: ClinfoAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import clinfo.corpus.encoders as encoders
     from clinfo.errors import ConfigError
 

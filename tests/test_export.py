@@ -16,16 +16,20 @@ from tests.support.scripted import MemorySource, ScriptedLLM, make_article, scre
 
 QUESTION = "Does magnesium improve sleep in older adults?"
 Q1 = "magnesium[tiab] AND sleep[tiab]"
-EVIL = '<script>alert(1)</script> *Bold* [x](javascript:alert(1)) magnesium'
+EVIL = "<script>alert(1)</script> *Bold* [x](javascript:alert(1)) magnesium"
 
 
 def pipeline_answer() -> Answer:
     """A real Answer from the pipeline (scripted LLM, in-memory records)."""
     articles = [
         make_article(
-            "101", "Magnesium & sleep: 50% better? {A} trial_1 #1 $5 ~x ^y \\z", "Magnesium helped older adults sleep.",
+            "101",
+            "Magnesium & sleep: 50% better? {A} trial_1 #1 $5 ~x ^y \\z",
+            "Magnesium helped older adults sleep.",
             authors=["van der Berg JA", "Abbasi B", "Müller K", "WHO Sleep Study Group"],
-            doi="10.1000/mg_(2012).1", year=2012, journal="J Sleep Res",
+            doi="10.1000/mg_(2012).1",
+            year=2012,
+            journal="J Sleep Res",
             mesh=["Magnesium", "Sleep"],
         ),
         make_article("102", "Statins in middle age", "Cholesterol."),
@@ -115,7 +119,9 @@ def test_bibtex_entries_from_article_metadata(answer: Answer) -> None:
 
 
 def test_bibtex_falls_back_to_reference_when_record_missing() -> None:
-    a = Answer(question="q", references=[Reference(n=1, pmid="555", citation="X. PMID: 555", url="u", title="Lonely title")])
+    a = Answer(
+        question="q", references=[Reference(n=1, pmid="555", citation="X. PMID: 555", url="u", title="Lonely title")]
+    )
     (entry,) = entries(to_bibtex(a))
     assert entry.startswith("@article{pmid555,")
     assert fields(entry) == {"title": "Lonely title", "pmid": "555", "url": "https://pubmed.ncbi.nlm.nih.gov/555/"}
@@ -135,7 +141,10 @@ def test_ris_records_have_valid_tags_and_metadata(answer: Answer) -> None:
         assert lines[0] == "TY  - JOUR" and lines[-1] == "ER  - "
     first = records[0]
     assert [l for l in first if l.startswith("AU")] == [
-        "AU  - van der Berg, J.A.", "AU  - Abbasi, B.", "AU  - Müller, K.", "AU  - WHO Sleep Study Group",
+        "AU  - van der Berg, J.A.",
+        "AU  - Abbasi, B.",
+        "AU  - Müller, K.",
+        "AU  - WHO Sleep Study Group",
     ]
     assert "PY  - 2012" in first and "AN  - 101" in first and "DO  - 10.1000/mg_(2012).1" in first
     assert "UR  - https://pubmed.ncbi.nlm.nih.gov/101/" in first
@@ -167,7 +176,10 @@ def test_markdown_is_cited_escaped_and_carries_the_disclaimer(answer: Answer) ->
     html = md.render(text)
     assert "<script" not in html and "&lt;script&gt;" in html
     assert "<em>Bold</em>" not in html
-    assert all(h.startswith(("https://pubmed.ncbi.nlm.nih.gov/", "https://doi.org/")) for h in re.findall(r'href="([^"]*)"', html))
+    assert all(
+        h.startswith(("https://pubmed.ncbi.nlm.nih.gov/", "https://doi.org/"))
+        for h in re.findall(r'href="([^"]*)"', html)
+    )
 
 
 def test_one_layout_for_the_terminal_and_the_export(answer: Answer) -> None:

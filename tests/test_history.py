@@ -31,13 +31,18 @@ BOB = Viewer(session="tab-5", user="name:bob")
 
 def answer(question: str, relevant: list[str], irrelevant: list[str] = ()) -> Answer:
     def summary(pmid: str, ok: bool) -> ArticleSummary:
-        return ArticleSummary(article=make_article(pmid, f"Title {pmid}"), relevant=ok, score=8 if ok else 1, reason="r")
+        return ArticleSummary(
+            article=make_article(pmid, f"Title {pmid}"), relevant=ok, score=8 if ok else 1, reason="r"
+        )
 
     return Answer(
         question=question,
         synthesis="Text [1].",
         tldr="Short.",
-        references=[Reference(n=i, pmid=p, citation=f"C {p}", url=f"https://pubmed.ncbi.nlm.nih.gov/{p}/") for i, p in enumerate(relevant, 1)],
+        references=[
+            Reference(n=i, pmid=p, citation=f"C {p}", url=f"https://pubmed.ncbi.nlm.nih.gov/{p}/")
+            for i, p in enumerate(relevant, 1)
+        ],
         article_summaries=[summary(p, True) for p in relevant],
         irrelevant_articles=[summary(p, False) for p in irrelevant],
     )
@@ -150,7 +155,15 @@ def test_long_question_titles_are_cut(tmp_path: Path) -> None:
 def test_public_config_is_an_allow_list() -> None:
     import datetime as dt
 
-    config = public_config({"llm": "a", "ncbi_api_key": "x", "restriction_date": dt.date(2020, 1, 2), "followups": "merge", "cache_dir": "/p"})
+    config = public_config(
+        {
+            "llm": "a",
+            "ncbi_api_key": "x",
+            "restriction_date": dt.date(2020, 1, 2),
+            "followups": "merge",
+            "cache_dir": "/p",
+        }
+    )
     assert config == {"llm": "a", "restriction_date": "2020-01-02", "followups": "merge"}
 
 
@@ -191,7 +204,7 @@ def test_unparseable_answer_keeps_the_turn(tmp_path: Path) -> None:
     conv = store.new_conversation(TAB1, "q")
     store.add(conv.id, "q", answer=answer("q", ["1"]))
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE turns SET answer_json = '{\"not\": \"an answer\"}'")
+        conn.execute('UPDATE turns SET answer_json = \'{"not": "an answer"}\'')
     (turn,) = store.turns(conv.id)
     assert turn.answer is None and "another version" in (turn.error or "")
 

@@ -18,7 +18,13 @@ from tests.support.common import REPO
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "clinfo", "index", "import-vectors", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "clinfo", "index", "import-vectors", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def chunk(folder: Path, name: str, pmids: list[int | str], dim: int = 384, seed: int = 0) -> tuple[Path, Path]:
@@ -33,7 +39,11 @@ def pairs(*chunks: tuple[Path, Path]) -> list[str]:
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()} if folder.exists() else {}
+    return (
+        {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+        if folder.exists()
+        else {}
+    )
 
 
 @pytest.fixture
@@ -88,7 +98,7 @@ def test_import_counts_skips_and_resumes(corpus: tuple[Path, list[int]], tmp_pat
     [
         ("truncated", "truncated .npy file"),
         ("not_a_list", "expected a JSON list of PMIDs"),
-        ("not_pmids", "expected a JSON list of PMIDs, found \"abc\""),
+        ("not_pmids", 'expected a JSON list of PMIDs, found "abc"'),
         ("bad_json", "not valid JSON"),
         ("length", "lists 9 PMIDs but"),
         ("one_dimensional", "expected a 2-D matrix"),
@@ -96,7 +106,9 @@ def test_import_counts_skips_and_resumes(corpus: tuple[Path, list[int]], tmp_pat
         ("unpaired", "give one --pmids per --vectors"),
     ],
 )
-def test_bad_chunks_fail_with_one_line_and_write_nothing(corpus: tuple[Path, list[int]], tmp_path: Path, case: str, message: str) -> None:
+def test_bad_chunks_fail_with_one_line_and_write_nothing(
+    corpus: tuple[Path, list[int]], tmp_path: Path, case: str, message: str
+) -> None:
     db, pmids = corpus
     good = chunk(tmp_path, "good", pmids[:10])
     bad_v, bad_p = chunk(tmp_path, "bad", pmids[10:20])
@@ -140,7 +152,10 @@ def test_dimension_is_fixed_by_the_first_import(corpus: tuple[Path, list[int]], 
     before = snapshot(folder)
     second = run(str(db), *pairs(chunk(tmp_path, "b", pmids[20:40], dim=48)), "--model", "example/encoder", "-q")
     assert second.returncode == 1
-    assert second.stderr.strip() == f"error: {tmp_path / 'b.npy'} has 48 dimensions, but {folder} holds 32-dimensional vectors of example/encoder"
+    assert (
+        second.stderr.strip()
+        == f"error: {tmp_path / 'b.npy'} has 48 dimensions, but {folder} holds 32-dimensional vectors of example/encoder"
+    )
     assert snapshot(folder) == before
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from clinfo.errors import LLMError
-from clinfo.llm.llama_probe import Verdict, _fingerprint, check, plain_kernels
 from clinfo.llm.llama_cpp import default_model_path
+from clinfo.llm.llama_probe import Verdict, _fingerprint, check, plain_kernels
 from tests.test_cli_ask import assert_one_line_error, clinfo
 
 # A child that counts its runs in a file, then dies on SIGILL unless told to run without
@@ -89,9 +89,19 @@ def test_cli_says_one_line_when_the_embedded_model_cannot_run(tmp_path: Path) ->
     cache = tmp_path / "cache"
     record = cache / "llama-probe" / f"{_fingerprint(default_model_path())}.json"
     record.parent.mkdir(parents=True)
-    record.write_text(json.dumps({"ok": False, "extra_bufts": True, "detail": "llama.cpp died on SIGILL (Illegal instruction)"}))
-    result = clinfo("ask", "--llm", "local", "--source", "demo", "Do statins prevent atrial fibrillation?",
-                    env={"CLINFO_CACHE_DIR": str(cache), "CLINFO_PRESET": "default"}, timeout=300)  # the model plans
+    record.write_text(
+        json.dumps({"ok": False, "extra_bufts": True, "detail": "llama.cpp died on SIGILL (Illegal instruction)"})
+    )
+    result = clinfo(
+        "ask",
+        "--llm",
+        "local",
+        "--source",
+        "demo",
+        "Do statins prevent atrial fibrillation?",
+        env={"CLINFO_CACHE_DIR": str(cache), "CLINFO_PRESET": "default"},
+        timeout=300,
+    )  # the model plans
     assert_one_line_error(result, "embedded model cannot run on this machine", "SIGILL", "GGML_NATIVE=OFF")
     assert os.stat(record).st_size > 0
 

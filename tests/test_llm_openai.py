@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -267,7 +268,11 @@ class Stub:
                     stub.release.wait(body)
                     return
                 sse = isinstance(body, list)
-                data = "".join(f"data: {json.dumps(c)}\n\n" for c in body) + "data: [DONE]\n\n" if sse else json.dumps(body)
+                data = (
+                    "".join(f"data: {json.dumps(c)}\n\n" for c in body) + "data: [DONE]\n\n"
+                    if sse
+                    else json.dumps(body)
+                )
                 raw = data.encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "text/event-stream" if sse else "application/json")
@@ -303,7 +308,13 @@ def stub() -> Iterator[Any]:
 
 def chunk(content: str | None = None, finish: str | None = None, usage: dict[str, int] | None = None) -> dict[str, Any]:
     choices = [] if usage else [{"index": 0, "delta": {"content": content} if content else {}, "finish_reason": finish}]
-    out: dict[str, Any] = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o-mini", "choices": choices}
+    out: dict[str, Any] = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "gpt-4o-mini",
+        "choices": choices,
+    }
     if usage:
         out["usage"] = usage
     return out
@@ -387,7 +398,12 @@ async def test_auto_does_not_settle_on_a_dialect_when_every_attempt_fails(stub: 
 
 
 async def test_stream_uses_reported_usage_and_drops_refused_stream_options(stub: Any) -> None:
-    stream = [chunk("Hel"), chunk("lo"), chunk(finish="stop"), chunk(usage={"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9})]
+    stream = [
+        chunk("Hel"),
+        chunk("lo"),
+        chunk(finish="stop"),
+        chunk(usage={"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}),
+    ]
     s = stub((200, stream), (400, {"error": {"message": "Unknown field stream_options"}}), (200, stream[:3]))
     llm = create_llm("openai:gpt-4o-mini", Settings(base_url=s.url, llm_retries=0))
     try:

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from clinfo.errors import ConfigError
-from clinfo.llm import Completion, LLMRequest, backends, create_llm, parse_spec, register
-from clinfo.llm import registry
+from clinfo.llm import Completion, LLMRequest, backends, create_llm, parse_spec, register, registry
 from clinfo.llm.base import LLM
 from clinfo.settings import Settings
 
@@ -110,7 +109,11 @@ def test_unknown_backend_lists_the_known_ones() -> None:
 
 def test_builtin_backends_build_without_network() -> None:
     llm = create_llm("vllm:Qwen/Qwen2.5-7B-Instruct", Settings())
-    assert llm.identity() == {"backend": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct", "base_url": "http://localhost:8000/v1"}
+    assert llm.identity() == {
+        "backend": "vllm",
+        "model": "Qwen/Qwen2.5-7B-Instruct",
+        "base_url": "http://localhost:8000/v1",
+    }
     assert create_llm("local", Settings()).identity()["backend"] == "local"
 
 

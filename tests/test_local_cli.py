@@ -34,7 +34,9 @@ def test_index_build_prints_a_summary_and_info_reads_it(tmp_path: Path, slice21:
 
 
 def test_search_json_lines(small_corpus: Path) -> None:
-    result = runner.invoke(app, ["search", "cancer[tiab] AND patients", "--source", f"local:{small_corpus}", "-k", "4", "--json"])
+    result = runner.invoke(
+        app, ["search", "cancer[tiab] AND patients", "--source", f"local:{small_corpus}", "-k", "4", "--json"]
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 4 and all(set(r) == {"pmid", "score", "title"} for r in rows)
@@ -53,7 +55,9 @@ def test_search_stdin_one_line_per_query(small_corpus: Path) -> None:
     qa = pubmedqa_items()
     pmids = list(qa)[:20]
     lines = [qa[p]["QUESTION"] for p in pmids] + ["", "(unbalanced cancer AND x", "Humans[mh] AND 1970:1979[dp]"]
-    result = runner.invoke(app, ["search", "--stdin", "--source", f"local:{small_corpus}", "-k", "5"], input="\n".join(lines) + "\n")
+    result = runner.invoke(
+        app, ["search", "--stdin", "--source", f"local:{small_corpus}", "-k", "5"], input="\n".join(lines) + "\n"
+    )
     assert result.exit_code == 0, result.output  # a malformed query is searched as words, not an error
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(out) == 22

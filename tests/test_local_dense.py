@@ -114,7 +114,9 @@ async def test_imported_vectors_search_like_embedded_ones(tiny_corpus: tuple[Pat
     copy = tmp_path / "copy.db"
     copy.write_bytes(db.read_bytes())
     shutil.copytree(lexical_dir(db), lexical_dir(copy))
-    summary = import_vectors(copy, [(tmp_path / "embeds_chunk_0.npy", tmp_path / "pmids_chunk_0.json")], model="all-MiniLM-L6-v2")
+    summary = import_vectors(
+        copy, [(tmp_path / "embeds_chunk_0.npy", tmp_path / "pmids_chunk_0.json")], model="all-MiniLM-L6-v2"
+    )
     assert summary.imported == store.rows and summary.not_in_corpus == 0
     from clinfo.corpus.dense import build_dense_index
 
@@ -128,7 +130,9 @@ async def test_imported_vectors_search_like_embedded_ones(tiny_corpus: tuple[Pat
     await imported.aclose()
 
 
-async def test_auto_mode_is_hybrid_with_vectors_and_bm25_without(tiny_corpus: tuple[Path, dict], tmp_path: Path) -> None:
+async def test_auto_mode_is_hybrid_with_vectors_and_bm25_without(
+    tiny_corpus: tuple[Path, dict], tmp_path: Path
+) -> None:
     import numpy as np
 
     from clinfo.corpus.dense import embed_index
@@ -158,7 +162,9 @@ async def test_auto_mode_is_hybrid_with_vectors_and_bm25_without(tiny_corpus: tu
     assert fallback.mode == "bm25"
     result = await fallback.search(item["QUESTION"], limit=3)
     assert result.pmids[0] == pmid
-    assert any("dense vectors exist but cannot be used" in w and "example/unavailable-encoder" in w for w in result.warnings)
+    assert any(
+        "dense vectors exist but cannot be used" in w and "example/unavailable-encoder" in w for w in result.warnings
+    )
     await fallback.aclose()
     with pytest.raises(Exception, match="example/unavailable-encoder"):
         LocalSource(bare, mode="hybrid")
@@ -185,7 +191,9 @@ def test_cli_embed_and_hybrid_search(tiny_corpus: tuple[Path, dict], tmp_path: P
     assert f"embedded {n} articles" in result.stdout and f"exact search over {n} vectors" in result.stdout
     pmid, item = list(items.items())[4]
     for mode in ("dense", "hybrid"):
-        out = runner.invoke(app, ["search", item["QUESTION"], "--source", f"local:{copy}", "--mode", mode, "-k", "3", "--json"])
+        out = runner.invoke(
+            app, ["search", item["QUESTION"], "--source", f"local:{copy}", "--mode", mode, "-k", "3", "--json"]
+        )
         assert out.exit_code == 0, out.output
         assert json.loads(out.stdout.splitlines()[0])["pmid"] == pmid
     bad = runner.invoke(app, ["index", "embed", str(tmp_path / "missing.db")])

@@ -35,7 +35,9 @@ class Engine:
         self.store = RecordStore.open(path)
         self.lexical = LexicalIndex(path, self.store.meta("analyzer") or "")
 
-    def search(self, query: str, limit: int = 20, dates: DateRange | None = None) -> tuple[list[int], list[float], int, Translation]:
+    def search(
+        self, query: str, limit: int = 20, dates: DateRange | None = None
+    ) -> tuple[list[int], list[float], int, Translation]:
         tr = translate(query)
         return (*self.lexical.search(tr, limit, dates), tr)
 
@@ -159,7 +161,12 @@ def test_pasted_question_with_brackets_is_natural_language(index: Engine) -> Non
     q = "Is EuroQol 5-Dimension Health Assessment (EQ-5D) [a widely used, simple instrument ...] a 5 question assessment?"
     pmids, _, _, tr = index.search(q, 10)
     assert tr.natural and pmids and any("follows ')'" in w for w in tr.warnings)
-    for text in ("Does aspirin: reduce stroke risk?", 'Is the "July effect real?', "Does (early) surgery help ((?", "cancer]"):
+    for text in (
+        "Does aspirin: reduce stroke risk?",
+        'Is the "July effect real?',
+        "Does (early) surgery help ((?",
+        "cancer]",
+    ):
         pmids, _, _, tr = index.search(text, 10)
         assert tr.natural and pmids, text
 
@@ -175,7 +182,12 @@ def test_natural_language_question_finds_its_abstract(index: Engine) -> None:
 
 
 def test_typed_questions_with_quotes_or_stray_parentheses_still_work(index: Engine) -> None:
-    for text in ('Is there a "July effect" in surgery?', 'A "dangling quote about cancer', "cancer (in adults", "CYP2D6*4 and cancer"):
+    for text in (
+        'Is there a "July effect" in surgery?',
+        'A "dangling quote about cancer',
+        "cancer (in adults",
+        "CYP2D6*4 and cancer",
+    ):
         pmids, _, _, fq = index.search(text, 10)
         assert fq.natural and pmids
 
@@ -184,9 +196,48 @@ _hostile = st.one_of(
     st.text(max_size=80),
     st.lists(
         st.sampled_from(
-            ['"', "(", ")", "[", "]", "*", ":", "^", "{", "}", "-", "+", "NEAR", "NEAR(", "AND", "OR", "NOT", "[tiab]", "[mh]",
-             "[dp]", "[au]", "[pt]", "2020", "2020:2021", "cancer", "canc", "'; DROP TABLE docs; --", "\x00", "\u00e9", "\u200b",
-             "title:", "{title}:", " ", "  ", "~3", "[tiab:~2]", "[mh:noexp]", "/", "#1", "\\"]  # fmt: skip
+            [
+                '"',
+                "(",
+                ")",
+                "[",
+                "]",
+                "*",
+                ":",
+                "^",
+                "{",
+                "}",
+                "-",
+                "+",
+                "NEAR",
+                "NEAR(",
+                "AND",
+                "OR",
+                "NOT",
+                "[tiab]",
+                "[mh]",
+                "[dp]",
+                "[au]",
+                "[pt]",
+                "2020",
+                "2020:2021",
+                "cancer",
+                "canc",
+                "'; DROP TABLE docs; --",
+                "\x00",
+                "\u00e9",
+                "\u200b",
+                "title:",
+                "{title}:",
+                " ",
+                "  ",
+                "~3",
+                "[tiab:~2]",
+                "[mh:noexp]",
+                "/",
+                "#1",
+                "\\",
+            ]  # fmt: skip
         ),
         max_size=25,
     ).map("".join),
@@ -206,7 +257,9 @@ _FIELDS = {*TEXT_FIELDS, "pubtype"}
 def _well_formed(plan: object) -> bool:
     """Every leaf of a plan is letters-and-digits tokens in known fields, a year range or PMIDs."""
     if isinstance(plan, Text):
-        return bool(plan.tokens) and set(plan.fields) <= _FIELDS and all(re.fullmatch(r"[^\W_]+", t) for t in plan.tokens)
+        return (
+            bool(plan.tokens) and set(plan.fields) <= _FIELDS and all(re.fullmatch(r"[^\W_]+", t) for t in plan.tokens)
+        )
     if isinstance(plan, Natural):
         return all(re.fullmatch(r"[^\W_]+", w) for w in plan.words) and all(len(p) > 1 for p in plan.phrases)
     if isinstance(plan, Year):
@@ -334,7 +387,10 @@ def test_missing_or_broken_lexical_index_is_one_corpus_error(tmp_path: Path, sma
     from clinfo.corpus.build import upgrade_corpus
 
     assert upgrade_corpus(db, progress=False) == RecordStore.open(small_corpus).size  # rebuilt from the records
-    rebuilt, original = LocalSource(db).search_sync("cancer[tiab]", limit=ALL), LocalSource(small_corpus).search_sync("cancer[tiab]", limit=ALL)
+    rebuilt, original = (
+        LocalSource(db).search_sync("cancer[tiab]", limit=ALL),
+        LocalSource(small_corpus).search_sync("cancer[tiab]", limit=ALL),
+    )
     assert set(rebuilt.pmids) == set(original.pmids) and rebuilt.count == original.count > 0
     shutil.rmtree(lexical_dir(db))
     shutil.copytree(lexical_dir(small_corpus), lexical_dir(db))

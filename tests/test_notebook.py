@@ -14,7 +14,9 @@ def test_quickstart_notebook_executes_offline(tmp_path: Path) -> None:
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = ["".join(o.get("text", "") for o in cell.get("outputs", [])) for cell in nb.cells if cell.cell_type == "code"]
+    outputs = [
+        "".join(o.get("text", "") for o in cell.get("outputs", [])) for cell in nb.cells if cell.cell_type == "code"
+    ]
     assert not [o for cell in nb.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     synthesis, references = outputs[1], outputs[2]
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", synthesis)}

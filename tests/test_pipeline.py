@@ -20,9 +20,15 @@ Q2 = '"sleep quality"[tiab] AND elderly[tiab]'
 
 def corpus() -> list:
     return [
-        make_article("101", "Magnesium and sleep in elderly: an RCT", "Magnesium supplementation improved sleep quality in older adults."),
+        make_article(
+            "101",
+            "Magnesium and sleep in elderly: an RCT",
+            "Magnesium supplementation improved sleep quality in older adults.",
+        ),
         make_article("102", "Unrelated cardiology trial", "Statins and cholesterol in middle age."),
-        make_article("103", "Magnesium sleep cohort study", "Dietary magnesium intake and sleep duration in older people."),
+        make_article(
+            "103", "Magnesium sleep cohort study", "Dietary magnesium intake and sleep duration in older people."
+        ),
         make_article("104", "No abstract record", ""),
     ]
 
@@ -47,7 +53,11 @@ def make_source() -> MemorySource:
 
 
 def run(llm, source, **kw) -> Answer:
-    settings = {k: kw.pop(k) for k in list(kw) if k in ("prefilter_k", "synthesis_context_chars", "num_queries", "results_per_query")}
+    settings = {
+        k: kw.pop(k)
+        for k in list(kw)
+        if k in ("prefilter_k", "synthesis_context_chars", "num_queries", "results_per_query")
+    }
     return ClinfoAI(llm=llm, source=source, use_cache=False, **settings).forward(QUESTION, **kw)
 
 
@@ -162,7 +172,9 @@ def test_ignore_takes_one_or_many_pmids(ignore) -> None:
 
 
 def test_prefilter_bounds_llm_calls() -> None:
-    articles = [make_article(str(1000 + i), f"Magnesium study {i}", "magnesium sleep " * (i % 5 + 1)) for i in range(40)]
+    articles = [
+        make_article(str(1000 + i), f"Magnesium study {i}", "magnesium sleep " * (i % 5 + 1)) for i in range(40)
+    ]
     source = MemorySource({Q1: [a.pmid for a in articles]}, articles)
     llm = make_llm(plan=plan(Q1), synthesis="Yes [1].")
     answer = run(llm, source, prefilter_k=5, results_per_query=50)
@@ -188,7 +200,9 @@ def test_context_budget_limits_references() -> None:
     assert len(answer.references) == 2
     long = [make_article(str(500 + i), f"Magnesium trial {i}", "magnesium sleep") for i in range(12)]
     source = MemorySource({Q1: [a.pmid for a in long]}, long)
-    llm = make_llm(plan=plan(Q1), screen=lambda r: json.dumps({"relevant": True, "score": 5, "reason": "r", "summary": "x" * 400}))
+    llm = make_llm(
+        plan=plan(Q1), screen=lambda r: json.dumps({"relevant": True, "score": 5, "reason": "r", "summary": "x" * 400})
+    )
     answer = run(llm, source, synthesis_context_chars=2000)
     assert 1 <= len(answer.references) < 12
     assert any("context budget" in w for w in answer.trace.warnings)
@@ -273,7 +287,12 @@ def test_two_zero_hit_queries_do_not_search_the_same_fallback_twice() -> None:
 
 def test_small_preset_for_the_local_backend_keeps_explicit_choices(monkeypatch) -> None:
     small = ClinfoAI(llm="local", source="demo").settings
-    assert (small.planner, small.synthesis_mode, small.prefilter_k, small.num_queries) == ("keywords", "extractive", 5, 1)
+    assert (small.planner, small.synthesis_mode, small.prefilter_k, small.num_queries) == (
+        "keywords",
+        "extractive",
+        5,
+        1,
+    )
     assert ClinfoAI(llm="local", source="demo", prefilter_k=8).settings.prefilter_k == 8
     monkeypatch.setenv("CLINFO_SYNTHESIS_MODE", "llm")
     assert ClinfoAI(llm="local", source="demo").settings.synthesis_mode == "llm"
@@ -286,14 +305,21 @@ def test_extractive_synthesis_quotes_conclusions_without_llm_writing() -> None:
 
     articles = corpus()
     articles[0] = articles[0].model_copy(
-        update={"abstract_sections": [AbstractSection(label="METHODS", text="We randomised 120 adults."), AbstractSection(label="CONCLUSIONS", text="Magnesium improved sleep.")]}
+        update={
+            "abstract_sections": [
+                AbstractSection(label="METHODS", text="We randomised 120 adults."),
+                AbstractSection(label="CONCLUSIONS", text="Magnesium improved sleep."),
+            ]
+        }
     )
     words = "magnesium OR supplementation OR improve OR sleep OR quality OR older OR adults"
     source = MemorySource({words: ["101", "102", "103"]}, articles)
     llm = make_llm()
     tokens: list[str] = []
     # the model still judges relevance when asked to (screening="llm"); the preset's default is tested below
-    answer = ClinfoAI(llm=llm, source=source, preset="small", screening="llm", use_cache=False).forward(QUESTION, on_token=tokens.append)
+    answer = ClinfoAI(llm=llm, source=source, preset="small", screening="llm", use_cache=False).forward(
+        QUESTION, on_token=tokens.append
+    )
     assert set(llm.steps()) == {"screen"}  # no planning, no synthesis call
     assert set(llm.calls[0].schema["properties"]) == {"relevant", "score", "reason"}  # no summary asked
     assert answer.article_summaries[0].design == ""
@@ -350,7 +376,18 @@ def test_settings_resolve_once_for_every_entry_point(monkeypatch: pytest.MonkeyP
 
 
 def test_copied_placeholders_in_screening_replies_become_empty() -> None:
-    reply = json.dumps({"relevant": True, "score": 7, "reason": "<one sentence>", "summary": "...", "design": "RCT", "sample_size": "<number of participants>", "population": "adults", "risk_of_bias": "…"})
+    reply = json.dumps(
+        {
+            "relevant": True,
+            "score": 7,
+            "reason": "<one sentence>",
+            "summary": "...",
+            "design": "RCT",
+            "sample_size": "<number of participants>",
+            "population": "adults",
+            "risk_of_bias": "…",
+        }
+    )
     answer = run(make_llm(screen=reply), make_source())
     s = answer.article_summaries[0]
     assert (s.reason, s.summary, s.sample_size, s.risk_of_bias) == ("", "", "", "") and s.design == "RCT"
@@ -361,7 +398,13 @@ def test_one_backend_object_serves_successive_sync_calls() -> None:
 
     with OpenAIServer() as server:
         words = "magnesium OR supplementation OR improve OR sleep OR quality OR older OR adults"
-        bot = ClinfoAI(llm="openai:bench", base_url=server.base_url, source=MemorySource({words: ["101", "103"]}, corpus()), planner="keywords", use_cache=False)
+        bot = ClinfoAI(
+            llm="openai:bench",
+            base_url=server.base_url,
+            source=MemorySource({words: ["101", "103"]}, corpus()),
+            planner="keywords",
+            use_cache=False,
+        )
         backend = bot._llm
         first = bot.forward(QUESTION)  # each forward runs in its own event loop
         second = bot.forward(QUESTION)
@@ -374,7 +417,13 @@ def test_concurrent_calls_share_the_backend_without_closing_it_under_each_other(
 
     with OpenAIServer(latency=0.05) as server:
         words = "magnesium OR supplementation OR improve OR sleep OR quality OR older OR adults"
-        bot = ClinfoAI(llm="openai:bench", base_url=server.base_url, source=MemorySource({words: ["101", "103"]}, corpus()), planner="keywords", use_cache=False)
+        bot = ClinfoAI(
+            llm="openai:bench",
+            base_url=server.base_url,
+            source=MemorySource({words: ["101", "103"]}, corpus()),
+            planner="keywords",
+            use_cache=False,
+        )
 
         async def both() -> list[Answer]:
             # the first question ends while the second is still screening

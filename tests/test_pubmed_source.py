@@ -22,12 +22,14 @@ SECRET = "ncbi-key-0123456789abcdef"
 FAST = 50.0  # requests/s for tests that are not about the rate limit
 
 
-def make_source(server: EUtilsServer, *, cache: Cache | None = None, rps: float | None = FAST,
-                **settings: Any) -> PubMedSource:
+def make_source(
+    server: EUtilsServer, *, cache: Cache | None = None, rps: float | None = FAST, **settings: Any
+) -> PubMedSource:
     settings.setdefault("http_retries", 2)
     settings.setdefault("http_timeout", 5.0)
-    return PubMedSource(Settings(eutils_base_url=server.base_url, **settings), cache=cache,
-                        backoff=0.01, requests_per_second=rps)
+    return PubMedSource(
+        Settings(eutils_base_url=server.base_url, **settings), cache=cache, backoff=0.01, requests_per_second=rps
+    )
 
 
 def gaps(server: EUtilsServer, skip: int = 0) -> list[float]:
@@ -51,8 +53,13 @@ async def test_search_returns_ranked_pmids_and_posts_ncbi_params(eutils_server: 
     (request,) = eutils_server.requests
     assert request.method == "POST" and request.path.endswith("/esearch.fcgi") and request.query == ""
     assert request.params == {
-        "db": "pubmed", "term": term, "retmax": "7", "sort": "relevance", "retmode": "xml",
-        "tool": "clinfo", "email": "dev@example.org",
+        "db": "pubmed",
+        "term": term,
+        "retmax": "7",
+        "sort": "relevance",
+        "retmode": "xml",
+        "tool": "clinfo",
+        "email": "dev@example.org",
     }
     assert source.stats.requests == 1 and source.stats.retries == 0
 
@@ -145,14 +152,14 @@ async def test_429_with_retry_after_waits_then_succeeds(eutils_server: EUtilsSer
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert _retry_after("2") == 2.0 and _retry_after(" 0.5 ") == 0.5
-    later = email.utils.format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30), usegmt=True)
+    later = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30), usegmt=True)
     assert 25 <= (_retry_after(later) or 0) <= 31
     assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: go now
     assert _retry_after("soon") is None and _retry_after(None) is None
 
 
 async def test_http_date_retry_after_is_honoured(eutils_server: EUtilsServer) -> None:
-    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
     eutils_server.fail(503, retry_after=email.utils.format_datetime(when, usegmt=True))
     async with make_source(eutils_server) as source:
         await source.search("sepsis")
@@ -174,8 +181,9 @@ async def test_server_errors_until_exhaustion(eutils_server: EUtilsServer) -> No
 
 async def test_backoff_grows_between_attempts(eutils_server: EUtilsServer) -> None:
     eutils_server.fail(502, times=3)
-    source = PubMedSource(Settings(eutils_base_url=eutils_server.base_url, http_retries=3),
-                          backoff=0.2, requests_per_second=FAST)
+    source = PubMedSource(
+        Settings(eutils_base_url=eutils_server.base_url, http_retries=3), backoff=0.2, requests_per_second=FAST
+    )
     async with source:
         await source.search("sepsis")
     waits = gaps(eutils_server)
@@ -239,8 +247,9 @@ async def test_failed_batch_fails_the_fetch(eutils_server: EUtilsServer) -> None
 # --------------------------------------------------------------------------- secrets
 
 
-async def test_api_key_only_in_post_bodies(eutils_server: EUtilsServer, tmp_path: Path,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+async def test_api_key_only_in_post_bodies(
+    eutils_server: EUtilsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     cache = Cache(tmp_path / "cache.sqlite3")
     source = make_source(eutils_server, cache=cache, ncbi_api_key=SECRET, ncbi_email="dev@example.org")
@@ -251,8 +260,9 @@ async def test_api_key_only_in_post_bodies(eutils_server: EUtilsServer, tmp_path
         with pytest.raises(SourceUnavailable) as err:
             await source.search("stroke")
     cache.close()
-    assert all(r.params["api_key"] == SECRET and SECRET not in r.query and r.method == "POST"
-               for r in eutils_server.requests)
+    assert all(
+        r.params["api_key"] == SECRET and SECRET not in r.query and r.method == "POST" for r in eutils_server.requests
+    )
     assert all(r.params["tool"] == "clinfo" and r.params["email"] == "dev@example.org" for r in eutils_server.requests)
     assert SECRET not in str(err.value) and "HTTP 429" in str(err.value)
     assert "HTTP Request: POST" in caplog.text and "retrying" in caplog.text  # the logs were captured
@@ -286,8 +296,9 @@ async def test_instances_share_one_limiter_per_base_url(eutils_server: EUtilsSer
     terms = eutils_server.sample_terms(4)
     await first.search("warm up")
     await second.search("warm up")
-    await asyncio.gather(first.search(terms[0]), second.search(terms[1]), first.search(terms[2]),
-                         second.search(terms[3]))
+    await asyncio.gather(
+        first.search(terms[0]), second.search(terms[1]), first.search(terms[2]), second.search(terms[3])
+    )
     await first.aclose()
     await second.aclose()
     assert len(eutils_server.requests) == 6

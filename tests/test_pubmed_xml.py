@@ -61,7 +61,9 @@ def test_every_fixture_file_parses(fixture_articles: dict[str, Article]) -> None
 def test_structured_abstract_doi_authors_mesh(fixture_articles: dict[str, Article]) -> None:
     a = fixture_articles["27797938"]
     # inline <i>TERT</i> keeps its text and loses the tags
-    assert a.title == "Leucocyte telomere length, genetic variants at the TERT gene region and risk of pancreatic cancer."
+    assert (
+        a.title == "Leucocyte telomere length, genetic variants at the TERT gene region and risk of pancreatic cancer."
+    )
     assert [s.label for s in a.abstract_sections] == ["OBJECTIVE", "DESIGN", "RESULTS", "CONCLUSIONS"]
     assert a.abstract_sections[0].text.startswith("Telomere shortening occurs as an early event")
     assert "(TERT) gene region" in a.abstract_sections[0].text
@@ -200,7 +202,7 @@ def test_truncated_gzip_yields_good_records_then_raises() -> None:
 
 
 def test_corrupt_gzip_member_raises_malformed_after_good_records() -> None:
-    raw = bytearray(OLD_BASELINE.read_bytes()[: 2_000_000])
+    raw = bytearray(OLD_BASELINE.read_bytes()[:2_000_000])
     raw[1_000_000:1_000_400] = bytes(400)  # zeros in the middle of the deflate stream
     got = []
     with pytest.raises(MalformedResponse):
@@ -238,7 +240,9 @@ def test_invalid_utf8_costs_one_character_not_the_file() -> None:
     doc = head + b"\n".join(records) + b"\n</PubmedArticleSet>\n"
     clean = list(iter_pubmed_xml(io.BytesIO(doc)))
     target = clean[5]
-    broken = doc.replace(target.title[:12].encode(), target.title[:6].encode() + b"\xff\xfe" + target.title[6:12].encode(), 1)
+    broken = doc.replace(
+        target.title[:12].encode(), target.title[:6].encode() + b"\xff\xfe" + target.title[6:12].encode(), 1
+    )
     got = list(iter_pubmed_xml(io.BytesIO(broken)))
     assert len(got) == 30
     assert "\ufffd" in got[5].title
@@ -285,7 +289,11 @@ def test_book_record_same_on_both_paths() -> None:
     via_entrez = by_pmid(parse_efetch(doc))  # Entrez.read lists articles before books
     assert via_entrez == by_pmid(list(iter_pubmed_xml(io.BytesIO(doc))))  # type: ignore[arg-type]
     book_article = via_entrez["20301295"]
-    assert (book_article.title, book_article.journal, book_article.year) == ("CFTR-Related Disorders", "GeneReviews®", 1993)
+    assert (book_article.title, book_article.journal, book_article.year) == (
+        "CFTR-Related Disorders",
+        "GeneReviews®",
+        1993,
+    )
     assert book_article.authors == ["Ong T"] and book_article.publication_types == ["Review"]
 
 

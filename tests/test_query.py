@@ -197,7 +197,9 @@ def test_has_syntax():
 
 # Queries built from the grammar round-trip through validate() unchanged in meaning.
 _word = st.from_regex(r"[A-Za-z][A-Za-z0-9\-/]{0,8}\*?", fullmatch=True).filter(lambda w: w not in ("AND", "OR", "NOT"))
-_tag = st.sampled_from(["", "[tiab]", "[Title/Abstract]", "[mh]", "[MeSH Terms:noexp]", "[majr]", "[pt]", "[ti]", "[ab]"])
+_tag = st.sampled_from(
+    ["", "[tiab]", "[Title/Abstract]", "[mh]", "[MeSH Terms:noexp]", "[majr]", "[pt]", "[ti]", "[ab]"]
+)
 _leaf = st.one_of(
     st.builds(lambda w, t: w + t, _word, _tag),
     st.builds(lambda a, b, t: f'"{a} {b}"{t}', _word, _word, _tag),

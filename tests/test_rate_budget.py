@@ -29,14 +29,23 @@ def busiest_second(times: list[float]) -> int:
 
 
 def ask(base_url: str, term: str) -> Answer:
-    llm = ScriptedLLM({
-        "plan": json.dumps({"queries": [term]}),
-        "screen": screen_reply(lambda title: True),
-        "synthesize": "The retrieved study bears on it [1].",
-        "tldr": "Evidence is limited.",
-    })
-    clinfo = ClinfoAI(llm=llm, source="pubmed", eutils_base_url=base_url, use_cache=False, num_queries=1,
-                      prefilter_k=2, http_retries=0)
+    llm = ScriptedLLM(
+        {
+            "plan": json.dumps({"queries": [term]}),
+            "screen": screen_reply(lambda title: True),
+            "synthesize": "The retrieved study bears on it [1].",
+            "tldr": "Evidence is limited.",
+        }
+    )
+    clinfo = ClinfoAI(
+        llm=llm,
+        source="pubmed",
+        eutils_base_url=base_url,
+        use_cache=False,
+        num_queries=1,
+        prefilter_k=2,
+        http_retries=0,
+    )
     return clinfo.forward(f"What is known about {term}?")
 
 
@@ -68,8 +77,14 @@ def test_processes_on_one_host_share_the_budget(eutils_server: EUtilsServer, tmp
     terms = eutils_server.sample_terms(6)
     env = {**os.environ, "CLINFO_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, eutils_server.base_url, *part], cwd=REPO, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script, eutils_server.base_url, *part],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for part in (terms[:3], terms[3:])
     ]
     outputs = [p.communicate(timeout=120) for p in procs]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -38,7 +39,7 @@ SHELVES = {
         make_article("203", "Statins in middle age", "Statins lowered cholesterol."),
     ],
 }
-OPENED: list["ShelfSource"] = []  # every plug-in source any entry point opened
+OPENED: list[ShelfSource] = []  # every plug-in source any entry point opened
 
 
 class ShelfSource:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from clinfo.render import SECTIONS, answer_markdown, pubmed_url
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 
 # ---------------------------------------------------------------- which articles
-def referenced_articles(answer: "Answer") -> list[tuple["Reference", "Article | None"]]:
+def referenced_articles(answer: Answer) -> list[tuple[Reference, Article | None]]:
     """Each reference with its full record (None when the answer no longer carries it)."""
     by_pmid = {s.pmid: s.article for s in [*answer.article_summaries, *answer.irrelevant_articles]}
     return [(r, by_pmid.get(r.pmid)) for r in answer.references]
@@ -76,7 +77,7 @@ def _ascii_word(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", plain)
 
 
-def bibtex_key(article: "Article") -> str:
+def bibtex_key(article: Article) -> str:
     """``smith2020pmid123456``: readable, and unique because the PMID is in it."""
     first = ""
     if article.authors:
@@ -85,7 +86,7 @@ def bibtex_key(article: "Article") -> str:
     return f"{first}{article.year or ''}pmid{article.pmid}"
 
 
-def bibtex_entry(article: "Article") -> str:
+def bibtex_entry(article: Article) -> str:
     fields: list[tuple[str, str]] = []
     if article.authors:
         fields.append(("author", " and ".join(_bibtex_author(a) for a in article.authors)))
@@ -104,7 +105,7 @@ def bibtex_entry(article: "Article") -> str:
     return f"@article{{{bibtex_key(article)},\n{body}\n}}"
 
 
-def to_bibtex(answer: "Answer") -> str:
+def to_bibtex(answer: Answer) -> str:
     entries = []
     for ref, article in referenced_articles(answer):
         if article is None:  # only the reference survives: a minimal entry rather than none
@@ -113,7 +114,7 @@ def to_bibtex(answer: "Answer") -> str:
     return "\n\n".join(entries) + ("\n" if entries else "")
 
 
-def _from_reference(ref: "Reference") -> "Article":
+def _from_reference(ref: Reference) -> Article:
     from clinfo.models import Article
 
     return Article(pmid=ref.pmid, title=ref.title)
@@ -137,7 +138,7 @@ def _ris_author(name: str) -> str:
     return f"{last}, {''.join(_dotted(initials))}"
 
 
-def ris_record(article: "Article") -> str:
+def ris_record(article: Article) -> str:
     lines = [_ris_line("TY", "JOUR")]
     lines += [_ris_line("AU", _ris_author(a)) for a in article.authors if a.strip()]
     if article.title:
@@ -160,18 +161,18 @@ def ris_record(article: "Article") -> str:
     return "\n".join(lines)
 
 
-def to_ris(answer: "Answer") -> str:
+def to_ris(answer: Answer) -> str:
     records = [ris_record(article or _from_reference(ref)) for ref, article in referenced_articles(answer)]
     return "\n\n".join(records) + ("\n" if records else "")
 
 
 # ---------------------------------------------------------------- Markdown and JSON
-def to_markdown(answer: "Answer") -> str:
+def to_markdown(answer: Answer) -> str:
     """A readable document: outside text escaped, citations linked to PubMed, the disclaimer last."""
     return answer_markdown(answer, escape=True, level=1, sections=SECTIONS) + "\n"
 
 
-def to_json(answer: "Answer") -> str:
+def to_json(answer: Answer) -> str:
     return answer.to_json(indent=2) + "\n"
 
 
@@ -186,7 +187,7 @@ def _ascii_word_keep_spaces(text: str) -> str:
 
 
 # name -> (label, file extension, MIME type, function)
-FORMATS: dict[str, tuple[str, str, str, Callable[["Answer"], str]]] = {
+FORMATS: dict[str, tuple[str, str, str, Callable[[Answer], str]]] = {
     "markdown": ("Markdown", "md", "text/markdown", to_markdown),
     "bibtex": ("BibTeX", "bib", "application/x-bibtex", to_bibtex),
     "ris": ("RIS", "ris", "application/x-research-info-systems", to_ris),
@@ -194,5 +195,5 @@ FORMATS: dict[str, tuple[str, str, str, Callable[["Answer"], str]]] = {
 }
 
 
-def file_name(answer: "Answer", fmt: str) -> str:
+def file_name(answer: Answer, fmt: str) -> str:
     return f"clinfo-{slug(answer.question)}.{FORMATS[fmt][1]}"

@@ -26,13 +26,14 @@ import json
 import os
 import secrets as _secrets
 import sqlite3
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from clinfo.redact import redact
 from clinfo.errors import ClinfoError
+from clinfo.redact import redact
 
 if TYPE_CHECKING:
     from clinfo.models import Answer, Article
@@ -105,12 +106,12 @@ class Turn:
     id: int
     created: str
     question: str
-    answer: "Answer | None"
+    answer: Answer | None
     error: str | None
     config: dict[str, Any]
 
 
-def default_db_path(settings: "Settings") -> Path:
+def default_db_path(settings: Settings) -> Path:
     override = os.environ.get(ENV_DB, "").strip()
     return Path(override).expanduser() if override else Path(settings.cache_dir) / "app_history.db"
 
@@ -134,7 +135,7 @@ def title_of(question: str) -> str:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _visible(viewer: Viewer, opened: Iterable[int] = ()) -> tuple[str, list[Any]]:
@@ -256,7 +257,7 @@ class HistoryStore:
         self,
         conversation_id: int,
         question: str,
-        answer: "Answer | None" = None,
+        answer: Answer | None = None,
         error: str | None = None,
         config: dict[str, Any] | None = None,
     ) -> int:
@@ -326,11 +327,11 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE turns SET conversation_id = ?", (cur.lastrowid,))
 
 
-def found_articles(turns: Iterable[Turn]) -> list["Article"]:
+def found_articles(turns: Iterable[Turn]) -> list[Article]:
     """Every article the conversation has screened, once each: most recent turn first, and within
     a turn the relevant ones (in reference order) before the others."""
     seen: set[str] = set()
-    out: list["Article"] = []
+    out: list[Article] = []
     for turn in reversed(list(turns)):
         if turn.answer is None:
             continue

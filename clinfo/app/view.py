@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from clinfo.models import Article, ArticleSummary
 
 
-def article_meta_md(article: "Article") -> str:
+def article_meta_md(article: Article) -> str:
     """``journal · year · PMID link · DOI link``, all escaped."""
     bits = [md_escape(article.journal, one_line=True) if article.journal else "journal not stated"]
     bits.append(str(article.year) if article.year else "year not stated")
@@ -37,7 +37,7 @@ SUMMARY_FIELDS = (
 _EMPTY_REASONS = {"", "not reported", "n/a", "na", "none", "unknown", "not stated"}
 
 
-def title_md(article: "Article") -> str:
+def title_md(article: Article) -> str:
     """The title; an untitled record (PubMedQA's) shows the opening words of its abstract, marked."""
     if article.title.strip():
         return md_escape(article.title, one_line=True)
@@ -47,7 +47,7 @@ def title_md(article: "Article") -> str:
     return "_(untitled, no abstract)_"
 
 
-def requested_fields(summary: "ArticleSummary") -> list[str]:
+def requested_fields(summary: ArticleSummary) -> list[str]:
     """The summary fields the screening asked for. Answers saved before ArticleSummary recorded
     it are judged by their content: a run that asked fills at least one field."""
     if summary.fields_requested is not None:
@@ -57,12 +57,12 @@ def requested_fields(summary: "ArticleSummary") -> list[str]:
     return []
 
 
-def _reason(summary: "ArticleSummary") -> str:
+def _reason(summary: ArticleSummary) -> str:
     reason = " ".join(summary.reason.split())
     return "" if reason.lower().rstrip(".") in _EMPTY_REASONS else reason
 
 
-def relevance_md(summary: "ArticleSummary") -> str:
+def relevance_md(summary: ArticleSummary) -> str:
     """How relevance was decided, in words: by retrieval scores or by the model (with its score
     when it gave one), and the reason when there is one."""
     if summary.relevance_source == "retrieval":
@@ -75,7 +75,7 @@ def relevance_md(summary: "ArticleSummary") -> str:
     return f"**Relevance:** {how}" + (f". {md_escape(reason, one_line=True)}" if reason else "")
 
 
-def card_md(summary: "ArticleSummary", n: int | None = None) -> str:
+def card_md(summary: ArticleSummary, n: int | None = None) -> str:
     """One relevant article: title, where it appeared, how its relevance was decided, and the
     structured summary fields the screening asked for (no others)."""
     a = summary.article
@@ -91,7 +91,7 @@ def card_md(summary: "ArticleSummary", n: int | None = None) -> str:
     return "\n".join(lines).rstrip()
 
 
-def irrelevant_md(summary: "ArticleSummary") -> str:
+def irrelevant_md(summary: ArticleSummary) -> str:
     a = summary.article
     reason = _reason(summary)
     if reason:

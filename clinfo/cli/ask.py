@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -16,7 +15,7 @@ def ask(
     question: str = typer.Argument(..., help="The clinical question."),
     opts: PipelineOptions = PipelineOptions(),
     as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
-    restriction_date: Optional[str] = typer.Option(
+    restriction_date: str | None = typer.Option(
         None, "--restriction-date", help="Only literature up to this date (YYYY-MM-DD)."
     ),
     ignore: list[str] = typer.Option([], "--ignore", help="PMID to exclude (repeatable)."),

@@ -6,7 +6,8 @@ Command modules import this (and :mod:`clinfo.cli.options`); nothing here import
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import typer
 

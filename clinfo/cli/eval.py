@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,9 +25,9 @@ def run_cmd(
         ..., help="Question file (PubMedQA JSON, PubMedRS-200 CSV, BioASQ JSON, JSONL or CSV)."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (e.g. runs/NAME); the same --out resumes."),
-    format: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+    format: str | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     opts: PipelineOptions = PipelineOptions(),
-    limit: Optional[int] = typer.Option(
+    limit: int | None = typer.Option(
         None, "--limit", "-n", min=1, help="Answer a seeded random sample of N questions."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),

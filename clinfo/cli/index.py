@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -27,7 +26,7 @@ def build_cmd(
     out: Path = typer.Option(
         ..., "--out", "-o", help="Corpus file to create or extend (SQLite; the lexical index goes in OUT.tantivy/)."
     ),
-    workers: Optional[int] = typer.Option(
+    workers: int | None = typer.Option(
         None, "--workers", min=0, help="Parser processes (default: one per CPU; 0: none)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -64,11 +63,11 @@ def upgrade_cmd(
 @app.command("embed")
 def embed_cmd(
     corpus: Path = typer.Argument(..., help="Corpus built by 'clinfo index build'."),
-    model: Optional[str] = typer.Option(
+    model: str | None = typer.Option(
         None, "--model", help="sentence-transformers model name or path (default: all-MiniLM-L6-v2, offline)."
     ),
     batch_size: int = typer.Option(64, "--batch-size", min=1, max=4096, help="Texts per encoder batch."),
-    max_tokens: Optional[int] = typer.Option(
+    max_tokens: int | None = typer.Option(
         None,
         "--max-tokens",
         min=16,
@@ -97,12 +96,12 @@ def import_vectors_cmd(
     pmids: list[Path] = typer.Option(
         [], "--pmids", help="JSON list of the PMIDs of its rows, in order (one per --vectors)."
     ),
-    model: Optional[str] = typer.Option(
+    model: str | None = typer.Option(
         None,
         "--model",
         help="The model that made the vectors (its query side encodes questions). Default: all-MiniLM-L6-v2.",
     ),
-    query_model: Optional[str] = typer.Option(
+    query_model: str | None = typer.Option(
         None, "--query-model", help="Separate query encoder of an asymmetric model (MedCPT: ncbi/MedCPT-Query-Encoder)."
     ),
     index: bool = typer.Option(

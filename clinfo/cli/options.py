@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -71,14 +72,14 @@ def _option(default: Any, option: Any) -> Any:
 class PipelineOptions:
     """The options of ``ask`` and ``eval run``: each field with its command-line option."""
 
-    llm: Optional[str] = _option(None, LLM_OPT)
-    source: Optional[str] = _option(None, SOURCE_OPT)
-    search_mode: Optional[str] = _option(None, SEARCH_MODE_OPT)
-    base_url: Optional[str] = _option(None, BASE_URL_OPT)
-    num_queries: Optional[int] = _option(None, NUM_QUERIES_OPT)
-    results_per_query: Optional[int] = _option(None, RESULTS_PER_QUERY_OPT)
-    prefilter_k: Optional[int] = _option(None, PREFILTER_K_OPT)
-    prompt_dir: Optional[Path] = _option(None, PROMPT_DIR_OPT)
+    llm: str | None = _option(None, LLM_OPT)
+    source: str | None = _option(None, SOURCE_OPT)
+    search_mode: str | None = _option(None, SEARCH_MODE_OPT)
+    base_url: str | None = _option(None, BASE_URL_OPT)
+    num_queries: int | None = _option(None, NUM_QUERIES_OPT)
+    results_per_query: int | None = _option(None, RESULTS_PER_QUERY_OPT)
+    prefilter_k: int | None = _option(None, PREFILTER_K_OPT)
+    prompt_dir: Path | None = _option(None, PROMPT_DIR_OPT)
     no_cache: bool = _option(False, NO_CACHE_OPT)
 
     def overrides(self) -> dict[str, Any]:

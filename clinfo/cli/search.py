@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -22,11 +22,11 @@ if TYPE_CHECKING:
 
 
 def search(
-    query: Optional[str] = typer.Argument(None, help="PubMed query or plain text (omit with --stdin)."),
-    source: Optional[str] = SOURCE_OPT,
+    query: str | None = typer.Argument(None, help="PubMed query or plain text (omit with --stdin)."),
+    source: str | None = SOURCE_OPT,
     k: int = typer.Option(10, "-k", "--limit", min=1, max=10_000, help="Results to return."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per result: pmid, score, title."),
-    mode: Optional[str] = typer.Option(
+    mode: str | None = typer.Option(
         None, "--mode", help="auto | bm25 | dense | hybrid (local corpora; default: the search_mode setting, auto)."
     ),
     stdin: bool = typer.Option(False, "--stdin", help="Read one query per line; print one JSON line per query."),
@@ -50,7 +50,7 @@ def search(
     guarded(body, debug)
 
 
-async def _run_search(query: str | None, settings: "Settings", k: int, as_json: bool, stdin: bool) -> None:
+async def _run_search(query: str | None, settings: Settings, k: int, as_json: bool, stdin: bool) -> None:
     from clinfo.sources import create_source
 
     src = create_source(settings.source, settings)
@@ -78,7 +78,7 @@ async def _run_search(query: str | None, settings: "Settings", k: int, as_json: 
         await src.aclose()
 
 
-async def _search_lines(src: "Source", k: int) -> int:
+async def _search_lines(src: Source, k: int) -> int:
     from clinfo.errors import ClinfoError
 
     failed = 0

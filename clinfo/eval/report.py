@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from clinfo.eval.metrics import CURVE_K, compute_metrics
 
@@ -192,7 +193,11 @@ def write_report(run_dir: str | Path, metrics: dict[str, Any] | None = None, *, 
     run_dir = Path(run_dir)
     metrics = metrics if metrics is not None else compute_metrics(run_dir)
     config = read_config(run_dir) or {}
-    walls = [r["wall_seconds"] for r in read_predictions(run_dir / PREDICTIONS) if isinstance(r.get("wall_seconds"), (int, float))]
+    walls = [
+        r["wall_seconds"]
+        for r in read_predictions(run_dir / PREDICTIONS)
+        if isinstance(r.get("wall_seconds"), (int, float))
+    ]
     written = _plots(run_dir, metrics, walls) if plots else []
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (run_dir / "report.md").write_text(_run_markdown(run_dir.name, metrics, config, written), encoding="utf-8")
@@ -207,7 +212,9 @@ def run_names(run_dirs: list[Path]) -> list[str]:
     return [str(p) for p in run_dirs]
 
 
-def report_runs(run_dirs: list[str | Path], *, plots: bool = True, on_run: Callable[[Path], None] | None = None) -> list[tuple[str, dict[str, Any]]]:
+def report_runs(
+    run_dirs: list[str | Path], *, plots: bool = True, on_run: Callable[[Path], None] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """Scores each run, writes its report files, and returns ``(name, metrics)`` pairs for a side-by-side table."""
     paths = [Path(p) for p in run_dirs]
     named = []

@@ -21,10 +21,11 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from clinfo.errors import ClinfoError, ConfigError, InvalidArgument, LLMUnavailable, SourceUnavailable, one_line
 from clinfo.eval.datasets import LABELS, Dataset, EvalItem, load_dataset
@@ -119,7 +120,9 @@ def read_label(text: str) -> str | None:
 CLASSIFY_CHARS = 2000  # quoted conclusions can be long; a small model's context is not
 
 
-async def classify_answer(llm: Any, question: str, text: str, settings: Settings, *, no_evidence: bool = False) -> Classification:
+async def classify_answer(
+    llm: Any, question: str, text: str, settings: Settings, *, no_evidence: bool = False
+) -> Classification:
     """Read the final yes/no/maybe decision from an answer's text (its TL;DR) with one
     constrained LLM call.
 
@@ -168,8 +171,13 @@ def run_config(settings: Settings, dataset: Dataset, limit: int | None, seed: in
     public = {k: _scrub_url(v) for k, v in settings.public_dict().items()}
     return {
         "clinfo_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "dataset": {"path": dataset.path, "sha256": dataset.sha256, "format": dataset.format, "items": len(dataset.items)},
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "dataset": {
+            "path": dataset.path,
+            "sha256": dataset.sha256,
+            "format": dataset.format,
+            "items": len(dataset.items),
+        },
         "limit": limit,
         "seed": seed,
         "selected": selected,
@@ -317,7 +325,9 @@ def _check_resumable(out: Path, config: dict[str, Any]) -> dict[str, Any] | None
         diffs = config_differences(old, config)
         if diffs:
             shown = "; ".join(diffs[:3]) + (f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else "")
-            raise RunError(f"{out} holds a run with another configuration ({shown}); use the same options to resume, or another --out")
+            raise RunError(
+                f"{out} holds a run with another configuration ({shown}); use the same options to resume, or another --out"
+            )
     return old
 
 
@@ -332,7 +342,9 @@ def _exclusive(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunError(f"another clinfo eval run is writing to {out}; wait for it or choose another --out") from None
+            raise RunError(
+                f"another clinfo eval run is writing to {out}; wait for it or choose another --out"
+            ) from None
         yield
     finally:
         os.close(fd)
@@ -351,7 +363,7 @@ class _Progress:
         self._task: Any = None
         self._total, self._done, self._label = total, done, label
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if not self.enabled:
             return self
         from rich.console import Console
@@ -412,7 +424,14 @@ class RunResult:
         return self.out / PREDICTIONS
 
 
-def _record(item: EvalItem, answer: Any, classification: Classification | None, error: BaseException | None, wall: float, secrets: list[str]) -> dict[str, Any]:
+def _record(
+    item: EvalItem,
+    answer: Any,
+    classification: Classification | None,
+    error: BaseException | None,
+    wall: float,
+    secrets: list[str],
+) -> dict[str, Any]:
     return {
         "id": item.id,
         "question": item.question,
@@ -428,7 +447,7 @@ def _record(item: EvalItem, answer: Any, classification: Classification | None, 
         "error": one_line(redact(str(error) or type(error).__name__, secrets), 500) if error is not None else None,
         "error_type": type(error).__name__ if error is not None else None,
         "wall_seconds": round(wall, 4),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -494,7 +513,11 @@ async def arun_eval(
         # One ClinfoAI and one LLM for the whole run: connection pools, the structured-output
         # probe and an in-process engine (vllm-offline batches whatever concurrent calls it
         # sees) are shared by all questions in flight.
-        clinfo = ClinfoAI(llm=llm_obj, source=source if source is not None and not isinstance(source, str) else None, settings=settings)
+        clinfo = ClinfoAI(
+            llm=llm_obj,
+            source=source if source is not None and not isinstance(source, str) else None,
+            settings=settings,
+        )
         classifier = with_cache(llm_obj, cache)
 
         out.mkdir(parents=True, exist_ok=True)
@@ -504,7 +527,20 @@ async def arun_eval(
             done = recover(out / PREDICTIONS, {i.id for i in items}, retry_errors)
             todo = [i for i in items if i.id not in done]
             secrets = [s.get_secret_value() for s in (settings.openai_api_key, settings.ncbi_api_key) if s is not None]
-            return await _execute(out, clinfo, classifier, settings, todo, len(items), len(done), concurrency, progress, secrets, config, on_record)
+            return await _execute(
+                out,
+                clinfo,
+                classifier,
+                settings,
+                todo,
+                len(items),
+                len(done),
+                concurrency,
+                progress,
+                secrets,
+                config,
+                on_record,
+            )
     finally:
         for obj in owned:
             await obj.aclose()
@@ -528,7 +564,7 @@ async def _execute(
     writer = PredictionWriter(out / PREDICTIONS)
     queue = collections.deque(todo)
     started = time.monotonic()
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     completed = errors = 0
     outage_streak = 0
     outage_limit = max(3, concurrency)  # every worker failing at once is an outage, not bad luck
@@ -539,13 +575,17 @@ async def _execute(
         start = time.perf_counter()
         answer = classification = error = None
         try:
-            answer = await clinfo.aforward(item.question, restriction_date=item.restriction_date, ignore=item.ignore or None)
+            answer = await clinfo.aforward(
+                item.question, restriction_date=item.restriction_date, ignore=item.ignore or None
+            )
             if item.task == "yesno":
                 # an extractive answer's TL;DR is a fixed sentence about the evidence count; its
                 # quoted conclusions are what says yes or no
                 extractive = settings.synthesis_mode == "extractive"
                 text = answer.synthesis if extractive else answer.tldr
-                classification = await classify_answer(classifier, answer.question, text, settings, no_evidence=answer.no_evidence)
+                classification = await classify_answer(
+                    classifier, answer.question, text, settings, no_evidence=answer.no_evidence
+                )
         except ConfigError:
             raise  # a bad prompt directory or the like: every question would fail the same way
         except Exception as exc:  # one question's failure is recorded and the run goes on
@@ -601,7 +641,15 @@ async def _execute(
                 }
                 with open(out / SESSIONS, "a", encoding="utf-8") as f:
                     f.write(json.dumps(session) + "\n")
-    return RunResult(out=out, total=total, already_done=done_before, completed=completed, errors=errors, wall_seconds=round(wall, 3), config=config)
+    return RunResult(
+        out=out,
+        total=total,
+        already_done=done_before,
+        completed=completed,
+        errors=errors,
+        wall_seconds=round(wall, 3),
+        config=config,
+    )
 
 
 def run_eval(dataset: Dataset | str | Path, out: str | Path, **kwargs: Any) -> RunResult:

@@ -13,9 +13,10 @@ import contextlib
 import importlib.util
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from clinfo.errors import ConfigError, LLMError, one_line
 from clinfo.llm.base import Completion, LLMRequest, TokenCallback
@@ -284,7 +285,7 @@ class LlamaCppLLM:
         return messages, cut
 
 
-def create(model: str, settings: "Settings") -> LlamaCppLLM:
+def create(model: str, settings: Settings) -> LlamaCppLLM:
     if importlib.util.find_spec("llama_cpp") is None:
         raise ConfigError(f"the local backend needs llama-cpp-python: {INSTALL_HINT}")
     path = Path(model).expanduser() if model else default_model_path()

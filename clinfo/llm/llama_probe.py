@@ -27,9 +27,10 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from clinfo.errors import LLMError
 
@@ -38,7 +39,7 @@ __all__ = ["Verdict", "check", "plain_kernels", "REBUILD_HINT"]
 NO_EXTRA_BUFTS = "--no-extra-bufts"
 REBUILD_HINT = (
     "rebuild llama-cpp-python for a portable CPU target: "
-    "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install --force-reinstall --no-cache-dir llama-cpp-python"
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-cache-dir llama-cpp-python'
 )
 _TIMEOUT_S = 300.0
 # Long enough that llama.cpp takes its batched matrix-multiply path (where AMX faulted).
@@ -80,7 +81,9 @@ def _probe(model: Path, command: Sequence[str] | None) -> Verdict:
         return Verdict(ok=True, detail=f"check inconclusive: {first.detail}")
     second = _run([*base, NO_EXTRA_BUFTS])
     if second is None:
-        return Verdict(ok=True, extra_bufts=False, detail=f"default build {first.detail}; runs with extra buffer types off")
+        return Verdict(
+            ok=True, extra_bufts=False, detail=f"default build {first.detail}; runs with extra buffer types off"
+        )
     return Verdict(ok=False, detail=f"llama.cpp {first.detail}")
 
 

@@ -258,9 +258,7 @@ class OpenAICompatLLM:
     @staticmethod
     def _estimate(completion: Completion, params: dict[str, Any], chunks: int | None) -> None:
         # a few tokens of chat-template framing per message
-        completion.prompt_tokens = sum(
-            _estimate_tokens(str(m.get("content") or "")) + 4 for m in params["messages"]
-        )
+        completion.prompt_tokens = sum(_estimate_tokens(str(m.get("content") or "")) + 4 for m in params["messages"])
         # servers send about one token per stream chunk, a better count than characters
         completion.completion_tokens = chunks if chunks else _estimate_tokens(completion.text)
         completion.extra["tokens_estimated"] = True
@@ -288,9 +286,7 @@ class OpenAICompatLLM:
             if isinstance(exc, openai.NotFoundError):
                 if "model" in detail.lower() or getattr(exc, "code", None) == "model_not_found":
                     return LLMError(f"model '{self.model}' not found at {url}")
-                return LLMError(
-                    f"no chat completions endpoint at {url} (HTTP 404; does the base URL end in /v1?)"
-                )
+                return LLMError(f"no chat completions endpoint at {url} (HTTP 404; does the base URL end in /v1?)")
             if isinstance(exc, openai.RateLimitError):
                 return LLMUnavailable(
                     f"LLM server at {url} is rate limiting (HTTP 429) after {self._retries} retries: {detail}"
@@ -318,11 +314,11 @@ def _rejects_format(exc: openai.APIStatusError) -> bool:
     return exc.status_code >= 500 and "response_format" in _body_text(exc)
 
 
-def _key(settings: "Settings") -> str | None:
+def _key(settings: Settings) -> str | None:
     return settings.openai_api_key.get_secret_value() if settings.openai_api_key is not None else None
 
 
-def create_openai(model: str, settings: "Settings") -> OpenAICompatLLM:
+def create_openai(model: str, settings: Settings) -> OpenAICompatLLM:
     base_url = settings.base_url or settings.openai_base_url
     key = _key(settings)
     if not base_url and not key:
@@ -341,7 +337,7 @@ def create_openai(model: str, settings: "Settings") -> OpenAICompatLLM:
     )
 
 
-def create_vllm(model: str, settings: "Settings") -> OpenAICompatLLM:
+def create_vllm(model: str, settings: Settings) -> OpenAICompatLLM:
     return OpenAICompatLLM(
         backend="vllm",
         model=model,

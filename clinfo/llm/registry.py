@@ -8,7 +8,8 @@ the embedded llama.cpp backend) means that backend with its default model.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from clinfo.errors import ConfigError
 
@@ -67,6 +68,6 @@ def _factory(prefix: str) -> Factory:
     return getattr(importlib.import_module(module_name), func)
 
 
-def create_llm(spec: str, settings: "Settings") -> "LLM":
+def create_llm(spec: str, settings: Settings) -> LLM:
     prefix, model = parse_spec(spec)
     return _factory(prefix)(model, settings)

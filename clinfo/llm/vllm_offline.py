@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from clinfo.errors import ClinfoError, ConfigError, LLMError, one_line
 from clinfo.llm.base import Completion, LLMRequest, TokenCallback
@@ -24,9 +25,13 @@ class BatchCollector:
     """Runs ``run_batch(items) -> results`` (same order; a result may be an exception, which goes
     to that item's caller only) on one worker thread, over batches of concurrent submissions."""
 
-    def __init__(self, run_batch: Callable[[list[Any]], list[Any]], *, max_batch: int = 64, window: float = 0.02) -> None:
+    def __init__(
+        self, run_batch: Callable[[list[Any]], list[Any]], *, max_batch: int = 64, window: float = 0.02
+    ) -> None:
         self.run_batch, self.max_batch, self.window = run_batch, max_batch, window
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clinfo-vllm")  # engines are not thread-safe
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="clinfo-vllm"
+        )  # engines are not thread-safe
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._worker: asyncio.Task[None] | None = None
 
@@ -151,7 +156,7 @@ class VLLMOfflineLLM:
         return results
 
 
-def create(model: str, settings: "Settings") -> VLLMOfflineLLM:
+def create(model: str, settings: Settings) -> VLLMOfflineLLM:
     if importlib.util.find_spec("vllm") is None:
         raise ConfigError("vllm-offline needs the [vllm] extra and an NVIDIA GPU: pip install 'clinfo[vllm]'")
     return VLLMOfflineLLM(model)

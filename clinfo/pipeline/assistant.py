@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from clinfo.cache import open_cache
 from clinfo.llm.base import LLM, TokenCallback, with_cache

@@ -6,7 +6,8 @@ Each bad value is one typed error (InvalidQuestion / InvalidArgument) with a one
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from clinfo.dates import parse_date
 from clinfo.errors import InvalidArgument, InvalidQuestion

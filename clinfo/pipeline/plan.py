@@ -9,8 +9,8 @@ searched.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from clinfo.errors import QuerySyntaxError
 from clinfo.jsonout import parse_json

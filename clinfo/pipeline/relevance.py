@@ -20,8 +20,8 @@ questions whose references the demo corpus lacks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from clinfo.errors import ConfigError
 from clinfo.models import Article

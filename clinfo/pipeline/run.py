@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from clinfo.llm.base import LLM, LLMRequest, TokenCallback
 from clinfo.models import StepTiming, Trace

@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import hashlib
 import io
 import json
-import hashlib
 import logging
 import random
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from tenacity import (
@@ -54,7 +55,7 @@ _OPEN_START = "1800/01/01"  # NCBI needs both mindate and maxdate
 _OPEN_END = "3000/12/31"
 
 
-def rate_for(settings: "Settings") -> float:
+def rate_for(settings: Settings) -> float:
     """NCBI's published limit: 3 requests/s, 10/s with an API key."""
     return 10.0 if settings.ncbi_api_key is not None else 3.0
 
@@ -64,7 +65,7 @@ _RATES: dict[tuple[str, float, str | None], SpacedRate] = {}
 _RATES_LOCK = threading.Lock()
 
 
-def _shared_rate(settings: "Settings", per_second: float) -> SpacedRate:
+def _shared_rate(settings: Settings, per_second: float) -> SpacedRate:
     state_file = None
     if settings.eutils_rate_scope == "host":
         digest = hashlib.sha256(f"{settings.eutils_base_url} {per_second}".encode()).hexdigest()[:16]
@@ -100,8 +101,8 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _ncbi_date(day: dt.date | None, default: str) -> str:
@@ -125,8 +126,8 @@ class PubMedSource:
 
     def __init__(
         self,
-        settings: "Settings",
-        cache: "Cache | None" = None,
+        settings: Settings,
+        cache: Cache | None = None,
         client: httpx.AsyncClient | None = None,
         *,
         backoff: float = 0.5,
@@ -167,8 +168,12 @@ class PubMedSource:
         self._cache_set(
             {"endpoint": "esearch", **params},
             json.dumps(
-                {"pmids": result.pmids, "count": result.count, "translation": result.translation,
-                 "warnings": result.warnings}
+                {
+                    "pmids": result.pmids,
+                    "count": result.count,
+                    "translation": result.translation,
+                    "warnings": result.warnings,
+                }
             ),
         )
         return result
@@ -183,7 +188,7 @@ class PubMedSource:
                 found[pmid] = Article.model_validate_json(cached)
             else:
                 missing.append(pmid)
-        batches = [missing[i: i + EFETCH_BATCH] for i in range(0, len(missing), EFETCH_BATCH)]
+        batches = [missing[i : i + EFETCH_BATCH] for i in range(0, len(missing), EFETCH_BATCH)]
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self._efetch(batch)) for batch in batches]
@@ -209,7 +214,7 @@ class PubMedSource:
         # A client from an earlier asyncio.run() cannot be closed from this loop; its loop is
         # gone and its connections with it.
 
-    async def __aenter__(self) -> "PubMedSource":
+    async def __aenter__(self) -> PubMedSource:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -256,8 +261,13 @@ class PubMedSource:
             self.stats.retries += 1
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
-            log.debug("PubMed %s attempt %d failed (%s); retrying in %.2f s",
-                      endpoint, state.attempt_number, one_line(exc, 200), wait)
+            log.debug(
+                "PubMed %s attempt %d failed (%s); retrying in %.2f s",
+                endpoint,
+                state.attempt_number,
+                one_line(exc, 200),
+                wait,
+            )
 
         return note
 

@@ -18,9 +18,10 @@ import io
 import os
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 from xml.sax.saxutils import unescape
 
 from lxml import etree
@@ -101,7 +102,7 @@ def _pin_dtd(data: bytes) -> bytes:
     if m.group(2) == _DTD_HOME and name == m.group(3):
         return data
     fixed = m.group(1) + _DTD_HOME + name + m.group(4)
-    return head[: m.start()] + fixed + head[m.end():] + data[2048:]
+    return head[: m.start()] + fixed + head[m.end() :] + data[2048:]
 
 
 def _valid_utf8(data: bytes) -> bytes:

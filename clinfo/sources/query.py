@@ -19,9 +19,10 @@ The grammar follows PubMed's search help rather than a textbook boolean grammar:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
-from typing import Iterator, Literal, Union
+from typing import Literal, Union
 
 from clinfo.errors import QuerySyntaxError
 
@@ -177,7 +178,7 @@ class BoolOp:
     """``AND``/``OR`` of all children; ``NOT``: the first child without any of the others."""
 
     op: Literal["AND", "OR", "NOT"]
-    children: tuple["Node", ...]
+    children: tuple[Node, ...]
     pos: int = dc_field(default=0, compare=False)
 
     def __str__(self) -> str:
@@ -295,7 +296,9 @@ def _norm_date(text: str, tag: str, pos: int) -> str:
     else:
         m = _TEXT_DATE_RE.match(text)
         if not m or m.group(2).lower() not in _MONTHS:
-            raise QuerySyntaxError(f"invalid date {text!r} for [{tag}] at character {pos}; use YYYY, YYYY/MM or YYYY/MM/DD")
+            raise QuerySyntaxError(
+                f"invalid date {text!r} for [{tag}] at character {pos}; use YYYY, YYYY/MM or YYYY/MM/DD"
+            )
         year, month, day = m.group(1), str(_MONTHS[m.group(2).lower()]), m.group(3)
     if month is not None and not 1 <= int(month) <= 12 or day is not None and not 1 <= int(day) <= 31:
         raise QuerySyntaxError(f"invalid date {text!r} for [{tag}] at character {pos}")
@@ -442,7 +445,12 @@ class _Parser:
                 rest = nxt.text[1:]
                 value = self.peek(1) if not rest else nxt
                 tag_tok = self.peek(2) if not rest else self.peek(1)
-                if value is not None and value.kind in ("word", "quoted") and tag_tok is not None and tag_tok.kind == "tag":
+                if (
+                    value is not None
+                    and value.kind in ("word", "quoted")
+                    and tag_tok is not None
+                    and tag_tok.kind == "tag"
+                ):
                     hi_field, _, _ = _parse_tag(tag_tok.text, tag_tok.pos)
                     if hi_field != canonical:
                         raise QuerySyntaxError(f"date range at character {pos} mixes [{tag}] and [{tag_tok.text}]")

@@ -10,7 +10,8 @@ source works in all of them.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from clinfo.errors import ConfigError
 
@@ -68,7 +69,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
     )
 
 
-def create_source(spec: str, settings: "Settings", cache: "Cache | None" = None) -> "Source":
+def create_source(spec: str, settings: Settings, cache: Cache | None = None) -> Source:
     """The source ``spec`` names, searching in ``settings.search_mode`` where it has a choice.
 
     Local corpora search in ``settings.search_mode``; PubMed ranks by itself, so only ``auto``
@@ -84,11 +85,11 @@ def create_source(spec: str, settings: "Settings", cache: "Cache | None" = None)
 # ---- built-in factories
 
 
-def _dense(settings: "Settings") -> dict[str, str | None]:
+def _dense(settings: Settings) -> dict[str, str | None]:
     return {"model": getattr(settings, "dense_model", None), "query_model": getattr(settings, "query_model", None)}
 
 
-def _pubmed(arg: str, settings: "Settings", cache: "Cache | None") -> "Source":
+def _pubmed(arg: str, settings: Settings, cache: Cache | None) -> Source:
     mode = settings.search_mode
     if mode in ("dense", "hybrid"):
         raise ConfigError(
@@ -99,14 +100,14 @@ def _pubmed(arg: str, settings: "Settings", cache: "Cache | None") -> "Source":
     return PubMedSource(settings, cache=cache)
 
 
-def _demo(arg: str, settings: "Settings", cache: "Cache | None") -> "Source":
+def _demo(arg: str, settings: Settings, cache: Cache | None) -> Source:
     from clinfo.corpus.demo import demo_corpus_path
     from clinfo.sources.corpus import LocalSource
 
     return LocalSource(demo_corpus_path(settings), name="demo", mode=settings.search_mode, **_dense(settings))
 
 
-def _local(arg: str, settings: "Settings", cache: "Cache | None") -> "Source":
+def _local(arg: str, settings: Settings, cache: Cache | None) -> Source:
     from clinfo.sources.corpus import LocalSource
 
     return LocalSource(arg, mode=settings.search_mode, **_dense(settings))

@@ -6,9 +6,10 @@ import functools
 import gzip
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pytest
 
@@ -106,7 +107,13 @@ def pubmedqa_jsonl_record(pmid: str, item: dict[str, Any]) -> dict[str, Any]:
     labels = item.get("LABELS") or []
     sections = [{"label": labels[i] if i < len(labels) else "", "text": t} for i, t in enumerate(item["CONTEXTS"])]
     sections.append({"label": "CONCLUSIONS", "text": item["LONG_ANSWER"]})
-    return {"pmid": pmid, "title": "", "abstract": sections, "year": int(item["YEAR"]) if item.get("YEAR") else None, "mesh": item["MESHES"]}
+    return {
+        "pmid": pmid,
+        "title": "",
+        "abstract": sections,
+        "year": int(item["YEAR"]) if item.get("YEAR") else None,
+        "mesh": item["MESHES"],
+    }
 
 
 @pytest.fixture(scope="session")

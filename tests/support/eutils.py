@@ -65,10 +65,11 @@ import gzip
 import re
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import escape
 
@@ -234,7 +235,7 @@ class EUtilsServer(ThreadedServer):
         self.base_url = ""
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "EUtilsServer":
+    def start(self) -> EUtilsServer:
         handler = type("Handler", (_Handler,), {"server_ref": self})
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         httpd.daemon_threads = True
@@ -244,8 +245,9 @@ class EUtilsServer(ThreadedServer):
         return self
 
     # ------------------------------------------------------------------ fault helpers
-    def fail(self, status: int, *, times: int = 1, retry_after: str | float | None = None,
-             endpoint: str | None = None) -> None:
+    def fail(
+        self, status: int, *, times: int = 1, retry_after: str | float | None = None, endpoint: str | None = None
+    ) -> None:
         """Answer the next ``times`` requests with ``status`` (and a Retry-After header if given)."""
         for _ in range(times):
             self.faults.append(Fault(status=status, retry_after=retry_after, endpoint=endpoint))
@@ -269,8 +271,9 @@ class EUtilsServer(ThreadedServer):
         return None
 
     # ------------------------------------------------------------------ data helpers
-    def expected_pmids(self, term: str, retmax: int = 20, mindate: str | None = None,
-                       maxdate: str | None = None) -> list[str]:
+    def expected_pmids(
+        self, term: str, retmax: int = 20, mindate: str | None = None, maxdate: str | None = None
+    ) -> list[str]:
         """The PMIDs esearch returns for ``term`` (best first), for assertions."""
         return self._rank(term, _year_of(mindate), _year_of(maxdate))[:retmax]
 
@@ -309,20 +312,26 @@ class EUtilsServer(ThreadedServer):
         if params.get("datetype", "pdat") == "pdat":
             min_year, max_year = _year_of(params.get("mindate")), _year_of(params.get("maxdate"))
         hits = self._rank(term, min_year, max_year)
-        page = hits[retstart: retstart + retmax]
+        page = hits[retstart : retstart + retmax]
         words = query_words(term)
         translation = " AND ".join(f'"{w}"[All Fields]' for w in words)
         if min_year is not None or max_year is not None:
-            translation = f'({translation}) AND {params.get("mindate", "")}:{params.get("maxdate", "")}[dp]'
-        out = [ESEARCH_HEAD, f"<eSearchResult><Count>{len(hits)}</Count><RetMax>{len(page)}</RetMax>",
-               f"<RetStart>{retstart}</RetStart>"]
+            translation = f"({translation}) AND {params.get('mindate', '')}:{params.get('maxdate', '')}[dp]"
+        out = [
+            ESEARCH_HEAD,
+            f"<eSearchResult><Count>{len(hits)}</Count><RetMax>{len(page)}</RetMax>",
+            f"<RetStart>{retstart}</RetStart>",
+        ]
         out.append("<IdList>\n" + "".join(f"<Id>{p}</Id>\n" for p in page) + "</IdList>" if page else "<IdList/>")
         out.append(f"<TranslationSet/><QueryTranslation>{escape(translation)}</QueryTranslation>")
         if not hits:
             unknown = [w for w in words if not any(w in r.words for r in self.corpus.values())]
             if unknown:
-                out.append("<ErrorList>" + "".join(f"<PhraseNotFound>{escape(w)}</PhraseNotFound>" for w in unknown)
-                           + "</ErrorList>")
+                out.append(
+                    "<ErrorList>"
+                    + "".join(f"<PhraseNotFound>{escape(w)}</PhraseNotFound>" for w in unknown)
+                    + "</ErrorList>"
+                )
             out.append("<WarningList><OutputMessage>No items found.</OutputMessage></WarningList>")
         out.append("</eSearchResult>\n")
         return "".join(out).encode("utf-8")
@@ -372,8 +381,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body:
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         endpoint = url.path.rsplit("/", 1)[-1].removesuffix(".fcgi")
-        logged = LoggedRequest(self.command, url.path, endpoint, params, url.query, body, arrived,
-                               peer=tuple(self.client_address[:2]))
+        logged = LoggedRequest(
+            self.command, url.path, endpoint, params, url.query, body, arrived, peer=tuple(self.client_address[:2])
+        )
         with server._lock:
             server.requests.append(logged)
 

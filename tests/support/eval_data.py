@@ -117,5 +117,16 @@ def questions_jsonl(path: Path, n: int, fail: tuple[int, ...] = ()) -> Path:
     with path.open("w", encoding="utf-8") as f:
         for i in range(n):
             text = f"[q{i}] Does magnesium improve sleep in older adults{' FAIL' if i in fail else ''}?"
-            f.write(json.dumps({"id": f"q{i}", "question": text, "label": "yes", "gold_pmids": ["101"], "answer": "Magnesium improves sleep."}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"q{i}",
+                        "question": text,
+                        "label": "yes",
+                        "gold_pmids": ["101"],
+                        "answer": "Magnesium improves sleep.",
+                    }
+                )
+                + "\n"
+            )
     return path

@@ -16,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -81,7 +81,7 @@ class LlamaServer:
         pattern = re.compile(r'"[A-Z]+ ' + re.escape(path) + r'[^"]*" (\d{3})')
         return [int(m.group(1)) for m in pattern.finditer(self.stderr_tail(lines=1_000_000))]
 
-    def start(self) -> "LlamaServer":
+    def start(self) -> LlamaServer:
         missing = missing_server_deps()
         if missing:
             raise RuntimeError(
@@ -148,7 +148,7 @@ class LlamaServer:
             self._log_path.unlink(missing_ok=True)
             self._log_path = None
 
-    def __enter__(self) -> "LlamaServer":
+    def __enter__(self) -> LlamaServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -22,7 +22,31 @@ from typing import Any
 from tests.support.loopback import ThreadedServer
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
-_STOP = {"evidence", "known", "does", "with", "what", "which", "that", "this", "from", "have", "than", "there", "their", "into", "about", "among", "after", "during", "improve", "effect", "effects", "patients", "adults"}
+_STOP = {
+    "evidence",
+    "known",
+    "does",
+    "with",
+    "what",
+    "which",
+    "that",
+    "this",
+    "from",
+    "have",
+    "than",
+    "there",
+    "their",
+    "into",
+    "about",
+    "among",
+    "after",
+    "during",
+    "improve",
+    "effect",
+    "effects",
+    "patients",
+    "adults",
+}
 
 
 def _question(prompt: str) -> str:
@@ -44,7 +68,11 @@ def canned_reply(step: str, prompt: str) -> str:
     words = _keywords(question)
     if step == "plan":
         pair = words[:2]
-        queries = [" AND ".join(f"{w}[tiab]" for w in pair), "(" + " OR ".join(f"{w}[tiab]" for w in pair) + ")", f'"{" ".join(pair)}"[tiab]']
+        queries = [
+            " AND ".join(f"{w}[tiab]" for w in pair),
+            "(" + " OR ".join(f"{w}[tiab]" for w in pair) + ")",
+            f'"{" ".join(pair)}"[tiab]',
+        ]
         return json.dumps({"queries": [q for q in queries if q] or [question]})
     if step == "broaden":
         return json.dumps({"query": " OR ".join(f"{w}[tiab]" for w in words) or question})
@@ -94,7 +122,7 @@ def detect_step(body: dict[str, Any]) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
@@ -131,7 +159,10 @@ class _Handler(BaseHTTPRequestHandler):
                 step = detect_step(body)
                 owner.steps.append(step)
                 text = canned_reply(step, body["messages"][-1]["content"])
-                usage = {"prompt_tokens": sum(len(m["content"]) // 4 for m in body["messages"]), "completion_tokens": len(text) // 4}
+                usage = {
+                    "prompt_tokens": sum(len(m["content"]) // 4 for m in body["messages"]),
+                    "completion_tokens": len(text) // 4,
+                }
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 if body.get("stream"):
                     self._stream(body, text, usage)
@@ -143,7 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
                             "object": "chat.completion",
                             "created": int(time.time()),
                             "model": body.get("model", "bench"),
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                            "choices": [
+                                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                            ],
                             "usage": usage,
                         },
                     )
@@ -156,7 +189,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
         self.end_headers()
-        base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": int(time.time()), "model": body.get("model", "bench")}
+        base = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model", "bench"),
+        }
         pieces = [text[i : i + 12] for i in range(0, len(text), 12)]
         for piece in pieces:
             chunk = dict(base, choices=[{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
@@ -173,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the benchmark opens many connections at once
-    owner: "OpenAIServer"
+    owner: OpenAIServer
 
 
 class OpenAIServer(ThreadedServer):
@@ -192,7 +230,7 @@ class OpenAIServer(ThreadedServer):
         assert self._httpd is not None, "server not started"
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
-    def start(self) -> "OpenAIServer":
+    def start(self) -> OpenAIServer:
         httpd = _Server(("127.0.0.1", 0), _Handler)
         httpd.owner = self
         self._serve(httpd, "openai-bench")

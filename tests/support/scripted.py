@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from clinfo.llm.base import Completion, LLMRequest, TokenCallback
 from clinfo.models import AbstractSection, Article
@@ -39,7 +40,9 @@ class ScriptedLLM:
         if on_token:
             for i in range(0, len(text), 7):  # small chunks so citation brackets get split
                 on_token(text[i : i + 7])
-        return Completion(text=text, prompt_tokens=10, completion_tokens=len(text) // 4, model=self.spec, cost_usd=0.001)
+        return Completion(
+            text=text, prompt_tokens=10, completion_tokens=len(text) // 4, model=self.spec, cost_usd=0.001
+        )
 
     def steps(self) -> list[str]:
         return [c.step for c in self.calls]
@@ -73,7 +76,14 @@ def screen_reply(relevant: Callable[[str], bool]) -> Callable[[LLMRequest], str]
 
 def make_article(pmid: str, title: str, abstract: str = "Some abstract text about the topic.", **kw: Any) -> Article:
     sections = [AbstractSection(text=abstract)] if abstract else []
-    return Article(pmid=pmid, title=title, abstract_sections=sections, journal=kw.pop("journal", "J Test"), year=kw.pop("year", 2020), **kw)
+    return Article(
+        pmid=pmid,
+        title=title,
+        abstract_sections=sections,
+        journal=kw.pop("journal", "J Test"),
+        year=kw.pop("year", 2020),
+        **kw,
+    )
 
 
 class MemorySource:
