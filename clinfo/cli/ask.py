@@ -27,7 +27,7 @@ def ask(
 
     def body() -> None:
         from clinfo import ClinfoAI
-        from clinfo.progress import StageProgress
+        from clinfo.cli.progress import StageProgress
         from clinfo.render import answer_markdown
 
         clinfo = ClinfoAI(**opts.overrides())
