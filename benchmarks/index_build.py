@@ -2,8 +2,10 @@
 """Build rate of the local corpus from the two NLM files in ../shared (50,788 citations).
 
 Prints citations/s over wall time, CPU seconds (this process, the lexical index's writer thread
-and its parser workers), peak RSS and the size on disk (SQLite records + the lexical index). The machine is shared: the load average before the run is printed too, and
-citations per CPU-second is the figure least affected by other work.
+and its parser workers), peak RSS and the size on disk (SQLite records + the lexical index). The
+machine is shared: the load average before and after each run is printed too, and citations per
+CPU-second is the figure least affected by other work (on N idle cores the build runs at about N
+times it: the two files are parsed in parallel while this process writes).
 
     python benchmarks/index_build.py [--workers N] [--keep corpus.db]
 """
@@ -56,7 +58,8 @@ def main() -> None:
         print(
             f"run {run + 1}: {summary.citations_read:,} citations in {wall:.2f} s wall = {summary.citations_read / wall:,.0f} citations/s;"
             f" cpu {cpu:.1f} s (writer {cpu_self:.1f} s, parsers {cpu_children:.1f} s) = {summary.citations_read / cpu:,.0f} citations per cpu-second;"
-            f" on disk {size / 1e6:.0f} MB (records {db_size / 1e6:.0f} MB, lexical index {lex_size / 1e6:.0f} MB);"
+            f" on disk {size / 1e6:.0f} MB (records {db_size / 1e6:.0f} MB = {db_size / max(summary.articles, 1):,.0f} B/citation stored,"
+            f" lexical index {lex_size / 1e6:.0f} MB);"
             f" load_avg_after={os.getloadavg()[0]:.2f}"
         )
     rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

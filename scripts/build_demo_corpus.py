@@ -133,14 +133,14 @@ def write_vectors(corpus_jsonl: Path, folder: Path) -> None:
     sys.path.insert(0, str(REPO))
     from clinfo.corpus.build import build_index
     from clinfo.corpus.encoders import document_text, get_encoder
-    from clinfo.corpus.store import open_corpus
+    from clinfo.corpus.store import doc_texts, open_corpus
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "corpus.db"
         build_index([corpus_jsonl], db, progress=False, workers=0)
         conn = open_corpus(db)
         try:
-            rows = conn.execute("SELECT pmid, title, abstract FROM docs ORDER BY pmid").fetchall()
+            rows = doc_texts(conn, [r[0] for r in conn.execute("SELECT pmid FROM docs")])  # by PMID
         finally:
             conn.close()
     encoder = get_encoder(backend="torch", precision="fp32")

@@ -229,7 +229,7 @@ def _shipped() -> tuple[np.ndarray, list[int]]:
 def test_shipped_demo_vectors_are_the_encoders_vectors_of_the_built_records(tmp_path: Path) -> None:
     from clinfo.corpus.demo import demo_corpus_path
     from clinfo.corpus.encoders import document_text
-    from clinfo.corpus.store import RecordStore, open_corpus
+    from clinfo.corpus.store import RecordStore, doc_texts, open_corpus
     from clinfo.settings import load_settings
 
     vecs, pmids = _shipped()
@@ -243,7 +243,7 @@ def test_shipped_demo_vectors_are_the_encoders_vectors_of_the_built_records(tmp_
     picks = [0, 1, 999, 1000, 1500, 2999]  # PubMedQA (untitled) and NLM (titled) records
     conn = open_corpus(db)
     try:  # the columns 'clinfo index embed' reads (abstract text without section labels)
-        rows = {r[0]: r for r in conn.execute(f"SELECT pmid, title, abstract FROM docs WHERE pmid IN ({','.join('?' * 6)})", [pmids[i] for i in picks])}
+        rows = {r[0]: r for r in doc_texts(conn, [pmids[i] for i in picks])}
     finally:
         conn.close()
     texts = [document_text(rows[pmids[i]][1], rows[pmids[i]][2]) for i in picks]

@@ -411,3 +411,130 @@ def test_v1_corpus_gets_one_line_naming_the_upgrade_then_upgrades_in_place(tmp_p
     more = write_xml(tmp_path / "more.xml", slice21.header, slice21.records[150:200])
     assert build_index([more], db, progress=False, workers=0).added > 0
     _check_integrity(db)
+
+
+# ------------------------------------------------------------------- schema v2 (plain-text records)
+
+_V2_DDL = [  # what clinfo wrote before records were compressed (SCHEMA_VERSION 2)
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    _V1_DDL[1],
+    """CREATE TABLE docs (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL, year INTEGER, title TEXT NOT NULL,
+        abstract TEXT NOT NULL, mesh TEXT NOT NULL, pubtype TEXT NOT NULL, journal TEXT NOT NULL, extra TEXT NOT NULL)""",
+    "CREATE TABLE deleted (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)",
+    "CREATE TABLE lexical_pending (pmid INTEGER PRIMARY KEY)",
+]
+
+
+def _write_v2(db: Path, src: Path) -> set[int]:
+    """A v2 corpus of the real records in ``src``, written as the v2 build wrote it: the plain rows
+    ``article_to_row`` still makes, the ledger, a deletion, and the lexical index beside it."""
+    from clinfo.corpus.lexical import ANALYZER, LexicalWriter
+
+    rows = {}
+    for a in iter_pubmed_xml(src):
+        if not isinstance(a, DeletedCitations) and not isinstance(row := article_to_row(a, 1), str):
+            rows[row[0]] = row
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA page_size=8192")
+    for ddl in _V2_DDL:
+        conn.execute(ddl)
+    meta = [("schema_version", "2"), ("generation", "7"), ("analyzer", ANALYZER), ("articles", str(len(rows)))]
+    conn.executemany("INSERT INTO meta VALUES (?, ?)", meta)
+    st = src.stat()
+    conn.execute("INSERT INTO files (name, size, mtime_ns, done_upto, complete, records, added) VALUES (?, ?, ?, 1, 1, ?, 0)", (src.name, st.st_size, st.st_mtime_ns, len(rows)))
+    conn.execute("INSERT INTO deleted VALUES (1, 1)")
+    conn.executemany("INSERT INTO docs VALUES (?,?,?,?,?,?,?,?,?)", list(rows.values()))
+    conn.commit()
+    conn.close()
+    lex = LexicalWriter(db, ANALYZER, create=True)
+    lex.add((r[0], r[2], *r[3:7]) for r in rows.values())
+    lex.commit()
+    lex.close()
+    return set(rows)
+
+
+def _same_as_fresh(db: Path, src: Path, tmp_path: Path) -> None:
+    """The upgraded corpus holds what a corpus built today from the same file holds, field for field."""
+    fresh = tmp_path / "fresh.db"
+    build_index([src], fresh, progress=False, workers=0)
+    assert _pmids(db) == _pmids(fresh)
+    a, b = Engine(db), Engine(fresh)
+    pmids = sorted(_pmids(fresh))
+    assert a.fetch(pmids) == b.fetch(pmids)
+    for q in ("patients[tiab]", "cancer OR surgery", "patients AND 2000:2030[dp]", '"randomized controlled trial"[pt]'):
+        ra, rb = a.search(q, 1000), b.search(q, 1000)
+        assert set(ra[0]) == set(rb[0]) and ra[2] == rb[2] > 0
+    a.store.close()
+    b.store.close()
+
+
+def test_v2_corpus_gets_one_line_naming_the_upgrade_then_shrinks_in_place(tmp_path: Path, slice21: XmlSlice) -> None:
+    src = write_xml(tmp_path / "v2.xml", slice21.header, slice21.records[:200])
+    db = tmp_path / "old.db"
+    pmids = _write_v2(db, src)
+    lexical_before = sorted((f.name, f.stat().st_size) for f in lexical_dir(db).iterdir())
+    for attempt in (lambda: LocalSource(db), lambda: build_index([src], db, progress=False), lambda: RecordStore.open(db)):
+        with pytest.raises(CorpusError, match=r"schema v2, uncompressed records\); upgrade it in place with 'clinfo index upgrade .*old.db'") as info:
+            attempt()
+        assert "\n" not in str(info.value)
+    size_before = db.stat().st_size
+    assert upgrade_corpus(db, progress=False) == len(pmids)
+    assert db.stat().st_size < 0.7 * size_before  # 200 records: the 64 KiB dictionary is a third of it
+    assert not Path(f"{db}.upgrading").exists()
+    info = corpus_info(db)
+    assert info["schema_version"] == str(SCHEMA_VERSION) and info["generation"] == "7" and "upgrading_from" not in info
+    assert sorted((f.name, f.stat().st_size) for f in lexical_dir(db).iterdir()) == lexical_before  # not rebuilt
+    _check_integrity(db)
+    _same_as_fresh(db, src, tmp_path)
+    # The ledger and deletions came along: the same file is not ingested again; upgrading again changes nothing.
+    assert build_index([src], db, progress=False, workers=0).files_already_indexed == 1
+    assert upgrade_corpus(db, progress=False) == len(pmids)
+    more = write_xml(tmp_path / "more.xml", slice21.header, slice21.records[200:260])
+    assert build_index([more], db, progress=False, workers=0).added > 0
+    _check_integrity(db)
+
+
+_UPGRADE_SCRIPT = """
+import sys
+import clinfo.corpus.upgrade as upgrade
+upgrade._CHUNK = 20
+upgrade.upgrade_corpus(sys.argv[1], progress=False)
+"""
+
+
+def test_upgrade_killed_midway_loses_nothing_and_resumes(tmp_path: Path) -> None:
+    from tests.support.corpus import UPDATE_21, read_slice
+
+    big = read_slice(UPDATE_21, 2500)
+    src = write_xml(tmp_path / "big.xml", big.header, big.records)
+    db = tmp_path / "old.db"
+    pmids = _write_v2(db, src)
+    before = db.read_bytes()
+    copy = Path(f"{db}.upgrading")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", _UPGRADE_SCRIPT, str(db)], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and _count_docs(copy) < 200:
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL, "the upgrade finished before it could be killed"
+    copied = _count_docs(copy)
+    assert 0 < copied < len(pmids)
+    # The v2 corpus is exactly as it was, and still says how to upgrade it.
+    assert db.read_bytes() == before
+    with pytest.raises(CorpusError, match="schema v2"):
+        LocalSource(db)
+    # The next run continues the copy (the rows it holds are kept, not written again) and finishes.
+    first_rows = {r[0]: r[1] for r in sqlite3.connect(copy).execute("SELECT pmid, body FROM docs")}
+    assert upgrade_corpus(db, progress=False) == len(pmids)
+    conn = sqlite3.connect(db)
+    kept = {r[0]: r[1] for r in conn.execute(f"SELECT pmid, body FROM docs WHERE pmid <= {max(first_rows)}")}
+    conn.close()
+    assert kept == first_rows
+    _check_integrity(db)
+    _same_as_fresh(db, src, tmp_path)

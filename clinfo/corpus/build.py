@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 from clinfo.corpus.lexical import ANALYZER, LexicalWriter, lexical_dir
-from clinfo.corpus.store import _DDL, _DOC_COLS, SCHEMA_VERSION, _check_schema, article_to_row
+from clinfo.corpus.store import _DDL, SCHEMA_VERSION, _check_schema, article_to_row, codec_for, corpus_codec, packaged_dict
 from clinfo.errors import CorpusError, MalformedResponse, one_line
 from clinfo.models import AbstractSection, Article
 
@@ -196,8 +196,12 @@ def _is_jsonl(path: Path, head: bytes) -> bool:
 _BATCH = 2000
 
 
-def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int) -> None:
-    """Parse one file and put batches on ``out``; always ends with a ("done", ...) message."""
+def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int, codec_dict: bytes) -> None:
+    """Parse one file and put batches on ``out``; always ends with a ("done", ...) message.
+
+    Rows are ``(pmid, seq, year, body, title, abstract, mesh, pubtype)``: the docs row, then the
+    texts the lexical index needs, so compression runs here, in parallel, and the single writer
+    neither compresses nor decompresses."""
     reader: _CountingReader | None = None
     error: str | None = None
     rows: list[tuple[Any, ...]] = []
@@ -212,6 +216,7 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int) -
         rows, deletes, skipped, seen = [], [], Counter(), 0
 
     try:
+        codec = codec_for(codec_dict)
         p = Path(path)
         reader = _CountingReader(open(p, "rb"), p.name)
         buffered = io.BufferedReader(reader, buffer_size=1 << 16)
@@ -238,7 +243,7 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int) -
                 if isinstance(row, str):
                     skipped[row] += 1
                 else:
-                    rows.append(row)
+                    rows.append((*codec.row(row), *row[3:7]))
             else:  # DeletedCitations
                 deletes.extend(int(p) for p in item.pmids if p.isdigit())
             if len(rows) + len(deletes) >= batch_size or seen >= batch_size * 4:
@@ -310,6 +315,7 @@ def _create_or_open_for_write(out: Path) -> tuple[sqlite3.Connection, bool]:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT INTO meta VALUES ('generation', '0')")
             conn.execute("INSERT INTO meta VALUES ('analyzer', ?)", (ANALYZER,))
+            conn.execute("INSERT INTO codec VALUES (1, 'zstd-dict', ?)", (packaged_dict(),))
             conn.execute("COMMIT")
         else:
             _check_schema(conn, out)
@@ -360,6 +366,7 @@ class _Writer:
         self.conn = conn
         self.lex = lex
         self.summary = summary
+        self.codec = corpus_codec(conn)
         self.tombstones: dict[int, int] = dict(conn.execute("SELECT pmid, seq FROM deleted").fetchall())
         self.changed = False
         self.uncommitted = 0  # lexical changes since its last commit
@@ -389,7 +396,7 @@ class _Writer:
         if removed:
             self.lex.delete(removed)
         if added:
-            self.lex.add(added)
+            self.lex.add((r[0], r[2], r[4], r[5], r[6], r[7]) for r in added)
         self.uncommitted += len(removed) + len(added)
         if self.uncommitted >= _LEXICAL_COMMIT_EVERY:
             self.sync()
@@ -414,8 +421,9 @@ class _Writer:
                 break
             last = chunk[-1]
             self.lex.delete(chunk)
-            q = f"SELECT {_DOC_COLS} FROM docs WHERE pmid IN ({','.join('?' * len(chunk))})"
-            self.lex.add(self.conn.execute(q, chunk).fetchall())
+            q = f"SELECT pmid, year, body FROM docs WHERE pmid IN ({','.join('?' * len(chunk))})"
+            unpack = self.codec.unpack
+            self.lex.add((pmid, year, *unpack(body)[:4]) for pmid, year, body in self.conn.execute(q, chunk).fetchall())
             done += len(chunk)
             if bar is not None:
                 bar.update(0, done, 0)
@@ -462,7 +470,7 @@ class _Writer:
             fresh[pmid] = row
         if fresh:
             # INSERT OR REPLACE: one statement whether or not the PMID was stored.
-            self.conn.executemany(f"INSERT OR REPLACE INTO docs ({_DOC_COLS}) VALUES (?,?,?,?,?,?,?,?,?)", list(fresh.values()))
+            self.conn.executemany("INSERT OR REPLACE INTO docs (pmid, seq, year, body) VALUES (?,?,?,?)", [r[:4] for r in fresh.values()])
             self.changed = True
         return list(fresh.values())
 
@@ -590,55 +598,10 @@ def build_index(
 
 
 def upgrade_corpus(path: str | os.PathLike[str], progress: bool = True) -> int:
-    """Convert a schema v1 corpus (SQLite FTS5) in place: drop FTS5, build the lexical index from
-    the stored records. Returns the number of articles indexed. Safe to re-run after a kill."""
-    p = Path(path)
-    if not p.is_file():
-        raise CorpusError(f"no corpus at {p}")
-    try:
-        conn = sqlite3.connect(p, isolation_level=None, timeout=60)
-        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise CorpusError(f"{p} is not a readable clinfo corpus ({one_line(exc)})") from None
-    if row is None:
-        conn.close()
-        raise CorpusError(f"{p} is not a clinfo corpus (no schema version)")
-    version = str(row[0])
-    if version not in ("1", str(SCHEMA_VERSION)):
-        conn.close()
-        raise CorpusError(f"{p} has corpus schema v{version}; this clinfo upgrades v1 to v{SCHEMA_VERSION}")
-    try:
-        _tune_for_writing(conn)
-        if version == "1":
-            # One transaction: a kill leaves the v1 corpus as it was.
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DROP TABLE IF EXISTS fts")
-            conn.execute("DROP INDEX IF EXISTS docs_year")
-            for ddl in _DDL:
-                conn.execute(ddl)
-            conn.execute("INSERT OR IGNORE INTO lexical_pending SELECT pmid FROM docs")
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('analyzer', ?)", (ANALYZER,))
-            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
-            conn.execute("COMMIT")
-            shutil.rmtree(lexical_dir(p), ignore_errors=True)
-        lex = _open_lexical(conn, p, fresh=False)
-        writer = _Writer(conn, lex, BuildSummary())
-        total = conn.execute("SELECT count(*) FROM lexical_pending").fetchone()[0]
-        bar = _Progress(progress and total > 0, total, label="upgrading")
-        try:
-            writer.replay(bar)
-        finally:
-            bar.close()
-        lex.close()
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA journal_mode=DELETE")
-        if version == "1":
-            conn.execute("VACUUM")  # give the FTS5 pages back to the file system
-        return int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
-    except sqlite3.DatabaseError as exc:
-        raise CorpusError(f"cannot upgrade corpus {p}: {one_line(exc)}") from None
-    finally:
-        conn.close()
+    """Convert a corpus of an older schema in place (``clinfo.corpus.upgrade``)."""
+    from clinfo.corpus.upgrade import upgrade_corpus as upgrade
+
+    return upgrade(path, progress=progress)
 
 
 def _register_files(conn: sqlite3.Connection, files: list[Path], summary: BuildSummary) -> list[tuple[int, str, int, int]]:
@@ -700,7 +663,7 @@ class _ListQueue:
 def _run_inline(jobs: list[tuple[int, str, int, int]], writer: _Writer, summary: BuildSummary, bar: _Progress, batch_size: int) -> None:
     q = _ListQueue(writer, summary, bar)
     for file_id, path, skip, _ in jobs:
-        _parse_file(path, file_id, skip, q, batch_size)
+        _parse_file(path, file_id, skip, q, batch_size, writer.codec.dict_bytes)
 
 
 def _run_workers(
@@ -715,7 +678,7 @@ def _run_workers(
         while pending or running:
             while pending and len(running) < workers:
                 file_id, path, skip, _ = pending.pop(0)
-                proc = ctx.Process(target=_parse_file, args=(path, file_id, skip, results, batch_size), daemon=True)
+                proc = ctx.Process(target=_parse_file, args=(path, file_id, skip, results, batch_size, writer.codec.dict_bytes), daemon=True)
                 proc.start()
                 running[file_id] = proc
             try:

@@ -111,10 +111,9 @@ class LexicalWriter:
         self._query = tv.Query
 
     def add(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Rows as the record store holds them: ``(pmid, seq, year, title, abstract, mesh, pubtype, ...)``."""
+        """``(pmid, year, title, abstract, mesh, pubtype)`` per article, texts as the record store packs them."""
         Doc, w = self._doc, self.writer
-        for row in rows:
-            pmid, _, year, title, abstract, mesh, pubtype = row[:7]
+        for pmid, year, title, abstract, mesh, pubtype in rows:
             doc = Doc(title=title, abstract=abstract)
             doc.add_unsigned("pmid", pmid)
             for m in mesh.split("\n") if mesh else ():
