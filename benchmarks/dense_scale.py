@@ -142,9 +142,10 @@ def skeleton_corpus(path: Path, pmids: np.ndarray) -> None:
     for ddl in store._DDL:  # the real schema, so open_corpus and RecordStore accept it
         conn.execute(ddl)
     conn.executemany("INSERT INTO meta VALUES (?, ?)", [("schema_version", str(store.SCHEMA_VERSION)), ("generation", "1")])
-    conn.executemany(
-        "INSERT INTO docs VALUES (?, 0, 2020, '', 'x', '', '', '', '{}')", ((int(p),) for p in pmids)
-    )
+    codec = store.codec_for(store.packaged_dict())
+    conn.execute("INSERT INTO codec VALUES (1, 'zstd-dict', ?)", (codec.dict_bytes,))
+    body = codec.pack(["", "x", "", "", "", "{}"])
+    conn.executemany("INSERT INTO docs VALUES (?, 0, 2020, ?)", ((int(p), body) for p in pmids))
     conn.commit()
     conn.close()
     os.replace(tmp, path)

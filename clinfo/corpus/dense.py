@@ -640,7 +640,7 @@ def embed_index(
     ``max_tokens`` cuts documents shorter than the model's own limit (faster, slightly less recall)."""
     import numpy as np
 
-    from clinfo.corpus.store import open_corpus
+    from clinfo.corpus.store import doc_texts, open_corpus
 
     started = time.perf_counter()
     corpus = open_corpus(db_path)
@@ -667,9 +667,7 @@ def embed_index(
             try:
                 for i in range(0, len(todo), _EMBED_CHUNK):
                     chunk = [int(p) for p in todo[i : i + _EMBED_CHUNK]]
-                    rows = corpus.execute(
-                        f"SELECT pmid, title, abstract FROM docs WHERE pmid IN ({','.join('?' * len(chunk))}) ORDER BY pmid", chunk
-                    ).fetchall()
+                    rows = doc_texts(corpus, chunk)
                     emb = encoder.encode_documents([document_text(t, a) for _, t, a in rows], batch_size)
                     ids = np.array([r[0] for r in rows], dtype=np.int64)
                     writer.append(iter([(ids, emb)]), fingerprint=f"embed:{uuid.uuid4().hex}", source=f"embed {len(ids)} articles")
