@@ -5,7 +5,9 @@ Heavy parts (LLM clients, sources, the pipeline) load on first use so ``import c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clinfo.lazy import lazy_exports
 
 __version__ = "0.1.0"
 __all__ = ["ClinfoAI", "Answer", "Article", "ArticleSummary", "Reference", "Settings", "Event", "__version__"]
@@ -27,9 +29,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'clinfo' has no attribute {name!r}")
+__getattr__ = lazy_exports("clinfo", _LAZY)

@@ -11,7 +11,9 @@ matplotlib, ftfy) come with the ``[eval]`` extra and are imported only when used
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clinfo.lazy import lazy_exports
 
 __all__ = [
     "FORMATS",
@@ -39,28 +41,23 @@ if TYPE_CHECKING:
     from clinfo.eval.runner import RunAborted, RunError, RunResult, arun_eval, classify_answer, run_eval
 
 _LAZY = {
-    "FORMATS": "datasets",
-    "Dataset": "datasets",
-    "DatasetError": "datasets",
-    "EvalItem": "datasets",
-    "load_dataset": "datasets",
-    "run_eval": "runner",
-    "arun_eval": "runner",
-    "RunResult": "runner",
-    "RunError": "runner",
-    "RunAborted": "runner",
-    "classify_answer": "runner",
-    "compute_metrics": "metrics",
-    "metrics_from_records": "metrics",
-    "write_report": "report",
-    "report_runs": "report",
-    "markdown_table": "report",
+    "FORMATS": ".datasets",
+    "Dataset": ".datasets",
+    "DatasetError": ".datasets",
+    "EvalItem": ".datasets",
+    "load_dataset": ".datasets",
+    "run_eval": ".runner",
+    "arun_eval": ".runner",
+    "RunResult": ".runner",
+    "RunError": ".runner",
+    "RunAborted": ".runner",
+    "classify_answer": ".runner",
+    "compute_metrics": ".metrics",
+    "metrics_from_records": ".metrics",
+    "write_report": ".report",
+    "report_runs": ".report",
+    "markdown_table": ".report",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"clinfo.eval.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'clinfo.eval' has no attribute {name!r}")
+__getattr__ = lazy_exports("clinfo.eval", _LAZY)

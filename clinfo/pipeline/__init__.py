@@ -17,7 +17,9 @@ load the LLM and source machinery.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clinfo.lazy import lazy_exports
 
 __all__ = ["ClinfoAI", "Event", "EventCallback", "QuestionRun", "run_sync"]
 
@@ -35,9 +37,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'clinfo.pipeline' has no attribute {name!r}")
+__getattr__ = lazy_exports("clinfo.pipeline", _LAZY)
