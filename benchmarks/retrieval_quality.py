@@ -10,17 +10,21 @@ Three reports:
   BM25 runs on both; dense and hybrid (they need the [dense] extra and vectors, built here with
   ``embed_index`` on --dense-corpus; slow on CPU) on one.
 * ``--sets``: the ranking benchmark. The sets of ``benchmarks/ranking_sets.py`` (pqa, pqa-hard,
-  pqa-conclusion, rs200; each split into a tune and a check half) on one corpus (``--corpus``,
-  built from ``ranking_sets.corpus_inputs``: demo + both baseline files + the PubMedRS-200
-  reviews, 34,481 articles), every mode through ``LocalSource`` (what ``clinfo search --mode``
-  runs). Dense and hybrid need vectors in that corpus (``clinfo index embed`` or imported ones).
+  pqa-conclusion, nlm-conclusion, rs200; each split into a tune and a check half) on one corpus
+  (``--corpus``, built from ``ranking_sets.corpus_inputs``: demo + both baseline files + the
+  PubMedRS-200 reviews, 34,481 articles), every mode through ``LocalSource`` (what ``clinfo search
+  --mode`` runs): bm25, dense, hybrid-rrf and hybrid-score (hybrid with each fusion; plain
+  ``hybrid`` is the default fusion). Dense and hybrid need vectors in that corpus (``clinfo index
+  embed`` or imported ones).
 * ``--sets ... --tune``: the lever study. Deep rankings (bm25 and dense, top ``--depth``) are
   computed once per query through ``LocalSource``, then fusion variants (RRF k, depth, weight;
-  score fusion) are scored offline; ``--fields`` also re-runs BM25 under other field weights.
-  Choose on the tune halves, read the check halves.
+  score fusion by the product's ``clinfo.corpus.hybrid.score_fuse`` and by other normalisations)
+  are scored offline; ``--fields`` also re-runs BM25 under other field weights. Choose on the tune
+  halves, read the check halves: the last lines name the best variant of each family by mean tune
+  nDCG@10 and print its check halves.
 
     python benchmarks/retrieval_quality.py [--work DIR] [--dense-corpus demo|full|none]
-    python benchmarks/retrieval_quality.py --sets all --corpus /work/bench/ranking.db [--modes bm25,dense,hybrid]
+    python benchmarks/retrieval_quality.py --sets all --corpus /work/bench/ranking.db [--modes bm25,dense,hybrid-rrf,hybrid-score]
     python benchmarks/retrieval_quality.py --sets all --corpus /work/bench/ranking.db --tune [--fields]
 """
 
@@ -93,6 +97,31 @@ def convex(runs: list[Ranking], weights: list[float], depth: int) -> list[int]:
     return sorted(scores, key=lambda p: -scores[p])
 
 
+def zscore(runs: list[Ranking], weights: list[float], depth: int) -> list[int]:
+    """Weighted sum of z-scored scores over each ranker's top ``depth``; a document a ranker missed
+    gets that ranker's lowest z (what its last candidate got), a ranker of one document 0."""
+    import statistics
+
+    scores: dict[int, float] = {}
+    for (pmids, sc), w in zip(runs, weights):
+        sc = sc[:depth]
+        if not sc:
+            continue
+        mu, sd = statistics.fmean(sc), statistics.pstdev(sc)
+        z = [(s - mu) / sd if sd > 0 else 0.0 for s in sc]
+        for p, x in zip(pmids[:depth], z):
+            scores[p] = scores.get(p, 0.0) + w * (x - min(z))
+    return sorted(scores, key=lambda p: -scores[p])
+
+
+def product_score(runs: list[Ranking], weights: list[float], depth: int) -> list[int]:
+    """The product's score fusion (``clinfo.corpus.hybrid.score_fuse``): min-max over the fused
+    depth, 0 as the floor of a ranking shorter than the depth."""
+    from clinfo.corpus.hybrid import score_fuse
+
+    return score_fuse([(p[:depth], s[:depth]) for p, s in runs], weights, 10**6, depth)[0]
+
+
 def minmax(runs: list[Ranking], weights: list[float], depth: int) -> list[int]:
     """Weighted sum of min-max scaled scores over each ranker's top ``depth``."""
     scores: dict[int, float] = {}
@@ -151,7 +180,9 @@ def sets_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
         print(f"  {s.name}: {len(s.queries)} queries ({s.note})")
     print(_header(sets, halves))
     for mode in modes:
-        src = LocalSource(args.corpus, mode=mode)  # type: ignore[arg-type]
+        # hybrid-rrf / hybrid-score: hybrid with that fusion; plain hybrid: the default fusion
+        base, _, fusion = mode.partition("-")
+        src = LocalSource(args.corpus, mode=base, **({"fusion": fusion} if fusion else {}))  # type: ignore[arg-type]
         cells, ms = [], []
         for s in sets:
             ranked, per_q = search_all(src, s.queries, 10)
@@ -242,12 +273,15 @@ def tune_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
           + (f" ; restricted to the {len(chunks.ids):,} articles with vectors in {args.vectors}" if chunks is not None else ""))  # fmt: skip
     print(_header(sets, halves) + "   mean tune nDCG")
 
+    results: list[tuple[str, float, list[dict[str, float]]]] = []
+
     def report(label: str, fuse: Callable[[str, str], list[int]]) -> None:
         cells = []
         for s in sets:
             runs = {q: fuse(s.name, q) for q in s.queries}
             cells += [measure(runs, s.part(h).qrels) for h in halves]
         mean_tune = sum(c["ndcg"] for c in cells[0::2]) / len(sets)
+        results.append((label, mean_tune, cells))
         print(_line(label, cells) + f"   {mean_tune:.3f}", flush=True)
 
     report("bm25", lambda s, q: bm_runs[s][q][0])
@@ -261,10 +295,20 @@ def tune_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
         for k in (10, 30, 60):
             report(f"rrf k={k} depth={min(depth, 100)} w_bm25={w}",
                    lambda s, q, k=k, w=w: rrf([bm_runs[s][q][0][:100], de_runs[s][q][0][:100]], k, [2 * w, 2 * (1 - w)]))  # fmt: skip
-    for name, fn in (("convex", convex), ("minmax", minmax)):
-        for w in (0.2, 0.3, 0.4, 0.5, 0.6):
-            for d in (100, depth):
-                report(f"{name} w_bm25={w} depth={d}", lambda s, q, fn=fn, w=w, d=d: fn([bm_runs[s][q], de_runs[s][q]], [w, 1 - w], d))
+    for name, fn in (("score", product_score), ("convex", convex), ("minmax", minmax), ("zscore", zscore)):
+        for w in (0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6):
+            for d in sorted({50, 100, depth}):
+                if d <= depth:
+                    report(f"{name} w_bm25={w} depth={d}",
+                           lambda s, q, fn=fn, w=w, d=d: fn([bm_runs[s][q], de_runs[s][q]], [w, 1 - w], d))  # fmt: skip
+    # The choice, made on the tune halves only; the check halves say whether it generalises.
+    print("best of each family by mean tune nDCG@10 (check halves: mean check nDCG@10):")
+    for family in ("rrf", "score", "convex", "minmax", "zscore"):
+        fam = [r for r in results if r[0].split()[0] == family]
+        if fam:
+            label, tune, cells = max(fam, key=lambda r: r[1])
+            check = sum(c["ndcg"] for c in cells[1::2]) / len(sets)
+            print(_line(label, cells) + f"   {tune:.3f} (check {check:.3f})", flush=True)
     if args.prf:
         rm3_report(args, sets, bm_runs, de_runs, set(chunks.ids.tolist()) if chunks is not None else None, report)
         if chunks is not None:
@@ -409,7 +453,8 @@ def main() -> None:
     ap.add_argument("--dense-corpus", choices=("demo", "full", "none"), default="demo")
     ap.add_argument("--sets", help=f"comma-separated ranking sets or 'all' ({', '.join(ranking_sets.SET_NAMES)})")
     ap.add_argument("--corpus", type=Path, help="corpus for --sets (built from ranking_sets.corpus_inputs when missing)")
-    ap.add_argument("--modes", default="bm25,dense,hybrid", help="modes for --sets (comma-separated)")
+    ap.add_argument("--modes", default="bm25,dense,hybrid-rrf,hybrid-score",
+                    help="modes for --sets (comma-separated; hybrid-rrf / hybrid-score: hybrid with that fusion)")
     ap.add_argument("--tune", action="store_true", help="lever study on deep runs instead of the mode table")
     ap.add_argument("--depth", type=int, default=300, help="deep-run depth for --tune")
     ap.add_argument("--fields", action="store_true", help="with --tune: also re-run BM25 under other field weights")

@@ -121,6 +121,9 @@ class Trace(BaseModel):
     invalid_queries: int = 0
     zero_hit_queries: int = 0
     unparseable_llm_outputs: int = 0
+    # The ranking(s) the source ran, as its results named them ("bm25", "dense", "hybrid (score
+    # fusion)"), in order first seen; empty where the source has no choice of ranking (PubMed).
+    search_modes: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
     @property

@@ -131,6 +131,7 @@ def trace_line(answer: "Answer") -> str:
         f"{t.articles_found} articles found, {t.articles_screened} screened, {len(answer.article_summaries)} relevant"
         f" · {t.llm_calls} LLM calls ({t.llm_cache_hits} cached), {t.prompt_tokens + t.completion_tokens} tokens,"
         f" {cost} · {t.total_seconds:.1f} s"
+        + (f" · search: {', '.join(t.search_modes)}" if t.search_modes else "")
     )
 
 

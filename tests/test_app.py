@@ -631,3 +631,23 @@ def test_untouched_sidebar_values_leave_the_preset_in_charge(app_env: Path, monk
     ask(at, QUESTION)
     assert at.session_state["clinfo_engine"].settings.prefilter_k == 3
     assert stored_turns(app_env)[-1].config["prefilter_k"] == 3
+
+
+# ---------------------------------------------------------------- search mode
+def test_search_mode_selector_defaults_to_environment_and_reaches_the_answer(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime")  # the demo corpus's shipped vectors need the [local] query encoder
+    monkeypatch.setenv("CLINFO_SEARCH_MODE", "bm25")
+    monkeypatch.setenv("CLINFO_CACHE_DIR", str(tmp_path / "cache"))  # the demo corpus is built there
+    at = start()
+    selector = at.sidebar.selectbox(key="search_mode")
+    assert selector.value == "bm25" and selector.options == ["auto (hybrid where the corpus has vectors)", "BM25 (words)",
+                                                            "dense (meaning)", "hybrid (BM25 + dense)"]  # fmt: skip
+    at.sidebar.selectbox(key="source_kind").set_value("demo")
+    at.sidebar.selectbox(key="search_mode").set_value("hybrid")
+    ask(at, QUESTION)
+    turn = stored_turns(app_env)[-1]
+    assert turn.config["source"] == "demo"
+    assert turn.answer is not None and turn.answer.trace.search_modes == ["hybrid (score fusion)"]
+    assert any("search: hybrid (score fusion)" in c.value for c in at.caption)

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from clinfo.settings import Settings
 
 SOURCE_LABELS = {"pubmed": "PubMed (live, E-utilities)", "demo": "Demo corpus (offline)", "local": "Local index file"}
+SEARCH_MODE_LABELS = {
+    "auto": "auto (hybrid where the corpus has vectors)", "bm25": "BM25 (words)", "dense": "dense (meaning)",
+    "hybrid": "hybrid (BM25 + dense)",
+}
 # backends that cannot run without a model name
 _NEEDS_MODEL = {"openai", "vllm", "vllm-offline"}
 ENV_PASSWORD = "CLINFO_APP_PASSWORD"
@@ -276,6 +280,12 @@ def sidebar(base: "Settings") -> dict[str, Any]:
         source = f"local:{path.strip()}"
     else:
         source = kind
+    modes = list(SEARCH_MODE_LABELS)
+    search_mode = sb.selectbox(
+        "Search mode", modes, index=modes.index(base.search_mode), format_func=SEARCH_MODE_LABELS.get,
+        key="search_mode",
+        help="how a local corpus ranks (CLINFO_SEARCH_MODE); PubMed ranks by itself: auto or BM25 there",
+    )
 
     end = sb.date_input(
         "Published on or before", value=base.restriction_date, key="restriction_date", format="YYYY-MM-DD",
@@ -305,6 +315,7 @@ def sidebar(base: "Settings") -> dict[str, Any]:
     return {
         "llm": llm,
         "source": source,
+        "search_mode": search_mode,
         "base_url": base_url.strip() or None,
         "restriction_date": end if isinstance(end, dt.date) else None,
         "date_window_years": int(years) or None,

@@ -90,6 +90,7 @@ class ConversationSource:
             count=result.count + len(extra),
             translation=result.translation,
             warnings=list(result.warnings),
+            mode=getattr(result, "mode", None),  # the ranking the inner source ran, for the answer's trace
         )
 
     async def fetch(self, pmids: Sequence[str]) -> list["Article"]:

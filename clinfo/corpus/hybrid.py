@@ -1,7 +1,11 @@
 """Fusion of rankings and the choice of search mode (bm25, dense, hybrid, auto).
 
-Reciprocal rank fusion (Cormack et al. 2009) has one home here: the local source fuses BM25 and
-dense rankings with it, and the pipeline fuses the rankings of several PubMed queries.
+Two fusions live here. Reciprocal rank fusion (Cormack et al. 2009) uses ranks only: the pipeline
+fuses the rankings of several PubMed queries with it (a source may give no scores, and scores of
+different queries are not comparable). Score fusion (``score_fuse``: a weighted sum of each
+ranking's normalised scores) fuses the BM25 and dense rankings of one question in the local
+source, where both rankers give scores; it is the default there (``FUSIONS``, ``DEFAULT_FUSION``)
+because it ranked better than RRF on every ranking set measured (see ``SCORE_WEIGHT_BM25``).
 
 ``auto`` means hybrid wherever the corpus has vectors and the query encoder loads, else BM25: it
 is the best mode measured, and it costs nothing where there are no vectors. Nothing heavy is
@@ -19,7 +23,11 @@ from clinfo.errors import ClinfoError, ConfigError
 if TYPE_CHECKING:
     from clinfo.corpus.dense import DenseIndex
 
-__all__ = ["MODES", "SearchMode", "RRF_K", "HYBRID_K", "FUSION_DEPTH", "rrf", "rrf_scores", "fuse", "ModeChoice", "choose_mode"]
+__all__ = [
+    "MODES", "SearchMode", "FUSIONS", "Fusion", "DEFAULT_FUSION", "RRF_K", "HYBRID_K", "FUSION_DEPTH",
+    "SCORE_WEIGHT_BM25", "rrf", "rrf_scores", "fuse", "normalise", "score_fuse", "fuse_hybrid", "ModeChoice",
+    "choose_mode", "describe", "label",
+]  # fmt: skip
 
 T = TypeVar("T", bound=Hashable)
 
@@ -35,6 +43,12 @@ HYBRID_K = 10
 # Candidates each ranker contributes before fusion: deep enough that a document ranked well by
 # one ranker and moderately by the other can surface.
 FUSION_DEPTH = 100
+
+Fusion = Literal["rrf", "score"]
+FUSIONS: tuple[str, ...] = ("score", "rrf")
+DEFAULT_FUSION: Fusion = "score"
+# Score fusion: BM25's share of the weighted sum (dense gets the rest). TUNING_NOTE
+SCORE_WEIGHT_BM25 = 0.3
 
 
 def rrf(rankings: Iterable[Sequence[T]], k: int = RRF_K) -> list[T]:
@@ -59,6 +73,72 @@ def fuse(rankings: Sequence[Sequence[T]], limit: int, k: int = RRF_K) -> tuple[l
     return fused, rrf_scores(rankings, fused, k)
 
 
+def normalise(scores: Sequence[float], depth: int) -> list[float]:
+    """Scores of one ranking (best first, its top ``depth`` at most) scaled to [0, 1] by min-max.
+
+    The low end is the score a document *outside* the ranking could have: a full ranking (``depth``
+    candidates) says only that the rest score at most its last, so min-max over the fused depth maps
+    its last to 0, the same as a document it did not return. A shorter ranking returned every match
+    (BM25 scores a non-matching document 0), so its low end is 0 when its scores are positive. So a
+    ranking of one document, or of documents that tie, maps them to 1, never to 0 or a division by
+    zero, and a weak single match is not worth more than a full ranking's head (max scaling of a
+    full ranking would leave its tail near the top score and make documents it missed fall off a cliff).
+    """
+    sc = list(scores[:depth])
+    if not sc:
+        return []
+    hi, lo = max(sc), min(sc)
+    if len(sc) < depth:
+        lo = min(lo, 0.0)
+    if hi <= lo:
+        return [1.0] * len(sc)
+    return [(s - lo) / (hi - lo) for s in sc]
+
+
+def score_fuse(
+    runs: Sequence[tuple[Sequence[T], Sequence[float]]],
+    weights: Sequence[float],
+    limit: int,
+    depth: int = FUSION_DEPTH,
+) -> tuple[list[T], list[float]]:
+    """Top ``limit`` of the weighted sum of each ranking's ``normalise``d scores, with those sums.
+
+    A document a ranking did not return gets 0 from it. A ranking without scores (an empty scores
+    list beside its items) counts by rank, 1 down to 0 over ``depth``. Ties keep first-seen order
+    (first ranking first), so output is deterministic.
+    """
+    if len(weights) != len(runs):
+        raise ValueError(f"{len(runs)} rankings but {len(weights)} weights")
+    fused: dict[T, float] = {}
+    for (items, scores), w in zip(runs, weights):
+        items = list(items[:depth])
+        if len(scores) < len(items):  # no scores: linear in rank, the last candidate scores like a miss
+            scores = [float(len(items) - i) for i in range(len(items))]
+        for item, x in zip(items, normalise(scores, depth)):
+            fused[item] = fused.get(item, 0.0) + w * x
+    order = {item: i for i, item in enumerate(fused)}
+    best = sorted(fused, key=lambda item: (-fused[item], order[item]))[:limit]
+    return best, [fused[item] for item in best]
+
+
+def fuse_hybrid(
+    bm25: tuple[Sequence[T], Sequence[float]],
+    dense: tuple[Sequence[T], Sequence[float]],
+    limit: int,
+    *,
+    fusion: str = DEFAULT_FUSION,
+    depth: int = FUSION_DEPTH,
+    k: int = HYBRID_K,
+    weight_bm25: float = SCORE_WEIGHT_BM25,
+) -> tuple[list[T], list[float]]:
+    """The BM25 and dense rankings of one question fused as ``fusion`` says (``score`` or ``rrf``)."""
+    if fusion == "score":
+        return score_fuse([bm25, dense], [weight_bm25, 1.0 - weight_bm25], limit, depth)
+    if fusion == "rrf":
+        return fuse([list(bm25[0][:depth]), list(dense[0][:depth])], limit, k)
+    raise ConfigError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+
+
 @dataclass
 class ModeChoice:
     """The mode a corpus search runs in, the dense index it needs, and what the user should know."""
@@ -66,6 +146,7 @@ class ModeChoice:
     mode: Literal["bm25", "dense", "hybrid"]
     dense: "DenseIndex | None" = None
     notes: list[str] = field(default_factory=list)
+    fusion: str = DEFAULT_FUSION  # how hybrid fuses BM25 and dense; meaningless in the other modes
 
 
 def choose_mode(
@@ -74,29 +155,42 @@ def choose_mode(
     *,
     model: str | None = None,
     query_model: str | None = None,
+    fusion: str = DEFAULT_FUSION,
 ) -> ModeChoice:
     """Resolve ``mode`` for one corpus. ``dense``/``hybrid`` fail (one line) without vectors or an
     encoder; ``auto`` falls back to BM25 then, with a note when vectors exist but cannot be used."""
     if mode not in MODES:
         raise ConfigError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+    if fusion not in FUSIONS:
+        raise ConfigError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
     if mode == "bm25":
-        return ModeChoice("bm25")
+        return ModeChoice("bm25", fusion=fusion)
     from clinfo.corpus import dense
 
     if mode in ("dense", "hybrid"):
-        return ModeChoice(mode, dense.DenseIndex.open(db_path, model, query_model=query_model))  # type: ignore[arg-type]
+        index = dense.DenseIndex.open(db_path, model, query_model=query_model)
+        return ModeChoice(mode, index, fusion=fusion)  # type: ignore[arg-type]
     if not dense.has_vectors(db_path, model):
-        return ModeChoice("bm25")
+        return ModeChoice("bm25", fusion=fusion)
     try:
         index = dense.DenseIndex.open(db_path, model, query_model=query_model)
     except ClinfoError as exc:
-        return ModeChoice("bm25", None, [f"search mode auto: dense vectors exist but cannot be used ({exc}); searching with BM25 only"])
-    return ModeChoice("hybrid", index)
+        note = f"search mode auto: dense vectors exist but cannot be used ({exc}); searching with BM25 only"
+        return ModeChoice("bm25", None, [note], fusion=fusion)
+    return ModeChoice("hybrid", index, fusion=fusion)
 
 
 def describe(choice: ModeChoice) -> dict[str, Any]:
-    """For traces and ``index info``: the effective mode and the vector set behind it."""
+    """For traces and ``index info``: the effective mode, its fusion, and the vector set behind it."""
     out: dict[str, Any] = {"mode": choice.mode}
+    if choice.mode == "hybrid":
+        out["fusion"] = choice.fusion
     if choice.dense is not None:
-        out.update(model=choice.dense.model, query_model=choice.dense.query_model, vectors=choice.dense.count, index=choice.dense.vindex.info.kind)
+        d = choice.dense
+        out.update(model=d.model, query_model=d.query_model, vectors=d.count, index=d.vindex.info.kind)
     return out
+
+
+def label(choice: ModeChoice) -> str:
+    """The effective mode in a few words, as traces show it: ``bm25``, ``dense``, ``hybrid (score fusion)``."""
+    return f"hybrid ({choice.fusion} fusion)" if choice.mode == "hybrid" else choice.mode

@@ -41,6 +41,9 @@ async def search_query(run: QuestionRun, query: str) -> QueryResult:
     limit = run.settings.results_per_query + len(run.ignore)
     result = await run.source.search(query, limit=limit, dates=run.dates)
     records = [QueryRecord(query=query, hits=result.count)]
+    mode = getattr(result, "mode", None)  # a plug-in source's result may predate SearchResult.mode
+    if mode and mode not in run.trace.search_modes:
+        run.trace.search_modes.append(mode)
     for w in result.warnings:
         run.warn(f"{query!r}: {w}")
     if result.pmids:

@@ -19,6 +19,9 @@ class SearchResult:
     translation: str | None = None  # how the source understood the query, when it says
     warnings: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)  # parallel to pmids, higher is better; empty when the source gives none
+    # the ranking that ran, for the answer's trace: "bm25", "dense", "hybrid (score fusion)"; None where
+    # the source has no choice of ranking (PubMed ranks by itself)
+    mode: str | None = None
 
 
 @dataclass

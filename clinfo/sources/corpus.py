@@ -2,8 +2,9 @@
 
 Search modes: ``bm25`` (the Tantivy lexical index, the PubMed query translated by ``clinfo.corpus.lexical_query``),
 ``dense`` (the corpus's vector set, ``clinfo.corpus.dense``: vectors from ``clinfo index embed`` or
-``clinfo index import-vectors``), ``hybrid`` (reciprocal rank fusion of both) and ``auto`` (hybrid
-where the corpus has vectors and the query encoder loads, else bm25; ``clinfo.corpus.hybrid``).
+``clinfo index import-vectors``), ``hybrid`` (both fused: by normalised scores, or by reciprocal rank
+with ``fusion="rrf"``) and ``auto`` (hybrid where the corpus has vectors and the query encoder loads,
+else bm25; ``clinfo.corpus.hybrid``). Every result names the ranking that ran (``SearchResult.mode``).
 
 Work runs in worker threads (``asyncio.to_thread``) with one read-only SQLite connection per
 thread, so concurrent searches neither block the event loop nor share a connection; the lexical
@@ -19,7 +20,17 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from clinfo.corpus.hybrid import FUSION_DEPTH, HYBRID_K, MODES, SearchMode, choose_mode, fuse
+from clinfo.corpus.hybrid import (
+    DEFAULT_FUSION,
+    FUSION_DEPTH,
+    HYBRID_K,
+    MODES,
+    SearchMode,
+    choose_mode,
+    describe,
+    fuse_hybrid,
+    label,
+)
 from clinfo.corpus.lexical import LexicalIndex
 from clinfo.corpus.lexical_query import translate
 from clinfo.corpus.store import RecordStore
@@ -43,6 +54,7 @@ class LocalSource:
         model: str | None = None,
         *,
         query_model: str | None = None,
+        fusion: str = DEFAULT_FUSION,
         fusion_k: int = HYBRID_K,
         fusion_depth: int = FUSION_DEPTH,
     ) -> None:
@@ -68,9 +80,15 @@ class LocalSource:
                 f"re-run 'clinfo index build' with the same files to finish it"
             )
         self._lexical = LexicalIndex(self.path, store.meta("analyzer") or "")
-        choice = choose_mode(mode, self.path, model=model, query_model=query_model)
-        self.mode, self._dense = choice.mode, choice.dense
+        choice = choose_mode(mode, self.path, model=model, query_model=query_model, fusion=fusion)
+        self.mode, self._dense, self.fusion = choice.mode, choice.dense, choice.fusion
+        self.choice = choice
+        self.mode_label = label(choice)  # what each result's ``mode`` says
         self._warnings.extend(choice.notes)
+
+    def describe(self) -> dict[str, Any]:
+        """The effective search mode, its fusion and the vector set behind it (``clinfo.corpus.hybrid.describe``)."""
+        return describe(self.choice)
 
     # ------------------------------------------------------------------ connections
 
@@ -130,13 +148,17 @@ class LocalSource:
         warnings = self._warnings + tr.warnings
         if self.mode == "bm25":
             pmids, scores, count = self._lexical.search(tr, limit, dates)
-            return SearchResult(query, [str(p) for p in pmids], count, tr.text, warnings, scores)
+            return SearchResult(query, [str(p) for p in pmids], count, tr.text, warnings, scores, self.mode_label)
         store = self._store()
         depth = max(limit, self.fusion_depth) if self.mode == "hybrid" else limit
         dense_ids, dense_scores = self._dense.search(query, depth, store, dates)
         warnings = warnings + self._dense.warnings()
         if self.mode == "dense":
-            return SearchResult(query, [str(p) for p in dense_ids], len(dense_ids), "dense", warnings, dense_scores)
-        bm_ids, _, count = self._lexical.search(tr, depth, dates)
-        fused, scores = fuse([bm_ids, dense_ids], limit, self.fusion_k)
-        return SearchResult(query, [str(p) for p in fused], max(count, len(fused)), f"hybrid: {tr.text} + dense", warnings, scores)
+            dense_pmids = [str(p) for p in dense_ids]
+            return SearchResult(query, dense_pmids, len(dense_ids), "dense", warnings, dense_scores, self.mode_label)
+        bm_ids, bm_scores, count = self._lexical.search(tr, depth, dates)
+        fused, scores = fuse_hybrid((bm_ids, bm_scores), (dense_ids, dense_scores), limit, fusion=self.fusion,
+                                    depth=depth, k=self.fusion_k)  # fmt: skip
+        translation = f"hybrid ({self.fusion} fusion): {tr.text} + dense"
+        pmids = [str(p) for p in fused]
+        return SearchResult(query, pmids, max(count, len(fused)), translation, warnings, scores, self.mode_label)
