@@ -29,7 +29,9 @@ FILES = [BASELINE / "pubmed20n0014.xml.gz", BASELINE / "pubmed21n1298.xml.gz"]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--workers", type=int, default=None, help="parser processes (default: one per CPU, at most one per file)")
+    ap.add_argument(
+        "--workers", type=int, default=None, help="parser processes (default: one per CPU, at most one per file)"
+    )
     ap.add_argument("--keep", type=Path, help="copy the built corpus here")
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
@@ -55,10 +57,13 @@ def main() -> None:
                     shutil.copytree(lexical, Path(f"{args.keep}.tantivy"), dirs_exist_ok=True)
         cpu = cpu_self + cpu_children
         print(summary.line())
+        n = summary.citations_read
+        per_citation = db_size / max(summary.articles, 1)
         print(
-            f"run {run + 1}: {summary.citations_read:,} citations in {wall:.2f} s wall = {summary.citations_read / wall:,.0f} citations/s;"
-            f" cpu {cpu:.1f} s (writer {cpu_self:.1f} s, parsers {cpu_children:.1f} s) = {summary.citations_read / cpu:,.0f} citations per cpu-second;"
-            f" on disk {size / 1e6:.0f} MB (records {db_size / 1e6:.0f} MB = {db_size / max(summary.articles, 1):,.0f} B/citation stored,"
+            f"run {run + 1}: {n:,} citations in {wall:.2f} s wall = {n / wall:,.0f} citations/s;"
+            f" cpu {cpu:.1f} s (writer {cpu_self:.1f} s, parsers {cpu_children:.1f} s)"
+            f" = {n / cpu:,.0f} citations per cpu-second;"
+            f" on disk {size / 1e6:.0f} MB (records {db_size / 1e6:.0f} MB = {per_citation:,.0f} B/citation stored,"
             f" lexical index {lex_size / 1e6:.0f} MB);"
             f" load_avg_after={os.getloadavg()[0]:.2f}"
         )

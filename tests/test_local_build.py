@@ -19,8 +19,8 @@ from clinfo.corpus.build import build_index, upgrade_corpus
 from clinfo.corpus.lexical import LexicalIndex, lexical_dir
 from clinfo.corpus.lexical_query import translate
 from clinfo.corpus.store import SCHEMA_VERSION, RecordStore, article_to_row, corpus_info, open_corpus
-from clinfo.sources.corpus import LocalSource
 from clinfo.errors import CorpusError
+from clinfo.sources.corpus import LocalSource
 from clinfo.sources.pubmed_xml import DeletedCitations, iter_pubmed_xml
 from tests.support.common import REPO
 from tests.support.corpus import (
@@ -227,7 +227,9 @@ def test_xml_record_with_invalid_utf8_is_skipped(tmp_path: Path, slice21: XmlSli
     i = next(i for i, r in enumerate(slice21.records) if "<AbstractText" in r)
     rec = slice21.records[i].encode("utf-8").replace(b"<ArticleTitle>", b"<ArticleTitle>\xff\xfe ", 1)
     path = tmp_path / "u.xml"
-    path.write_bytes(slice21.header.encode() + rec + b"\n" + slice21.records[i + 1].encode() + b"\n</PubmedArticleSet>\n")
+    path.write_bytes(
+        slice21.header.encode() + rec + b"\n" + slice21.records[i + 1].encode() + b"\n</PubmedArticleSet>\n"
+    )
     summary = build_index([path], tmp_path / "c.db", progress=False, workers=0)
     assert summary.skipped["invalid UTF-8"] == 1
     assert int(slice21.pmid(i)) not in _pmids(tmp_path / "c.db")
@@ -306,7 +308,9 @@ def test_build_killed_midway_is_usable_and_resumes(tmp_path: Path, workers: int)
     db = tmp_path / "killed.db"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # Own process group, so the kill reaches the parser worker too.
-    proc = subprocess.Popen([sys.executable, "-c", _BUILD_SCRIPT, str(src), str(db), str(workers)], env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BUILD_SCRIPT, str(src), str(db), str(workers)], env=env, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None and _count_docs(db) < 100:
@@ -345,7 +349,9 @@ def test_build_killed_midway_is_usable_and_resumes(tmp_path: Path, workers: int)
 
 def test_gzip_detection_by_content_for_unsuffixed_files(tmp_path: Path) -> None:
     qa = pubmedqa_items()
-    data = gzip.compress(b"\n".join(__import__("json").dumps(pubmedqa_jsonl_record(p, qa[p])).encode() for p in list(qa)[:4]))
+    data = gzip.compress(
+        b"\n".join(__import__("json").dumps(pubmedqa_jsonl_record(p, qa[p])).encode() for p in list(qa)[:4])
+    )
     src = tmp_path / "records.data"
     src.write_bytes(data)
     assert build_index([src], tmp_path / "c.db", progress=False, workers=0).added == 4
@@ -359,7 +365,8 @@ _V1_DDL = [  # what clinfo wrote before the lexical index (SCHEMA_VERSION 1)
         done_upto INTEGER NOT NULL DEFAULT 0, complete INTEGER NOT NULL DEFAULT 0, error TEXT,
         records INTEGER NOT NULL DEFAULT 0, added REAL NOT NULL, UNIQUE (name, size, mtime_ns))""",
     """CREATE TABLE docs (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL, year INTEGER, title TEXT NOT NULL,
-        abstract TEXT NOT NULL, mesh TEXT NOT NULL, pubtype TEXT NOT NULL, journal TEXT NOT NULL, extra TEXT NOT NULL)""",
+        abstract TEXT NOT NULL, mesh TEXT NOT NULL, pubtype TEXT NOT NULL, journal TEXT NOT NULL,
+        extra TEXT NOT NULL)""",
     "CREATE INDEX docs_year ON docs(year)",
     "CREATE TABLE deleted (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)",
     """CREATE VIRTUAL TABLE fts USING fts5(title, abstract, mesh, pubtype, content='docs', content_rowid='pmid',
@@ -379,7 +386,10 @@ def _write_v1(db: Path, slice21: XmlSlice, n: int) -> set[int]:
     conn.executemany("INSERT INTO meta VALUES (?, ?)", [("schema_version", "1"), ("generation", "1")])
     conn.execute("INSERT INTO files (name, size, mtime_ns, complete, added) VALUES ('v1.xml', 1, 1, 1, 0)")
     conn.executemany("INSERT INTO docs VALUES (?,?,?,?,?,?,?,?,?)", list(rows.values()))
-    conn.executemany("INSERT INTO fts(rowid, title, abstract, mesh, pubtype) VALUES (?,?,?,?,?)", [(r[0], *r[3:7]) for r in rows.values()])
+    conn.executemany(
+        "INSERT INTO fts(rowid, title, abstract, mesh, pubtype) VALUES (?,?,?,?,?)",
+        [(r[0], *r[3:7]) for r in rows.values()],
+    )
     conn.commit()
     conn.close()
     return set(rows)
@@ -389,7 +399,9 @@ def test_v1_corpus_gets_one_line_naming_the_upgrade_then_upgrades_in_place(tmp_p
     db = tmp_path / "old.db"
     pmids = _write_v1(db, slice21, 150)
     for attempt in (lambda: LocalSource(db), lambda: build_index([tmp_path / "v1.xml"], db, progress=False)):
-        with pytest.raises(CorpusError, match=r"schema v1, SQLite FTS5\); upgrade it in place with 'clinfo index upgrade .*old.db'") as info:
+        with pytest.raises(
+            CorpusError, match=r"schema v1, SQLite FTS5\); upgrade it in place with 'clinfo index upgrade .*old.db'"
+        ) as info:
             attempt()
         assert "\n" not in str(info.value)
     size_before = db.stat().st_size
@@ -419,7 +431,8 @@ _V2_DDL = [  # what clinfo wrote before records were compressed (SCHEMA_VERSION 
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     _V1_DDL[1],
     """CREATE TABLE docs (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL, year INTEGER, title TEXT NOT NULL,
-        abstract TEXT NOT NULL, mesh TEXT NOT NULL, pubtype TEXT NOT NULL, journal TEXT NOT NULL, extra TEXT NOT NULL)""",
+        abstract TEXT NOT NULL, mesh TEXT NOT NULL, pubtype TEXT NOT NULL, journal TEXT NOT NULL,
+        extra TEXT NOT NULL)""",
     "CREATE TABLE deleted (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)",
     "CREATE TABLE lexical_pending (pmid INTEGER PRIMARY KEY)",
 ]
@@ -441,7 +454,10 @@ def _write_v2(db: Path, src: Path) -> set[int]:
     meta = [("schema_version", "2"), ("generation", "7"), ("analyzer", ANALYZER), ("articles", str(len(rows)))]
     conn.executemany("INSERT INTO meta VALUES (?, ?)", meta)
     st = src.stat()
-    conn.execute("INSERT INTO files (name, size, mtime_ns, done_upto, complete, records, added) VALUES (?, ?, ?, 1, 1, ?, 0)", (src.name, st.st_size, st.st_mtime_ns, len(rows)))
+    conn.execute(
+        "INSERT INTO files (name, size, mtime_ns, done_upto, complete, records, added) VALUES (?, ?, ?, 1, 1, ?, 0)",
+        (src.name, st.st_size, st.st_mtime_ns, len(rows)),
+    )
     conn.execute("INSERT INTO deleted VALUES (1, 1)")
     conn.executemany("INSERT INTO docs VALUES (?,?,?,?,?,?,?,?,?)", list(rows.values()))
     conn.commit()
@@ -473,8 +489,15 @@ def test_v2_corpus_gets_one_line_naming_the_upgrade_then_shrinks_in_place(tmp_pa
     db = tmp_path / "old.db"
     pmids = _write_v2(db, src)
     lexical_before = sorted((f.name, f.stat().st_size) for f in lexical_dir(db).iterdir())
-    for attempt in (lambda: LocalSource(db), lambda: build_index([src], db, progress=False), lambda: RecordStore.open(db)):
-        with pytest.raises(CorpusError, match=r"schema v2, uncompressed records\); upgrade it in place with 'clinfo index upgrade .*old.db'") as info:
+    for attempt in (
+        lambda: LocalSource(db),
+        lambda: build_index([src], db, progress=False),
+        lambda: RecordStore.open(db),
+    ):
+        with pytest.raises(
+            CorpusError,
+            match=r"schema v2, uncompressed records\); upgrade it in place with 'clinfo index upgrade .*old.db'",
+        ) as info:
             attempt()
         assert "\n" not in str(info.value)
     size_before = db.stat().st_size

@@ -33,12 +33,21 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any
 
 from clinfo.corpus.lexical import ANALYZER, LexicalWriter, lexical_dir
-from clinfo.corpus.store import _DDL, SCHEMA_VERSION, _check_schema, article_to_row, codec_for, corpus_codec, packaged_dict
+from clinfo.corpus.store import (
+    _DDL,
+    SCHEMA_VERSION,
+    _check_schema,
+    article_to_row,
+    codec_for,
+    corpus_codec,
+    packaged_dict,
+)
 from clinfo.errors import CorpusError, MalformedResponse, one_line
 from clinfo.models import AbstractSection, Article
 
@@ -84,7 +93,11 @@ def _jsonl_article(obj: Any) -> Article | str:
     if isinstance(pmid, bool) or not isinstance(pmid, (int, str)) or not str(pmid).strip().isdigit():
         return "invalid PMID"
     sections = _json_sections(obj.get("abstract"))
-    mesh, ptypes, authors = _str_list(obj.get("mesh")), _str_list(obj.get("publication_types")), _str_list(obj.get("authors"))
+    mesh, ptypes, authors = (
+        _str_list(obj.get("mesh")),
+        _str_list(obj.get("publication_types")),
+        _str_list(obj.get("authors")),
+    )
     title, journal, year, doi = obj.get("title") or "", obj.get("journal") or "", obj.get("year"), obj.get("doi")
     if isinstance(year, str) and year.strip().isdigit():
         year = int(year)
@@ -142,7 +155,9 @@ def input_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            found = sorted(f for f in path.iterdir() if f.is_file() and f.name.lower().endswith(_XML_SUFFIXES + _JSONL_SUFFIXES))
+            found = sorted(
+                f for f in path.iterdir() if f.is_file() and f.name.lower().endswith(_XML_SUFFIXES + _JSONL_SUFFIXES)
+            )
             if not found:
                 raise CorpusError(f"no .xml, .xml.gz or .jsonl files in directory {path}")
             out.extend(found)
@@ -371,7 +386,15 @@ class _Writer:
         self.changed = False
         self.uncommitted = 0  # lexical changes since its last commit
 
-    def apply(self, file_id: int, upto: int, rows: list[tuple[Any, ...]], deletes: list[int], skipped: dict[str, int], seen: int) -> None:
+    def apply(
+        self,
+        file_id: int,
+        upto: int,
+        rows: list[tuple[Any, ...]],
+        deletes: list[int],
+        skipped: dict[str, int],
+        seen: int,
+    ) -> None:
         conn, s = self.conn, self.summary
         s.citations_read += seen
         s.skipped.update(skipped)
@@ -385,7 +408,8 @@ class _Writer:
                 self._deletes(file_id, deletes, removed)
             if removed or added:
                 conn.executemany(
-                    "INSERT OR IGNORE INTO lexical_pending VALUES (?)", [(p,) for p in removed] + [(r[0],) for r in added]
+                    "INSERT OR IGNORE INTO lexical_pending VALUES (?)",
+                    [(p,) for p in removed] + [(r[0],) for r in added],
                 )
             conn.execute("UPDATE files SET done_upto=?, records=records+? WHERE id=?", (upto, seen, file_id))
             conn.execute("COMMIT")
@@ -416,7 +440,12 @@ class _Writer:
             return 0
         last, done = 0, 0
         while True:
-            chunk = [r[0] for r in self.conn.execute("SELECT pmid FROM lexical_pending WHERE pmid > ? ORDER BY pmid LIMIT 5000", (last,))]
+            chunk = [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT pmid FROM lexical_pending WHERE pmid > ? ORDER BY pmid LIMIT 5000", (last,)
+                )
+            ]
             if not chunk:
                 break
             last = chunk[-1]
@@ -470,7 +499,9 @@ class _Writer:
             fresh[pmid] = row
         if fresh:
             # INSERT OR REPLACE: one statement whether or not the PMID was stored.
-            self.conn.executemany("INSERT OR REPLACE INTO docs (pmid, seq, year, body) VALUES (?,?,?,?)", [r[:4] for r in fresh.values()])
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO docs (pmid, seq, year, body) VALUES (?,?,?,?)", [r[:4] for r in fresh.values()]
+            )
             self.changed = True
         return list(fresh.values())
 
@@ -500,7 +531,14 @@ class _Progress:
         self.done_bytes: dict[int, int] = {}
         if enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(
                 TextColumn(label), BarColumn(), DownloadColumn(), TextColumn("{task.fields[citations]}"),
@@ -604,7 +642,9 @@ def upgrade_corpus(path: str | os.PathLike[str], progress: bool = True) -> int:
     return upgrade(path, progress=progress)
 
 
-def _register_files(conn: sqlite3.Connection, files: list[Path], summary: BuildSummary) -> list[tuple[int, str, int, int]]:
+def _register_files(
+    conn: sqlite3.Connection, files: list[Path], summary: BuildSummary
+) -> list[tuple[int, str, int, int]]:
     """(file id, path, items already applied, size) for every file still to ingest."""
     jobs = []
     seen: set[tuple[str, int, int]] = set()
@@ -614,10 +654,14 @@ def _register_files(conn: sqlite3.Connection, files: list[Path], summary: BuildS
         if key in seen:  # the same file named twice on one command line
             continue
         seen.add(key)
-        row = conn.execute("SELECT id, done_upto, complete FROM files WHERE name=? AND size=? AND mtime_ns=?", key).fetchone()
+        row = conn.execute(
+            "SELECT id, done_upto, complete FROM files WHERE name=? AND size=? AND mtime_ns=?", key
+        ).fetchone()
         if row is None:
             conn.execute("BEGIN IMMEDIATE")
-            cur = conn.execute("INSERT INTO files (name, size, mtime_ns, added) VALUES (?, ?, ?, ?)", (*key, time.time()))
+            cur = conn.execute(
+                "INSERT INTO files (name, size, mtime_ns, added) VALUES (?, ?, ?, ?)", (*key, time.time())
+            )
             conn.execute("COMMIT")
             jobs.append((int(cur.lastrowid or 0), str(f), 0, st.st_size))
         elif row[2]:
@@ -660,14 +704,21 @@ class _ListQueue:
         _handle(msg, *self.args)
 
 
-def _run_inline(jobs: list[tuple[int, str, int, int]], writer: _Writer, summary: BuildSummary, bar: _Progress, batch_size: int) -> None:
+def _run_inline(
+    jobs: list[tuple[int, str, int, int]], writer: _Writer, summary: BuildSummary, bar: _Progress, batch_size: int
+) -> None:
     q = _ListQueue(writer, summary, bar)
     for file_id, path, skip, _ in jobs:
         _parse_file(path, file_id, skip, q, batch_size, writer.codec.dict_bytes)
 
 
 def _run_workers(
-    jobs: list[tuple[int, str, int, int]], writer: _Writer, summary: BuildSummary, bar: _Progress, batch_size: int, workers: int
+    jobs: list[tuple[int, str, int, int]],
+    writer: _Writer,
+    summary: BuildSummary,
+    bar: _Progress,
+    batch_size: int,
+    workers: int,
 ) -> None:
     ctx = _mp_context()
     # Bounded: a fast parser waits for the writer instead of piling batches up in memory.
@@ -678,7 +729,11 @@ def _run_workers(
         while pending or running:
             while pending and len(running) < workers:
                 file_id, path, skip, _ = pending.pop(0)
-                proc = ctx.Process(target=_parse_file, args=(path, file_id, skip, results, batch_size, writer.codec.dict_bytes), daemon=True)
+                proc = ctx.Process(
+                    target=_parse_file,
+                    args=(path, file_id, skip, results, batch_size, writer.codec.dict_bytes),
+                    daemon=True,
+                )
                 proc.start()
                 running[file_id] = proc
             try:

@@ -93,7 +93,9 @@ class LexicalWriter:
     in one commit replaces a record.
     """
 
-    def __init__(self, db_path: Path, analyzer: str, *, create: bool, heap_bytes: int = 256_000_000, threads: int = 1) -> None:
+    def __init__(
+        self, db_path: Path, analyzer: str, *, create: bool, heap_bytes: int = 256_000_000, threads: int = 1
+    ) -> None:
         import tantivy as tv
 
         self.path = lexical_dir(db_path)
@@ -167,7 +169,9 @@ class LexicalIndex:
         self._tv = tv
         self.path = lexical_dir(db_path)
         if not (self.path / "meta.json").is_file():
-            raise CorpusError(f"no lexical index at {self.path}; rebuild it from the records with 'clinfo index upgrade {db_path}'")
+            raise CorpusError(
+                f"no lexical index at {self.path}; rebuild it from the records with 'clinfo index upgrade {db_path}'"
+            )
         try:
             self.index = tv.Index.open(str(self.path))
             self.analyzers = _register(self.index)
@@ -329,7 +333,9 @@ class LexicalIndex:
             if len(keep) >= limit or len(addrs) < depth:
                 keep = keep[:limit]
                 pmids = searcher.fast_field_values("pmid", [addrs[i] for i in keep])
-                pairs = sorted(((float(res.hits[i][0]), int(p)) for i, p in zip(keep, pmids)), key=lambda x: (-x[0], x[1]))
+                pairs = sorted(
+                    ((float(res.hits[i][0]), int(p)) for i, p in zip(keep, pmids)), key=lambda x: (-x[0], x[1])
+                )
                 return [p for _, p in pairs], [s for s, _ in pairs]
             if depth >= min(limit * self.max_overfetch, n):
                 return None  # a narrow window: the intersection is cheaper than more widening

@@ -31,9 +31,10 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from clinfo.errors import CorpusError, one_line
 from clinfo.models import AbstractSection, Article
@@ -121,7 +122,9 @@ class Codec:
         pair = getattr(self._local, "pair", None)
         if pair is None:
             z = self._zstd
-            c = z.ZstdCompressor(level=_LEVEL, dict_data=self._dict, write_checksum=False, write_content_size=True, write_dict_id=False)
+            c = z.ZstdCompressor(
+                level=_LEVEL, dict_data=self._dict, write_checksum=False, write_content_size=True, write_dict_id=False
+            )
             pair = self._local.pair = (c, z.ZstdDecompressor(dict_data=self._dict))
         return pair
 
@@ -173,7 +176,9 @@ def doc_texts(conn: sqlite3.Connection, pmids: Sequence[int]) -> list[tuple[int,
     ids = [int(p) for p in pmids]
     for i in range(0, len(ids), 900):
         chunk = ids[i : i + 900]
-        for pmid, body in conn.execute(f"SELECT pmid, body FROM docs WHERE pmid IN ({','.join('?' * len(chunk))})", chunk):
+        for pmid, body in conn.execute(
+            f"SELECT pmid, body FROM docs WHERE pmid IN ({','.join('?' * len(chunk))})", chunk
+        ):
             title, abstract = codec.unpack(body)[:2]
             out.append((pmid, title, abstract))
     out.sort()
@@ -241,11 +246,12 @@ def row_to_article(row: Sequence[Any]) -> Article:
     )
 
 
-
 # -------------------------------------------------------------------------------- opening a corpus
 
 
-def open_corpus(path: str | os.PathLike[str], *, readonly: bool = True, check_same_thread: bool = True) -> sqlite3.Connection:
+def open_corpus(
+    path: str | os.PathLike[str], *, readonly: bool = True, check_same_thread: bool = True
+) -> sqlite3.Connection:
     """A connection to an existing corpus; ``CorpusError`` if missing, not ours, or another schema."""
     p = Path(path)
     if not p.is_file():
@@ -273,11 +279,14 @@ def _check_schema(conn: sqlite3.Connection, p: Path) -> None:
     older = {"1": "schema v1, SQLite FTS5", "2": "schema v2, uncompressed records"}.get(str(row[0]))
     if older is not None:
         conn.close()
-        raise CorpusError(f"{p} was built by an older clinfo ({older}); upgrade it in place with 'clinfo index upgrade {p}'")
+        raise CorpusError(
+            f"{p} was built by an older clinfo ({older}); upgrade it in place with 'clinfo index upgrade {p}'"
+        )
     if str(row[0]) != str(SCHEMA_VERSION):
         conn.close()
         raise CorpusError(
-            f"{p} was built with corpus schema v{row[0]}; this clinfo reads v{SCHEMA_VERSION}; rebuild it with 'clinfo index build'"
+            f"{p} was built with corpus schema v{row[0]}; this clinfo reads v{SCHEMA_VERSION};"
+            " rebuild it with 'clinfo index build'"
         )
 
 
@@ -297,8 +306,6 @@ def corpus_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         conn.close()
 
 
-
-
 class RecordStore:
     """Record lookup over one open corpus connection (one per thread: sqlite3 connections are not shared)."""
 
@@ -309,7 +316,7 @@ class RecordStore:
         self.codec = corpus_codec(conn)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], readonly: bool = True) -> "RecordStore":
+    def open(cls, path: str | os.PathLike[str], readonly: bool = True) -> RecordStore:
         return cls(open_corpus(path, readonly=readonly, check_same_thread=False), Path(path))
 
     def close(self) -> None:

@@ -132,9 +132,14 @@ def _v2_to_v3(p: Path, progress: bool) -> None:
                 dst.execute(ddl)
             dst.execute("INSERT INTO codec VALUES (1, 'zstd-dict', ?)", (packaged_dict(),))
             meta = [(k, v) for k, v in src.execute("SELECT key, value FROM meta") if k != "schema_version"]
-            dst.executemany("INSERT INTO meta VALUES (?, ?)", [*meta, ("schema_version", str(SCHEMA_VERSION)), ("upgrading_from", identity)])
+            dst.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [*meta, ("schema_version", str(SCHEMA_VERSION)), ("upgrading_from", identity)],
+            )
             cols = "id, name, size, mtime_ns, done_upto, complete, error, records, added"
-            dst.executemany(f"INSERT INTO files ({cols}) VALUES (?,?,?,?,?,?,?,?,?)", src.execute(f"SELECT {cols} FROM files"))
+            dst.executemany(
+                f"INSERT INTO files ({cols}) VALUES (?,?,?,?,?,?,?,?,?)", src.execute(f"SELECT {cols} FROM files")
+            )
             dst.executemany("INSERT INTO deleted VALUES (?, ?)", src.execute("SELECT pmid, seq FROM deleted"))
             dst.executemany("INSERT INTO lexical_pending VALUES (?)", src.execute("SELECT pmid FROM lexical_pending"))
             dst.execute("COMMIT")
@@ -146,11 +151,15 @@ def _v2_to_v3(p: Path, progress: bool) -> None:
         bar = _Progress(progress and total > done, total, label="compressing records")
         try:
             while True:
-                rows = src.execute(f"SELECT {PLAIN_COLS} FROM docs WHERE pmid > ? ORDER BY pmid LIMIT ?", (last, _CHUNK)).fetchall()
+                rows = src.execute(
+                    f"SELECT {PLAIN_COLS} FROM docs WHERE pmid > ? ORDER BY pmid LIMIT ?", (last, _CHUNK)
+                ).fetchall()
                 if not rows:
                     break
                 dst.execute("BEGIN")
-                dst.executemany("INSERT INTO docs (pmid, seq, year, body) VALUES (?,?,?,?)", [codec.row(r) for r in rows])
+                dst.executemany(
+                    "INSERT INTO docs (pmid, seq, year, body) VALUES (?,?,?,?)", [codec.row(r) for r in rows]
+                )
                 dst.execute("COMMIT")
                 last, done = rows[-1][0], done + len(rows)
                 bar.update(0, done, done)
