@@ -9,13 +9,14 @@ keeps ``settings.prefilter_k`` articles, so the number of per-article LLM calls 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from clinfo.corpus.hybrid import rrf
 from clinfo.models import Article, QueryRecord
 from clinfo.pipeline.plan import broaden_query
 from clinfo.pipeline.run import QuestionRun
-from clinfo.rank import bm25_rank
+from clinfo.terms import search_words
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,17 @@ async def fetch(run: QuestionRun, fused: list[str]) -> list[Article]:
     """The fused PMIDs -> their records from the source, ignored PMIDs left out."""
     articles = await run.source.fetch(fused) if fused else []
     return [a for a in articles if a.pmid not in run.ignore]
+
+
+def bm25_rank(query: str, documents: Sequence[str]) -> list[int]:
+    """Indices of ``documents`` best first by BM25 (Okapi) against ``query``; stable for ties."""
+    if not documents:
+        return []
+    from rank_bm25 import BM25Okapi
+
+    corpus = [search_words(d) or ["\u0000"] for d in documents]
+    scores = BM25Okapi(corpus).get_scores(search_words(query))
+    return sorted(range(len(documents)), key=lambda i: (-float(scores[i]), i))
 
 
 def prefilter(run: QuestionRun, fused: list[str], articles: list[Article]) -> list[Article]:
