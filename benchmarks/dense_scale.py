@@ -151,8 +151,10 @@ def skeleton_corpus(path: Path, pmids: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _probe(folder: str, queries: str, k: int, exact: bool, advise: bool = True) -> dict[str, Any]:
-    """Runs in a fresh process: open the index, search every query twice (cold, warm), report."""
+def _probe(folder: str, queries: str, k: int, exact: bool, advise: bool = True, cold: bool = False) -> dict[str, Any]:
+    """Runs in a fresh process: open the index, search every query twice (cold, warm), report.
+    ``cold`` first drops the vector file's pages from the page cache (posix_fadvise DONTNEED:
+    this file only, the rest of the machine keeps its cache)."""
     from clinfo.corpus import vectors
     from clinfo.corpus.dense import IndexInfo, VectorIndex
     from clinfo.corpus.vectors import VectorStore
@@ -160,6 +162,11 @@ def _probe(folder: str, queries: str, k: int, exact: bool, advise: bool = True) 
     if not advise:  # measure what MADV_RANDOM on the vector map saves
         vectors._advise_random = lambda matrix: None
     q = np.load(queries)
+    if cold:
+        for f in Path(folder).glob("vectors.f*"):
+            fd = os.open(f, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
     t0 = time.perf_counter()
     if exact:
         store = VectorStore.open(folder)
@@ -168,10 +175,11 @@ def _probe(folder: str, queries: str, k: int, exact: bool, advise: bool = True) 
         index = VectorIndex.open(folder)
     open_s = time.perf_counter() - t0
     results, cold, warm = [], [], []
+    first, warm = [], []
     for i in range(len(q)):
         t = time.perf_counter()
         ids, _ = index.search(q[i], k)
-        cold.append(time.perf_counter() - t)
+        first.append(time.perf_counter() - t)
         results.append(ids.tolist())
     for i in range(len(q)):
         t = time.perf_counter()
@@ -179,7 +187,7 @@ def _probe(folder: str, queries: str, k: int, exact: bool, advise: bool = True) 
         warm.append(time.perf_counter() - t)
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     mem = {key: int(status[key].split()[0]) * 1024 for key in ("VmHWM", "VmRSS", "RssAnon", "RssFile") if key in status}
-    return {"open_s": open_s, "cold_ms": _pct(cold), "warm_ms": _pct(warm), "mem": mem, "results": results}
+    return {"open_s": open_s, "cold_ms": _pct(first), "warm_ms": _pct(warm), "mem": mem, "results": results, "page_cache_dropped": cold}
 
 
 def _pct(xs: list[float]) -> dict[str, float]:
@@ -187,9 +195,9 @@ def _pct(xs: list[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
 
 
-def probe(folder: Path, queries: Path, k: int = 10, exact: bool = False, advise: bool = True) -> dict[str, Any]:
+def probe(folder: Path, queries: Path, k: int = 10, exact: bool = False, advise: bool = True, cold: bool = False) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--probe", str(folder), "--probe-queries", str(queries), "--k", str(k)]
-    cmd += (["--exact"] if exact else []) + ([] if advise else ["--no-advise"])
+    cmd += (["--exact"] if exact else []) + ([] if advise else ["--no-advise"]) + (["--cold"] if cold else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -331,9 +339,12 @@ def measure(
     if info.kind != "exact":
         out["resident_index_bytes"] = info.vectors * (info.m * info.nbits // 8 + 8) + info.nlist * dim * 4
     if advise_both and info.kind != "exact":
-        plain = probe(folder, qpath, advise=False)
-        plain.pop("results")
-        out["search_without_madv_random"] = plain
+        # warm (pages cached by the build) and cold (the vector file dropped from the page cache)
+        for label, cold in (("warm", False), ("cold", True)):
+            for advise in (True, False):
+                got = probe(folder, qpath, advise=advise, cold=cold)
+                got.pop("results")
+                out.setdefault("madvise", {})[f"{label}_{'random' if advise else 'default'}"] = got
     if exact_probe and info.kind != "exact":
         ex = probe(folder, qpath, exact=True)
         ex.pop("results")
@@ -345,35 +356,42 @@ def measure(
         f" (cold p99 {res['cold_ms']['p99']:.1f} ms); searcher peak RSS {res['mem']['VmHWM'] / 2**20:,.0f} MiB"
         f" (anon {res['mem'].get('RssAnon', 0) / 2**20:,.0f} MiB, mapped file {res['mem'].get('RssFile', 0) / 2**20:,.0f} MiB)"
     )
-    if "search_without_madv_random" in out:
-        m = out["search_without_madv_random"]["mem"]
-        log(f"[{n:,} x {dim}] without MADV_RANDOM: peak RSS {m['VmHWM'] / 2**20:,.0f} MiB (mapped file {m.get('RssFile', 0) / 2**20:,.0f} MiB)")
+    for key, got in out.get("madvise", {}).items():
+        m = got["mem"]
+        log(
+            f"[{n:,} x {dim}] {key}: peak RSS {m['VmHWM'] / 2**20:,.0f} MiB (mapped file {m.get('RssFile', 0) / 2**20:,.0f} MiB);"
+            f" first pass p50 {got['cold_ms']['p50']:.1f} ms, p99 {got['cold_ms']['p99']:.1f} ms"
+        )
     return out
 
 
 def extrapolate(r: dict[str, Any], target: int = PUBMED) -> dict[str, Any]:
-    """Memory and build time at ``target`` vectors from one measured IVF-PQ size (linear where the
-    work is per vector; training grows with nlist ~ sqrt(N) at a fixed sample per list)."""
+    """Memory, disk and build time at ``target`` vectors from one measured IVF-PQ size (linear where
+    the work is per vector; training grows with nlist x sample), with clinfo's defaults at that size."""
     idx = r["index"]
     n, dim = r["n"], r["dim"]
     if idx["kind"] != "ivfpq":
         return {}
-    from clinfo.corpus.dense import default_nlist
+    from clinfo.corpus.dense import default_m, default_nlist, default_rescore, default_train_size
 
-    nlist = default_nlist(target)
-    codes = target * (idx["m"] + 8)  # PQ code + int64 id per vector in the inverted lists
+    nlist, m = default_nlist(target), default_m(dim)
+    codes = target * (m + 8)  # PQ code + int64 id per vector in the inverted lists
     centroids = nlist * dim * 4
-    rows = target * 8  # the row -> PMID map, memory-mapped (touched per result only)
     scale = target / n
+    work = default_train_size(nlist) * nlist / (default_train_size(idx["nlist"]) * idx["nlist"])
     return {
         "target": target,
         "nlist": nlist,
+        "m": m,
+        "rescore": default_rescore(target),
         "resident_index_bytes": codes + centroids,
-        "pmid_map_bytes": rows,
-        "vectors_on_disk_bytes": target * dim * 4,
+        "pmid_map_bytes": target * 8,  # the row -> PMID map, memory-mapped (touched per result only)
+        "vectors_on_disk_bytes": target * dim * 2,  # float16 rows
+        "vectors_on_disk_bytes_float32": target * dim * 4,
         "measured_anon_rss_bytes": r["search"]["mem"].get("RssAnon"),
         "anon_rss_scaled_bytes": int(r["search"]["mem"].get("RssAnon", 0) * scale),
-        # adding is per vector x nlist for a flat quantizer; above 8192 lists the quantizer is HNSW (log nlist)
+        "train_seconds_scaled": round(idx["train_seconds"] * work, 0),  # k-means work: sample x nlist
+        # adding is per vector x log(nlist) with the HNSW quantizer used above 4,096 lists
         "add_seconds_linear": round(idx["add_seconds"] * scale, 0),
     }
 
@@ -412,9 +430,10 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10, help=argparse.SUPPRESS)
     ap.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-advise", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.probe:
-        print(json.dumps(_probe(args.probe, args.probe_queries, args.k, args.exact, advise=not args.no_advise)))
+        print(json.dumps(_probe(args.probe, args.probe_queries, args.k, args.exact, advise=not args.no_advise, cold=args.cold)))
         return
     print(f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; vectors are SYNTHETIC ({args.generator})", file=sys.stderr)
     results = []

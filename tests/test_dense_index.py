@@ -46,14 +46,14 @@ def test_ivfpq_with_rescoring_reaches_095_recall_of_exact_search(ivf_set: tuple[
 
     folder, pmids, vecs = ivf_set
     info = build_dense_index(
-        folder, exact_limit=1_000, nlist=128, m=16, rescore=100, target_recall=0.97, train_size=12_000
+        folder, exact_limit=1_000, nlist=128, m=16, rescore=500, target_recall=0.97, train_size=12_000
     )
     assert info.kind == "ivfpq" and info.vectors == 50_000 and info.nlist == 128
     assert info.recall_at_10 is not None and info.recall_at_10 >= 0.97 and 1 <= info.nprobe <= 128
     assert "WARNING" not in info.line()
     index = VectorIndex.open(folder)
     ivf = faiss.downcast_index(faiss.extract_index_ivf(index.index))
-    assert isinstance(ivf, faiss.IndexIVFPQ) and ivf.code_size == 16  # 16 bytes per vector in memory, not 256
+    assert isinstance(ivf, faiss.IndexIVFPQFastScan) and ivf.code_size == 8  # 16 4-bit codes: 8 bytes per vector in memory, not 256
 
     # Held-out queries: not rows of the set, near them (as a question is near its abstracts).
     rng = np.random.default_rng(7)
@@ -79,7 +79,7 @@ def test_new_rows_are_stale_until_folded_in(ivf_set: tuple[Path, np.ndarray, np.
     src, pmids, vecs = ivf_set
     folder = tmp_path / "set"
     shutil.copytree(src, folder)
-    build_dense_index(folder, exact_limit=1_000, nlist=128, m=16, rescore=100, train_size=12_000)
+    build_dense_index(folder, exact_limit=1_000, nlist=128, m=16, rescore=500, train_size=12_000)
     # A new article, and a new vector for an old one (its old vector must stop counting).
     extra = clustered(2, seed=99)
     write_set(folder, np.array([7, int(pmids[5])], dtype=np.int64), extra, name="update")
@@ -87,7 +87,7 @@ def test_new_rows_are_stale_until_folded_in(ivf_set: tuple[Path, np.ndarray, np.
     assert stale.stale_rows == 2
     assert 7 not in stale.search(extra[0], 5)[0]
 
-    info = build_dense_index(folder, exact_limit=1_000, nlist=128, m=16, rescore=100)
+    info = build_dense_index(folder, exact_limit=1_000, nlist=128, m=16, rescore=500)
     assert info.kind == "ivfpq" and info.rows == 50_002 and info.vectors == 50_001
     fresh = VectorIndex.open(folder)
     assert fresh.stale_rows == 0

@@ -6,12 +6,20 @@ memory-mapped from disk, one PMID per row). Over them sits one of two indexes, d
 
 * ``exact`` up to ``EXACT_LIMIT`` vectors: a matrix-vector product over the memory-mapped rows.
   Nothing to build, always current, exact.
-* ``ivfpq`` above it: FAISS ``IVF{nlist},PQ{m}`` (inner product; OPQ rotation optional), trained
-  on a sample.
-  Only the 64-byte PQ codes and ids stay in memory (37M x 384 floats would be 57 GB; the codes
-  are 2.7 GB), so the candidates it returns are approximate; the top ``rescore`` of them are
-  scored again exactly from the memory-mapped rows. ``nprobe`` is chosen at build time as the
-  smallest that reaches ``target_recall`` recall@10 against exact search on held-out rows.
+* ``ivfpq`` above it: FAISS ``IVF{nlist},PQ{m}x4fs`` (inner product; 4-bit "fast scan" PQ
+  codes, 4 dimensions per sub-quantiser; OPQ rotation optional), trained on a sample.
+  Only the PQ codes (48 bytes at 384-d) and ids stay in memory (37M x 384 float16 rows are 28 GB;
+  codes and ids 2.1 GB), so the candidates it returns are approximate; the top ``rescore`` of
+  them (500-1,000, growing with the set) are scored again exactly from the memory-mapped rows.
+  ``nprobe`` is chosen at build time as the smallest that reaches ``target_recall`` recall@10
+  against exact search on held-out rows, up to half the lists.
+
+  Why these choices (benchmarks/dense_scale.py, real MiniLM vectors blended, PubMedQA questions):
+  with exact rescoring of a few hundred candidates, recall is set by whether the true top 10
+  lie in the probed lists at all, not by the PQ code: recall after rescoring equalled that
+  ceiling at every nprobe for 8-bit PQ64 with 200 candidates. Recall is bought with nprobe, so
+  the code is the one fastest to scan: 4-bit fast-scan codes scan 4-7x faster than 8-bit PQ64 at
+  equal recall once 1,000 candidates are rescored, train 8x faster and take 48 bytes, not 64.
 
 The FAISS file is named by its build, and ``index.json`` (written last, atomically) names it,
 so a reader never sees a half-written index. Importing more vectors does not change a built
@@ -145,7 +153,7 @@ class IndexInfo:
             return f"exact search over {self.vectors:,} vectors"
         recall = f", recall@10 {self.recall_at_10:.3f} vs exact" if self.recall_at_10 is not None else ""
         line = (
-            f"IVF-PQ index over {self.vectors:,} vectors ({f'OPQ{self.m},' if self.opq else ''}IVF{self.nlist},PQ{self.m}{f'x{self.nbits}' if self.nbits != 8 else ''};"
+            f"IVF-PQ index over {self.vectors:,} vectors ({f'OPQ{self.m},' if self.opq else ''}IVF{self.nlist},PQ{self.m}{'x4fs' if self.nbits == 4 else f'x{self.nbits}' if self.nbits != 8 else ''};"
             f" nprobe {self.nprobe}, rescoring {self.rescore}{recall}); trained in {self.train_seconds:.0f} s, added in {self.add_seconds:.0f} s"
         )
         if self.recall_at_10 is not None and self.recall_at_10 < TARGET_RECALL:
@@ -183,22 +191,34 @@ def default_nlist(n: int) -> int:
 
 
 def default_rescore(n: int) -> int:
-    """Candidates rescored exactly from the stored rows."""
-    return RESCORE
+    """Candidates rescored exactly from the stored rows: 500 up to 500k vectors, then n/1,000 up to
+    1,000. 4-bit codes rank coarsely, so the true top 10 can sit a few hundred places down their
+    order; 1,000 float16 rows are 0.75 MB to read and ~1.5 ms to widen and score (measured at
+    200k, nprobe 256: recall 0.959 with 200 candidates, 0.973 with 1,000)."""
+    return int(max(500, min(1000, n // 1000)))
 
 
 def default_train_size(nlist: int) -> int:
-    """Training sample: 30 points per list, at least 65,536, at most 1M."""
+    """Training sample: 30 points per list, at least 65,536, at most 1M. Unchanged: the k-means
+    work (sample x lists) dominates the build, and what limits recall is how many of the true
+    neighbours' lists a query probes, which nprobe buys more cheaply."""
     return max(65_536, min(1_000_000, 30 * nlist))
 
 
 def default_max_nprobe(nlist: int) -> int:
-    """The largest nprobe the tuner tries."""
-    return 2048
+    """The largest nprobe the tuner tries: half the lists (fast-scan codes make even that a few
+    tens of ms at 1M; the old cap of 2,048 left a 3M set at recall 0.83)."""
+    return max(1, nlist // 2)
 
 
-def default_m(dim: int) -> int:
-    """PQ sub-quantisers (bytes per vector): 64 where the dimension allows, with at least 4 dimensions each."""
+def default_m(dim: int, nbits: int = 4) -> int:
+    """PQ sub-quantisers: 4 dimensions each for 4-bit codes (48 bytes at 384-d), at most 128 (64
+    bytes: 37M x 768-d MedCPT stays at 2.7 GB of codes and ids); 64 bytes for 8-bit codes."""
+    if nbits == 4:
+        for m in (128, 96, 64, 48, 32, 16, 8, 4, 2):
+            if dim % m == 0 and dim // m >= 4:
+                return m
+        return 2 if dim % 2 == 0 else 1
     for m in (64, 48, 32, 16, 8):
         if dim % m == 0 and dim // m >= 4:
             return m
@@ -211,7 +231,7 @@ def build_dense_index(
     exact_limit: int = EXACT_LIMIT,
     nlist: int | None = None,
     m: int | None = None,
-    nbits: int = 8,
+    nbits: int = 4,
     opq: bool = False,
     rescore: int | None = None,
     target_recall: float = TARGET_RECALL,
@@ -249,13 +269,14 @@ def build_dense_index(
     rng = np.random.default_rng(seed)
     n, dim = len(live), store.dim
     nlist = nlist or default_nlist(n)
-    m = m or default_m(dim)
+    m = m or default_m(dim, nbits)
     rescore = rescore or default_rescore(n)
     # Above 4,096 lists an HNSW graph over the centroids assigns each vector in log time; a flat
     # quantiser costs N x nlist x dim (37M x 32,768 lists: ~1e15 flops). At 4,096 lists the two
     # were alike on 2 busy cores: 1M added in 248 s flat, 3M in 990 s with HNSW.
     quantizer = f"IVF{nlist}_HNSW32" if nlist > 4096 else f"IVF{nlist}"
-    spec = f"{'OPQ%d,' % m if opq else ''}{quantizer},PQ{m}x{nbits}"
+    codes = f"PQ{m}x4fs" if nbits == 4 else f"PQ{m}x{nbits}"  # 4-bit: the SIMD fast-scan layout
+    spec = f"{'OPQ%d,' % m if opq else ''}{quantizer},{codes}"
     index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
     ivf.cp.min_points_per_centroid = 5  # small sets: train anyway, without a warning per call
