@@ -518,9 +518,19 @@ def test_v2_corpus_gets_one_line_naming_the_upgrade_then_shrinks_in_place(tmp_pa
 
 
 _UPGRADE_SCRIPT = """
-import sys
+import sys, time
 import clinfo.corpus.upgrade as upgrade
 upgrade._CHUNK = 20
+real = upgrade.codec_for
+
+class Slow:  # ~1 ms a record: a 2,000-record copy lasts long enough to be killed in the middle
+    def __init__(self, codec):
+        self.codec = codec
+    def row(self, plain):
+        time.sleep(0.001)
+        return self.codec.row(plain)
+
+upgrade.codec_for = lambda d: Slow(real(d))
 upgrade.upgrade_corpus(sys.argv[1], progress=False)
 """
 
@@ -553,7 +563,9 @@ def test_upgrade_killed_midway_loses_nothing_and_resumes(tmp_path: Path) -> None
     with pytest.raises(CorpusError, match="schema v2"):
         LocalSource(db)
     # The next run continues the copy (the rows it holds are kept, not written again) and finishes.
-    first_rows = {r[0]: r[1] for r in sqlite3.connect(copy).execute("SELECT pmid, body FROM docs")}
+    conn = sqlite3.connect(copy)
+    first_rows = {r[0]: r[1] for r in conn.execute("SELECT pmid, body FROM docs")}
+    conn.close()
     assert upgrade_corpus(db, progress=False) == len(pmids)
     conn = sqlite3.connect(db)
     kept = {r[0]: r[1] for r in conn.execute(f"SELECT pmid, body FROM docs WHERE pmid <= {max(first_rows)}")}
