@@ -514,14 +514,16 @@ def report(res: Results) -> None:
 
 
 def _train_sample(nlist: int) -> int:
-    # build_dense_index's default: 30 points per list, at least 65,536, at most 1M
-    return max(65_536, min(1_000_000, 30 * nlist))
+    from clinfo.corpus.dense import default_train_size
+
+    return default_train_size(nlist)  # build_dense_index's default
 
 
 def extrapolate(res: Results, sizes: list[str]) -> None:
     """37M from the largest measured corpus: per-citation costs linearly, IVF-PQ training by its
     k-means work (sample x nlist), search memory from the anonymous RSS plus the PQ codes."""
-    from clinfo.corpus.dense import default_nlist
+    from clinfo.corpus.dense import default_m, default_nlist
+    from clinfo.corpus.vectors import DEFAULT_DTYPE
 
     built = [(res.data[s]["build"]["articles"], res.data[s]) for s in sizes if res.data[s].get("build")]
     if not built:
@@ -540,11 +542,13 @@ def extrapolate(res: Results, sizes: list[str]) -> None:
         f" (records {b['records_bytes'] * f / 1e9:.0f}, lexical {b['lexical_bytes'] * f / 1e9:.0f})"
     )
     nlist = default_nlist(TARGET)
+    row_bytes = 2 if DEFAULT_DTYPE == "float16" else 4  # vector sets are written as float16 rows
     for dim, model in ((384, MODEL), (768, "MedCPT (768-d)")):
-        vec_gb = TARGET * (dim * 4 + 8) / 1e9
-        codes_gb = TARGET * (64 + 8) / 1e9
+        m = default_m(dim)  # 4-bit fast-scan codes: m / 2 bytes per vector, plus an 8-byte id
+        vec_gb = TARGET * (dim * row_bytes + 8) / 1e9
+        codes_gb = TARGET * (m // 2 + 8) / 1e9
         print(
-            f"vectors {model:15s} {vec_gb:.0f} GB float32 rows + PMIDs on disk, IVF{nlist},PQ64 index {codes_gb + nlist * dim * 4 / 1e9:.1f} GB"
+            f"vectors {model:15s} {vec_gb:.0f} GB {DEFAULT_DTYPE} rows + PMIDs on disk, IVF{nlist},PQ{m}x4fs index {codes_gb + nlist * dim * 4 / 1e9:.1f} GB"
             f" (in RAM when searching); all on disk with the lexical corpus: {lex_gb + vec_gb + codes_gb:.0f} GB"
         )
     v = d.get("vectors")

@@ -396,6 +396,30 @@ def extrapolate(r: dict[str, Any], target: int = PUBMED) -> dict[str, Any]:
     }
 
 
+def fp16_check(n: int, dim: int, work: Path, queries: int, k: int = 10) -> dict[str, Any]:
+    """How storing rows as float16 changes exact search: the top ``k`` over float16 rows against
+    the top ``k`` over the same rows in float32, for real PubMedQA questions (blend set)."""
+    from clinfo.corpus.dense import exact_top
+
+    gen = Blend(dim)
+    base = work / f"n{n}_d{dim}_blend"
+    chunks = write_chunks(base / "chunks", n, gen)
+    q, qdesc = gen.queries(queries)
+    rows32 = np.concatenate([np.load(v, mmap_mode="r") for v, _ in chunks]).astype(np.float32)
+    rows32 /= np.linalg.norm(rows32, axis=1, keepdims=True)
+    rows16 = rows32.astype(np.float16)
+    t32, s32 = exact_top(rows32, q, k)
+    t16, s16 = exact_top(rows16, q, k)
+    overlap = [len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(t32, t16)]
+    same_order = float(np.mean([np.array_equal(a, b) for a, b in zip(t32, t16)]))
+    score_err = float(np.abs(s16 - (rows32[t16] @ q[:, :, None])[..., 0]).max())
+    out = {"n": n, "queries": qdesc, f"recall_at_{k}_fp16_vs_fp32": round(float(np.mean(overlap)), 4),
+           "same_order_share": round(same_order, 4), "max_abs_cosine_error": score_err}
+    print(f"[{n:,} x {dim}] float16 rows vs float32: recall@{k} {out[f'recall_at_{k}_fp16_vs_fp32']:.4f}, identical top-{k} order for"
+          f" {same_order:.1%} of {qdesc}, cosines within {score_err:.1e}", file=sys.stderr)
+    return out
+
+
 def _ints(text: str | None) -> list[int]:
     return [int(x) for x in text.split(",")] if text else []
 
@@ -420,7 +444,8 @@ def main() -> None:
     ap.add_argument("--old", action="store_true", help="the parameters before recall scaling: IVF ~4 sqrt(N), PQ64, 30 samples per list, rescoring 200, nprobe <= 2048")
     ap.add_argument("--sweep-nprobe", help="comma-separated nprobe values to sweep on the built index")
     ap.add_argument("--sweep-depth", default="200,500,1000", help="comma-separated rescoring depths for --sweep-nprobe")
-    ap.add_argument("--madvise-both", action="store_true", help="also probe without MADV_RANDOM on the vector map")
+    ap.add_argument("--madvise-both", action="store_true", help="also probe without MADV_RANDOM on the vector map, warm and cold")
+    ap.add_argument("--fp16-check", action="store_true", help="only compare exact search over float16 and float32 rows")
     ap.add_argument("--clusters", type=int, default=4096, help="clusters of the mixture generator")
     ap.add_argument("--spread", type=float, default=0.6, help="within-cluster spread of the mixture generator (higher: harder)")
     ap.add_argument("--import-only", action="store_true", help="stop after measuring the import")
@@ -436,6 +461,9 @@ def main() -> None:
         print(json.dumps(_probe(args.probe, args.probe_queries, args.k, args.exact, advise=not args.no_advise, cold=args.cold)))
         return
     print(f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; vectors are SYNTHETIC ({args.generator})", file=sys.stderr)
+    if args.fp16_check:
+        print(json.dumps([fp16_check(n, args.dim, args.work, args.queries) for n in args.n or [1_000_000]]))
+        return
     results = []
     for n in args.n or [1_000_000]:
         build: dict[str, Any] = {}
