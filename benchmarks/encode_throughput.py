@@ -126,9 +126,15 @@ def export_onnx(model_dir: str, work: Path) -> dict[str, Path]:
         names = ["input_ids", "attention_mask", "token_type_ids"]
         with contextlib.redirect_stderr(open(os.devnull, "w")):
             torch.onnx.export(
-                Hidden(), (ids, mask, torch.zeros_like(ids)), str(fp32), input_names=names, output_names=["last_hidden_state"],
-                dynamic_axes={k: {0: "batch", 1: "sequence"} for k in [*names, "last_hidden_state"]}, opset_version=17, dynamo=False,
-            )  # fmt: skip
+                Hidden(),
+                (ids, mask, torch.zeros_like(ids)),
+                str(fp32),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes={k: {0: "batch", 1: "sequence"} for k in [*names, "last_hidden_state"]},
+                opset_version=17,
+                dynamo=False,
+            )
     if not int8.is_file():
         quantize_dynamic(
             str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
@@ -158,7 +164,7 @@ def throughput(texts: list[str], rounds: int, batch_size: int, work: Path) -> No
     best: dict[str, tuple[float, float, float]] = {}
     vecs: dict[str, Any] = {}
     loads = []
-    for name, fn in runs.items():  # warm-up: first calls allocate and pick kernels
+    for fn in runs.values():  # warm-up: first calls allocate and pick kernels
         fn(texts[:16])
     for _ in range(rounds):
         for name, fn in runs.items():
@@ -171,8 +177,11 @@ def throughput(texts: list[str], rounds: int, batch_size: int, work: Path) -> No
                 best[name] = (rate, cpu_rate, os.getloadavg()[0])
     ref = vecs["today"]
     base = best["today"][0]
-    print(f"{len(texts)} abstracts (title + abstract, {TEXTS_FROM.name}), batch {batch_size}, best of {rounds} interleaved rounds,"
-          f" {os.cpu_count()} CPUs, load average {min(loads):.1f}-{max(loads):.1f}")  # fmt: skip
+    print(
+        f"{len(texts)} abstracts (title + abstract, {TEXTS_FROM.name}), batch {batch_size},"
+        f" best of {rounds} interleaved rounds, {os.cpu_count()} CPUs,"
+        f" load average {min(loads):.1f}-{max(loads):.1f}"
+    )
     print(f"{'variant':24s} {'texts/s':>8s} {'x today':>8s} {'texts/CPU-s':>12s}  {'cos min':>8s} {'cos mean':>8s}")
     for name, (rate, cpu_rate, _) in best.items():
         cos = (np.asarray(vecs[name]) * ref).sum(axis=1)
@@ -221,15 +230,19 @@ def quality(work: Path, batch_size: int) -> None:
     onnx = encoders.get_encoder(backend="onnx") if "onnx" in encoders.available_backends() else None
     low = auto.runtime.split()[-1]
     shipped = shipped_vectors(ids)
-    doc_vecs = {"torch fp32": shipped if shipped is not None else fp32.encode_documents(docs, batch_size),
-                f"torch {low}": auto.encode_documents(docs, batch_size), f"torch {low}, 128 tok": cut.encode_documents(docs, batch_size)}  # fmt: skip
+    doc_vecs = {
+        "torch fp32": shipped if shipped is not None else fp32.encode_documents(docs, batch_size),
+        f"torch {low}": auto.encode_documents(docs, batch_size),
+        f"torch {low}, 128 tok": cut.encode_documents(docs, batch_size),
+    }
     q_vecs = {"torch fp32": fp32.encode_queries(questions), f"torch {low}": auto.encode_queries(questions)}
     pairs = [(d, "torch fp32") for d in doc_vecs] + [(f"torch {low}", f"torch {low}")]
     if onnx is not None:
         q_vecs["onnx int8w"] = onnx.encode_queries(questions)
         pairs.append(("torch fp32", "onnx int8w"))
     print(
-        f"\nPubMedQA PQA-L dev: {len(questions)} questions as typed, {len(docs):,} demo-corpus records, exact cosine search"
+        f"\nPubMedQA PQA-L dev: {len(questions)} questions as typed, {len(docs):,} demo-corpus records,"
+        " exact cosine search"
     )
     print(f"{'documents':24s} {'questions':12s} {'R@1':>6s} {'R@10':>6s}")
     for d, q in pairs:

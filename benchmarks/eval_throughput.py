@@ -185,13 +185,15 @@ def main() -> None:
     print()
     print(f"speed-up at concurrency {cn}: {qn / q1:.1f}x (target >= 12x)")
     print(
-        f"ceilings: concurrency alone {cn} x {q1:.1f} = {cn * q1:.0f} q/min; LLM server 32 slots / ({callsn:.1f} calls x {args.llm_latency} s) = {capacity:.0f} q/min"
+        f"ceilings: concurrency alone {cn} x {q1:.1f} = {cn * q1:.0f} q/min;"
+        f" LLM server 32 slots / ({callsn:.1f} calls x {args.llm_latency} s) = {capacity:.0f} q/min"
     )
     if args.source == "pubmed":
         rate = 10 if args.ncbi_key else 3
         per_q = statistics.mean(r["answer"]["trace"]["source_requests"] for r in records if r["answer"])
         print(
-            f"E-utilities: {rate} requests/s for the whole host (the shared request budget) / {per_q:.1f} requests per question"
+            f"E-utilities: {rate} requests/s for the whole host (the shared request budget)"
+            f" / {per_q:.1f} requests per question"
             f" = {60 * rate / per_q:.0f} q/min ceiling, whatever the concurrency"
         )
     print(f"run directories: {work}")

@@ -75,10 +75,12 @@ async def measure(n: int, seed: int) -> None:
     print(f"planning: {planned_ok}/{n} questions got a model-written query with hits in the demo corpus")
     print(f"screening sensitivity (gold abstract judged relevant): {sum(gold_rel)}/{n} = {sum(gold_rel) / n:.2f}")
     print(
-        f"screening specificity (random abstract judged irrelevant): {sum(distractor_irrel)}/{n} = {sum(distractor_irrel) / n:.2f}"
+        "screening specificity (random abstract judged irrelevant):"
+        f" {sum(distractor_irrel)}/{n} = {sum(distractor_irrel) / n:.2f}"
     )
     print(
-        f"mean relevance score: gold {statistics.mean(gold_scores):.1f}, random {statistics.mean(distractor_scores):.1f}"
+        f"mean relevance score: gold {statistics.mean(gold_scores):.1f},"
+        f" random {statistics.mean(distractor_scores):.1f}"
     )
 
 
@@ -94,10 +96,12 @@ def end_to_end(n: int, seed: int) -> None:
         walls.append(time.perf_counter() - start)
         found += pmid in {r.pmid for r in answer.references}
         print(
-            f"  {walls[-1]:5.1f} s  refs {len(answer.references)}  gold cited: {pmid in {r.pmid for r in answer.references}}  {item['QUESTION'][:70]}"
+            f"  {walls[-1]:5.1f} s  refs {len(answer.references)}"
+            f"  gold cited: {pmid in {r.pmid for r in answer.references}}  {item['QUESTION'][:70]}"
         )
     print(
-        f"end to end (small preset): median {statistics.median(walls):.1f} s, max {max(walls):.1f} s per question (target <= 60 s); gold PMID among references {found}/{n}"
+        f"end to end (small preset): median {statistics.median(walls):.1f} s, max {max(walls):.1f} s per question"
+        f" (target <= 60 s); gold PMID among references {found}/{n}"
     )
 
 

@@ -167,7 +167,8 @@ async def main_async(args: argparse.Namespace) -> None:
         if name == "rs200-off":
             leaking = [i.id for i in items if set(i.gold_pmids) & in_corpus]
             print(
-                f"rs200-off: {len(leaking)} of {len(items)} questions have a reference PMID in the demo corpus {leaking}"
+                f"rs200-off: {len(leaking)} of {len(items)} questions"
+                f" have a reference PMID in the demo corpus {leaking}"
             )
         tally = tallies[name] = Tally(on_topic=on_topic)
         questions[name] = [i.question for i in items]
@@ -205,7 +206,8 @@ async def main_async(args: argparse.Namespace) -> None:
     has_similarity = all(x.similarity is not None for t in tallies.values() for x in t.outcomes)
     for similar in (False, True) if has_similarity else (False,):
         print(
-            f"\nsweep of the threshold over the same candidates, signals: {relevance.signals(similar)} (margin {MARGIN}):"
+            "\nsweep of the threshold over the same candidates,"
+            f" signals: {relevance.signals(similar)} (margin {MARGIN}):"
         )
         for threshold in SWEEP:
             print(f"  threshold {threshold:.2f}")
@@ -214,7 +216,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 print(f"    {name:13s} {score(tally.outcomes, cited, tally.on_topic)}")
     if model is not None:
         print(
-            f"\nthe embedded model's verdict as a second signal (first {args.model_check} questions per set, calibrated threshold):"
+            "\nthe embedded model's verdict as a second signal"
+            f" (first {args.model_check} questions per set, calibrated threshold):"
         )
         for name, tally in tallies.items():
             pairs = [(q, x) for q, x in zip(questions[name], tally.outcomes) if x.model_says is not None]

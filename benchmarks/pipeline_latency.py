@@ -69,10 +69,12 @@ def main() -> None:
     print(f"median wall time: {statistics.median(walls):.2f} s  (min {min(walls):.2f}, max {max(walls):.2f})")
     print(f"median ratio to floor: {statistics.median(walls) / floor:.2f}  (target <= 1.5)")
     print(
-        f"LLM calls per question: {statistics.mean(r[1] for r in rows):.1f}; tokens per question: {statistics.mean(r[2] for r in rows):.0f}"
+        f"LLM calls per question: {statistics.mean(r[1] for r in rows):.1f};"
+        f" tokens per question: {statistics.mean(r[2] for r in rows):.0f}"
     )
     print(
-        f"upstream Clinfo.ai's fixed sleeps alone: {2.0 * statistics.mean(r[1] for r in rows):.0f} s of 2 s sleeps per question"
+        "upstream Clinfo.ai's fixed sleeps alone:"
+        f" {2.0 * statistics.mean(r[1] for r in rows):.0f} s of 2 s sleeps per question"
     )
 
 

@@ -33,8 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
 FILES = [SHARED / "pubmed-baseline" / "pubmed20n0014.xml.gz", SHARED / "pubmed-baseline" / "pubmed21n1298.xml.gz"]
-STOP = set("a an and are as at be by can do does for from has have how in is it its of on or than that the their there these "
-           "this those to was were what when which who whom why will with without".split())  # fmt: skip
+STOP = set(
+    "a an and are as at be by can do does for from has have how in is it its of on or than that the their there"
+    " these this those to was were what when which who whom why will with without".split()
+)
 
 
 def pubmedqa() -> list[dict]:
@@ -137,7 +139,8 @@ def main() -> None:
     planner = [(" AND ".join(f"{w}[tiab]" for w in rng.sample(common, 2)), None) for _ in items]
     src = LocalSource(corpus)
     print(
-        f"corpus {corpus} ({src.articles:,} articles, {corpus_bytes(corpus) / 1e6:,.0f} MB with its lexical index), load_avg={os.getloadavg()[0]:.2f}"
+        f"corpus {corpus} ({src.articles:,} articles, {corpus_bytes(corpus) / 1e6:,.0f} MB with its lexical index),"
+        f" load_avg={os.getloadavg()[0]:.2f}"
     )
     kinds = (
         ("pubmed-syntax", boolean),
@@ -156,7 +159,8 @@ def main() -> None:
             zero += not result.pmids
         print(
             f"{kind:17s} n={len(queries)} p50={percentile(times, 50):6.2f} ms  p95={percentile(times, 95):6.2f} ms"
-            f"  p99={percentile(times, 99):6.2f} ms  max={max(times):6.1f} ms  mean={statistics.mean(times):6.2f} ms  zero-hit={zero}"
+            f"  p99={percentile(times, 99):6.2f} ms  max={max(times):6.1f} ms"
+            f"  mean={statistics.mean(times):6.2f} ms  zero-hit={zero}"
         )
         for q, dates in queries[: args.show]:
             print(f"    e.g. {q}" + (f"  [{dates.start.year}-{dates.end.year}]" if dates else ""))

@@ -301,7 +301,8 @@ def drive(cdp: DevTools, args: argparse.Namespace, app_port: int) -> None:
 
     # Streamlit scrolls inside its main block, not the document: grow the viewport to fit it
     height = cdp.js(
-        'Math.max(...Array.from(document.querySelectorAll(\'[data-testid="stMain"], [data-testid="stMainBlockContainer"]\'))'
+        "Math.max(...Array.from(document.querySelectorAll("
+        '\'[data-testid="stMain"], [data-testid="stMainBlockContainer"]\'))'
         ".map(e => e.scrollHeight), document.body.scrollHeight)"
     )
     height = max(int(height or 1000) + 120, 1000)

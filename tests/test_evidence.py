@@ -22,7 +22,7 @@ def article(pmid: str, *sections: tuple[str, str], title: str = "", mesh: list[s
     return Article(
         pmid=pmid,
         title=title,
-        abstract_sections=[AbstractSection(label=l, text=t) for l, t in sections],
+        abstract_sections=[AbstractSection(label=label, text=text) for label, text in sections],
         mesh=mesh or [],
     )
 
@@ -168,8 +168,8 @@ def test_non_adjacent_quoted_sentences_are_joined_with_an_ellipsis() -> None:
     )
     quote = best_quote(METFORMIN, a)
     assert (
-        quote.text
-        == "Metformin users had fewer cancers in type 2 diabetes. … Metformin use is associated with a lower cancer incidence in type 2 diabetes."
+        quote.text == "Metformin users had fewer cancers in type 2 diabetes. …"
+        " Metformin use is associated with a lower cancer incidence in type 2 diabetes."
     )
 
 

@@ -140,7 +140,7 @@ def test_ris_records_have_valid_tags_and_metadata(answer: Answer) -> None:
         assert all(RIS_LINE.match(line) for line in lines), lines
         assert lines[0] == "TY  - JOUR" and lines[-1] == "ER  - "
     first = records[0]
-    assert [l for l in first if l.startswith("AU")] == [
+    assert [line for line in first if line.startswith("AU")] == [
         "AU  - van der Berg, J.A.",
         "AU  - Abbasi, B.",
         "AU  - Müller, K.",
@@ -152,7 +152,7 @@ def test_ris_records_have_valid_tags_and_metadata(answer: Answer) -> None:
     second = records[1]
     assert f"TI  - {EVIL}" in second  # RIS is plain text: kept verbatim
     assert "AB  - Magnesium intake and sleep duration." in second  # one line, never continued
-    assert not any(l.startswith("DO") for l in second)
+    assert not any(line.startswith("DO") for line in second)
 
 
 def test_no_references_exports_nothing() -> None:

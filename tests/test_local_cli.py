@@ -102,7 +102,8 @@ def test_a_bad_setting_in_the_environment_is_one_line(small_corpus: Path, monkey
         ("cancer[foo]", "unknown field tag [foo]"),
         ("(cancer AND x", "never closed"),
         (
-            "Is EuroQol 5-Dimension Health Assessment (EQ-5D) [a widely used, simple instrument ...] a 5 question assessment?",
+            "Is EuroQol 5-Dimension Health Assessment (EQ-5D) [a widely used, simple instrument ...]"
+            " a 5 question assessment?",
             "follows ')'",
         ),
     ],

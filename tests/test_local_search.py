@@ -158,7 +158,10 @@ def test_malformed_boolean_queries_are_searched_as_words_with_a_warning(index: E
 
 def test_pasted_question_with_brackets_is_natural_language(index: Engine) -> None:
     # The case from the issue: brackets after a parenthesis are not a field tag.
-    q = "Is EuroQol 5-Dimension Health Assessment (EQ-5D) [a widely used, simple instrument ...] a 5 question assessment?"
+    q = (
+        "Is EuroQol 5-Dimension Health Assessment (EQ-5D) [a widely used, simple instrument ...]"
+        " a 5 question assessment?"
+    )
     pmids, _, _, tr = index.search(q, 10)
     assert tr.natural and pmids and any("follows ')'" in w for w in tr.warnings)
     for text in (

@@ -276,15 +276,24 @@ def test_book_record_same_on_both_paths() -> None:
 <ArticleIdList><ArticleId IdType="bookaccession">NBK1116</ArticleId></ArticleIdList>
 <Book><Publisher><PublisherName>University of Washington, Seattle</PublisherName></Publisher>
 <BookTitle book="gene">GeneReviews<sup>&#xae;</sup></BookTitle><PubDate><Year>1993</Year></PubDate>
-<AuthorList Type="editors"><Author ValidYN="Y"><LastName>Adam</LastName><ForeName>Margaret P</ForeName><Initials>MP</Initials></Author></AuthorList>
+<AuthorList Type="editors">
+<Author ValidYN="Y"><LastName>Adam</LastName><ForeName>Margaret P</ForeName><Initials>MP</Initials></Author>
+</AuthorList>
 </Book><LocationLabel Type="chapter">Cystic Fibrosis</LocationLabel>
 <ArticleTitle book="gene" part="cf">CFTR-Related Disorders</ArticleTitle>
 <Language>eng</Language>
-<AuthorList Type="authors"><Author ValidYN="Y"><LastName>Ong</LastName><ForeName>Thida</ForeName><Initials>T</Initials></Author></AuthorList>
+<AuthorList Type="authors">
+<Author ValidYN="Y"><LastName>Ong</LastName><ForeName>Thida</ForeName><Initials>T</Initials></Author>
+</AuthorList>
 <PublicationType UI="D016454">Review</PublicationType>
-<Abstract><AbstractText Label="CLINICAL CHARACTERISTICS">CFTR-related disorders encompass cystic fibrosis.</AbstractText></Abstract>
-</BookDocument><PubmedBookData><History><PubMedPubDate PubStatus="pubmed"><Year>2010</Year><Month>3</Month><Day>20</Day></PubMedPubDate></History>
-<PublicationStatus>ppublish</PublicationStatus><ArticleIdList><ArticleId IdType="pubmed">20301295</ArticleId></ArticleIdList></PubmedBookData></PubmedBookArticle>"""
+<Abstract>
+<AbstractText Label="CLINICAL CHARACTERISTICS">CFTR-related disorders encompass cystic fibrosis.</AbstractText>
+</Abstract>
+</BookDocument><PubmedBookData>
+<History><PubMedPubDate PubStatus="pubmed"><Year>2010</Year><Month>3</Month><Day>20</Day></PubMedPubDate></History>
+<PublicationStatus>ppublish</PublicationStatus>
+<ArticleIdList><ArticleId IdType="pubmed">20301295</ArticleId></ArticleIdList>
+</PubmedBookData></PubmedBookArticle>"""
     doc = efetch_doc([book] + corpus_records("27797938"))
     via_entrez = by_pmid(parse_efetch(doc))  # Entrez.read lists articles before books
     assert via_entrez == by_pmid(list(iter_pubmed_xml(io.BytesIO(doc))))  # type: ignore[arg-type]

@@ -44,7 +44,7 @@ def guarded(func: Callable[[], Any], debug: bool = False) -> Any:
         fail("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:  # `clinfo ask ... | head`
         sys.stderr.close()
-        raise typer.Exit(0)
+        raise typer.Exit(0) from None  # a closed reader is a normal end, not an error to chain
     except Exception as exc:  # a bug of ours: still one line, and how to see more
         if debug:
             raise

@@ -43,14 +43,19 @@ def build_cmd(
     guarded(body, debug)
 
 
-@app.command("upgrade")
+# help= rather than a docstring: typer lists a docstring's line breaks verbatim in `clinfo index --help`
+@app.command(
+    "upgrade",
+    help="Convert an older corpus in place (v1: lexical index built from its records;"
+    " v2: records compressed, ~0.37x the bytes).",
+)
 def upgrade_cmd(
-    corpus: Path = typer.Argument(..., help="Corpus built by an older clinfo (schema v1: SQLite FTS5; v2: uncompressed records)."),
+    corpus: Path = typer.Argument(
+        ..., help="Corpus built by an older clinfo (schema v1: SQLite FTS5; v2: uncompressed records)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     debug: bool = DEBUG_OPT,
 ) -> None:
-    """Convert an older corpus in place (v1: lexical index built from its records; v2: records compressed, ~0.37x the bytes)."""
-
     def body() -> None:
         from clinfo.corpus.build import upgrade_corpus
 

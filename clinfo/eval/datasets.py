@@ -69,7 +69,8 @@ _DIGITS = re.compile(r"\d+")
 
 
 def _pmids(value: Any) -> list[str]:
-    """PMIDs from a list, or from text in any separator style ("1, 2", "['1', '2']", "1;2"); order kept, duplicates dropped."""
+    """PMIDs from a list, or from text in any separator style ("1, 2", "['1', '2']", "1;2");
+    order kept, duplicates dropped."""
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
@@ -338,7 +339,8 @@ def _generic_item(row: dict[str, Any], default_id: str, where: str) -> EvalItem:
 
 
 def load_jsonl(path: Path) -> list[EvalItem]:
-    """One JSON object per line: ``question`` and optional ``id``, ``answer``, ``label``, ``gold_pmids``, ``date``, ``ignore``."""
+    """One JSON object per line: ``question`` and optional ``id``, ``answer``, ``label``, ``gold_pmids``,
+    ``date``, ``ignore``."""
     items = []
     for n, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():

@@ -129,7 +129,8 @@ def _run_markdown(name: str, metrics: dict[str, Any], config: dict[str, Any], pl
     parts += [
         "## Configuration",
         "",
-        f"- dataset: `{dataset.get('path')}` ({dataset.get('format')}, sha256 `{str(dataset.get('sha256'))[:16]}…`, {dataset.get('items')} items)",
+        f"- dataset: `{dataset.get('path')}` ({dataset.get('format')},"
+        f" sha256 `{str(dataset.get('sha256'))[:16]}…`, {dataset.get('items')} items)",
         f"- limit {config.get('limit')}, seed {config.get('seed')}, clinfo {config.get('clinfo_version')}",
         f"- llm `{settings.get('llm')}`, source `{settings.get('source')}`, prefilter_k {settings.get('prefilter_k')}, "
         f"num_queries {settings.get('num_queries')}, results_per_query {settings.get('results_per_query')}",

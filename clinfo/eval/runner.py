@@ -326,7 +326,8 @@ def _check_resumable(out: Path, config: dict[str, Any]) -> dict[str, Any] | None
         if diffs:
             shown = "; ".join(diffs[:3]) + (f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else "")
             raise RunError(
-                f"{out} holds a run with another configuration ({shown}); use the same options to resume, or another --out"
+                f"{out} holds a run with another configuration ({shown});"
+                " use the same options to resume, or another --out"
             )
     return old
 

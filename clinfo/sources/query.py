@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
-from typing import Literal, Union
+from typing import Literal
 
 from clinfo.errors import QuerySyntaxError
 
@@ -186,7 +186,7 @@ class BoolOp:
         return f" {self.op} ".join(parts)
 
 
-Node = Union[Term, Dates, BoolOp]
+Node = Term | Dates | BoolOp
 
 
 def _tag_text(canonical: str | None, noexp: bool = False, proximity: int | None = None) -> str:
@@ -372,7 +372,8 @@ class _Parser:
             after = self.peek()
             if after is not None and after.kind == "tag":
                 raise QuerySyntaxError(
-                    f"field tag [{after.text}] at character {after.pos} follows ')'; tag each term inside the parentheses"
+                    f"field tag [{after.text}] at character {after.pos} follows ')';"
+                    " tag each term inside the parentheses"
                 )
             return node
         if tok.kind == "rpar":

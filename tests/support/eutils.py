@@ -398,10 +398,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault and fault.status:
             status, ctype = fault.status, "application/json"
             # NCBI's real 429 body echoes the API key back; a client must never surface it.
+            key = params.get("api_key", "")
             payload = (
-                '{"error":"API rate limit exceeded","api-key":"%s"}' % params.get("api_key", "")
+                f'{{"error":"API rate limit exceeded","api-key":"{key}"}}'
                 if fault.status == 429
-                else '{"error":"injected status %d"}' % fault.status
+                else f'{{"error":"injected status {fault.status}"}}'
             ).encode()
             if fault.retry_after is not None:
                 headers["Retry-After"] = str(fault.retry_after)

@@ -21,7 +21,9 @@ BIOASQ = {
         {
             "id": "5e2b1a0cfbd6abf43b000011",
             "type": "yesno",
-            "body": "Is metformin associated with lower lactic acidosis risk than previously assumed in type 2 diabetes?",
+            "body": (
+                "Is metformin associated with lower lactic acidosis risk than previously assumed in type 2 diabetes?"
+            ),
             "documents": [
                 "http://www.ncbi.nlm.nih.gov/pubmed/20393934",
                 "http://www.ncbi.nlm.nih.gov/pubmed/24847880",
@@ -29,7 +31,10 @@ BIOASQ = {
             "snippets": [
                 {
                     "document": "http://www.ncbi.nlm.nih.gov/pubmed/20393934",
-                    "text": "There is no evidence from prospective comparative trials that metformin is associated with an increased risk of lactic acidosis.",
+                    "text": (
+                        "There is no evidence from prospective comparative trials that metformin is associated"
+                        " with an increased risk of lactic acidosis."
+                    ),
                     "offsetInBeginSection": 0,
                     "offsetInEndSection": 128,
                     "beginSection": "abstract",
@@ -38,7 +43,8 @@ BIOASQ = {
             ],
             "exact_answer": "yes",
             "ideal_answer": [
-                "Yes. Pooled trial and cohort data show no increased incidence of lactic acidosis with metformin compared with other glucose-lowering drugs."
+                "Yes. Pooled trial and cohort data show no increased incidence of lactic acidosis with metformin"
+                " compared with other glucose-lowering drugs."
             ],
         },
         {
@@ -56,7 +62,9 @@ BIOASQ = {
             "body": "What is the role of vitamin D supplementation in preventing falls in older adults?",
             "documents": ["https://pubmed.ncbi.nlm.nih.gov/31209058/"],
             "snippets": [],
-            "ideal_answer": "Trials show no consistent reduction of falls with vitamin D alone in community-dwelling older adults.",
+            "ideal_answer": (
+                "Trials show no consistent reduction of falls with vitamin D alone in community-dwelling older adults."
+            ),
         },
         {
             "id": "5e2b1a0cfbd6abf43b000014",
