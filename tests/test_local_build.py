@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from clinfo.corpus.build import build_index, upgrade_corpus
+from clinfo.corpus.build import build_index
 from clinfo.corpus.lexical import LexicalIndex, lexical_dir
 from clinfo.corpus.lexical_query import translate
 from clinfo.corpus.store import SCHEMA_VERSION, RecordStore, article_to_row, corpus_info, open_corpus
+from clinfo.corpus.upgrade import upgrade_corpus
 from clinfo.errors import CorpusError
 from clinfo.sources.corpus import LocalSource
 from clinfo.sources.pubmed_xml import DeletedCitations, iter_pubmed_xml

@@ -387,7 +387,7 @@ def test_missing_or_broken_lexical_index_is_one_corpus_error(tmp_path: Path, sma
     shutil.copy(small_corpus, db)
     with pytest.raises(CorpusError, match="no lexical index.*clinfo index upgrade"):
         LocalSource(db)
-    from clinfo.corpus.build import upgrade_corpus
+    from clinfo.corpus.upgrade import upgrade_corpus
 
     assert upgrade_corpus(db, progress=False) == RecordStore.open(small_corpus).size  # rebuilt from the records
     rebuilt, original = (

@@ -57,7 +57,7 @@ def upgrade_cmd(
     debug: bool = DEBUG_OPT,
 ) -> None:
     def body() -> None:
-        from clinfo.corpus.build import upgrade_corpus
+        from clinfo.corpus.upgrade import upgrade_corpus
 
         n = upgrade_corpus(corpus, progress=not quiet)
         typer.echo(f"{corpus}: lexical index holds {n:,} articles")

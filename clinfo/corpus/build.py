@@ -51,7 +51,7 @@ from clinfo.corpus.store import (
 from clinfo.errors import CorpusError, MalformedResponse, one_line
 from clinfo.models import AbstractSection, Article
 
-__all__ = ["BuildSummary", "build_index", "input_files", "upgrade_corpus"]
+__all__ = ["BuildSummary", "build_index", "input_files"]
 
 # ------------------------------------------------------------------------------------ JSON Lines
 
@@ -633,13 +633,6 @@ def build_index(
                 del lex
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def upgrade_corpus(path: str | os.PathLike[str], progress: bool = True) -> int:
-    """Convert a corpus of an older schema in place (``clinfo.corpus.upgrade``)."""
-    from clinfo.corpus.upgrade import upgrade_corpus as upgrade
-
-    return upgrade(path, progress=progress)
 
 
 def _register_files(
