@@ -220,7 +220,7 @@ class Settings(BaseSettings):
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # A 135M-parameter model cannot write PubMed syntax or a faithful synthesis (measured in
-    # benchmarks/local_model_quality.py): search the question's words, let BM25 do most of the
+    # benchmarks/embedded_model_quality.py): search the question's words, let BM25 do most of the
     # ranking, decide relevance from term coverage and similarity (the model called 90% of random
     # abstracts relevant; benchmarks/offline_evidence.py), and quote the best-answering sentences.
     "small": {

@@ -285,7 +285,7 @@ def test_two_zero_hit_queries_do_not_search_the_same_fallback_twice() -> None:
     assert sorted(q.query for q in answer.queries) == sorted(["melatonin[tiab]", "zinc[tiab]", words])
 
 
-def test_small_preset_for_the_local_backend_keeps_explicit_choices(monkeypatch) -> None:
+def test_small_preset_for_the_embedded_llama_cpp_backend_keeps_explicit_choices(monkeypatch) -> None:
     small = ClinfoAI(llm="local", source="demo").settings
     assert (small.planner, small.synthesis_mode, small.prefilter_k, small.num_queries) == (
         "keywords",

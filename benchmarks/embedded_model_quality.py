@@ -8,7 +8,7 @@ quickstart takes. Prints figures; needs the [local] extra.
 - end to end: wall time of `ClinfoAI(llm="local", source="demo").forward(q)` (the README's
   quickstart path, small preset) and whether the gold PMID is among the references.
 
-    python benchmarks/local_model_quality.py [--questions 20] [--end-to-end 3] [--seed 0]
+    python benchmarks/embedded_model_quality.py [--questions 20] [--end-to-end 3] [--seed 0]
 """
 
 from __future__ import annotations
