@@ -375,7 +375,7 @@ def extrapolate(r: dict[str, Any], target: int = PUBMED) -> dict[str, Any]:
     from clinfo.corpus.dense import default_m, default_nlist, default_rescore, default_train_size
 
     nlist, m = default_nlist(target), default_m(dim)
-    codes = target * (m + 8)  # PQ code + int64 id per vector in the inverted lists
+    codes = target * (m // 2 + 8)  # 4-bit PQ code + int64 id per vector in the inverted lists
     centroids = nlist * dim * 4
     scale = target / n
     work = default_train_size(nlist) * nlist / (default_train_size(idx["nlist"]) * idx["nlist"])

@@ -195,9 +195,10 @@ class VectorWriter:
         model: str,
         dim: int,
         query_model: str | None = None,
-        dtype: str = DEFAULT_DTYPE,
+        dtype: str | None = None,
     ) -> None:
-        """``dtype`` applies to a new set; an existing one keeps the dtype it was made with."""
+        """``dtype`` (default ``DEFAULT_DTYPE``) applies to a new set; an existing one keeps its own."""
+        dtype = dtype or DEFAULT_DTYPE
         if dtype not in DTYPES:
             raise CorpusError(f"vector dtype {dtype!r}: expected {' or '.join(DTYPES)}")
         self.folder = Path(folder)
