@@ -263,3 +263,26 @@ def test_a_vector_set_of_an_unknown_dtype_is_refused_in_one_line(tmp_path: Path)
         VectorStore.open(folder)
     with pytest.raises(CorpusError, match="vector dtype 'int8'"):
         VectorWriter(folder, model="synthetic", dim=DIM, dtype="int8")
+
+
+def test_an_hnsw_quantiser_is_searched_exactly(ivf_set: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many lists are assigned through an HNSW graph over the centroids, but searches rank all
+    centroids exactly: HNSW returned ~efSearch lists whatever nprobe asked, capping recall."""
+    import shutil
+
+    import faiss
+
+    from clinfo.corpus import dense
+
+    src, pmids, vecs = ivf_set
+    folder = tmp_path / "set"
+    shutil.copytree(src, folder)
+    monkeypatch.setattr(dense, "_HNSW_LISTS", 64)  # the HNSW path at a test's size
+    info = build_dense_index(folder, exact_limit=1_000, nlist=256, m=16, rescore=500, train_size=20_000, rebuild=True)
+    assert info.recall_at_10 is not None and info.recall_at_10 >= 0.97, info.line()
+    index = VectorIndex.open(folder)
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index.index))
+    assert isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexFlat) and ivf.quantizer.ntotal == 256
+    # every list is reachable: probing all of them returns as many candidates as asked
+    _, cand = index.index.search(vecs[:1], 2_000, params=index._params(256))
+    assert (cand >= 0).sum() == 2_000
