@@ -27,25 +27,24 @@ PQA_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "pubmedqa" /
 # ---------------------------------------------------------------- normalisation
 
 
-def test_normalise_full_ranking_is_min_max_over_the_depth() -> None:
-    # a full ranking (depth candidates): its last scores like a document it did not return
-    assert normalise([9.0, 6.0, 3.0], depth=3) == [1.0, 0.5, 0.0]
-
-
-def test_normalise_short_ranking_floors_at_zero() -> None:
-    # fewer than depth: every match was returned, a non-match would score 0
+def test_normalise_divides_by_the_top_score() -> None:
     assert normalise([8.0, 4.0, 2.0], depth=100) == [1.0, 0.5, 0.25]
 
 
-def test_normalise_one_document_and_ties_are_one_not_nan() -> None:
+def test_normalise_one_document_and_degenerate_tops_are_one_not_nan() -> None:
     assert normalise([3.7], depth=100) == [1.0]
     assert normalise([2.0, 2.0, 2.0], depth=3) == [1.0, 1.0, 1.0]
-    assert normalise([0.0], depth=100) == [1.0]  # a filter-only query scores every match 0
+    assert normalise([0.0, 0.0], depth=100) == [1.0, 1.0]  # a filter-only query scores every match 0
+    assert normalise([-0.1, -0.3], depth=100) == [1.0, 1.0]  # cosines all below 0: still a ranking, tied
     assert normalise([], depth=100) == []
 
 
+def test_normalise_negative_scores_floor_at_zero_like_a_miss() -> None:
+    assert normalise([0.5, 0.25, -0.2], depth=100) == [1.0, 0.5, 0.0]
+
+
 def test_normalise_keeps_only_the_depth() -> None:
-    assert normalise([4.0, 3.0, 2.0, 1.0], depth=2) == [1.0, 0.0]
+    assert normalise([4.0, 3.0, 2.0, 1.0], depth=2) == [1.0, 0.75]
 
 
 # ---------------------------------------------------------------- score fusion
@@ -82,8 +81,11 @@ def test_score_fuse_one_document_ranking() -> None:
     # BM25 found a single (rare-word) match: it gets BM25's full share, no division by zero
     dense = (["d1", "d2", "rare"], [0.8, 0.7, 0.1])
     items, scores = score_fuse([(["rare"], [4.2]), dense], [0.3, 0.7], limit=3, depth=3)
-    assert scores[items.index("rare")] == pytest.approx(0.3)  # dense's last of a full ranking adds 0
+    assert scores[items.index("rare")] == pytest.approx(0.3 + 0.7 * 0.1 / 0.8)
     assert items[0] == "d1"
+    # BM25's lone match counts as much as the top of any BM25 ranking, not more
+    weak = score_fuse([(["rare"], [0.4]), dense], [0.3, 0.7], 3, 3)
+    assert weak == score_fuse([(["rare"], [40.0]), dense], [0.3, 0.7], 3, 3)
 
 
 def test_score_fuse_missing_dense_is_bm25_order() -> None:

@@ -47,8 +47,14 @@ FUSION_DEPTH = 100
 Fusion = Literal["rrf", "score"]
 FUSIONS: tuple[str, ...] = ("score", "rrf")
 DEFAULT_FUSION: Fusion = "score"
-# Score fusion: BM25's share of the weighted sum (dense gets the rest). TUNING_NOTE
-SCORE_WEIGHT_BM25 = 0.3
+# Score fusion: BM25's share of the weighted sum (dense gets the rest). Chosen on the tune halves of
+# the five ranking sets over the full ranking corpus (34,481 articles, all embedded;
+# benchmarks/retrieval_quality.py --tune): mean nDCG@10 0.876 for RRF k=10 -> 0.896 (w 0.2, depth
+# 100); w 0.1/0.3/0.4: 0.886/0.893/0.887. Check halves 0.878 -> 0.895: pqa-hard 0.598 -> 0.615,
+# rs200 0.909 -> 0.968, pqa 0.949 -> 0.961, pqa-conclusion 0.971 -> 0.972, nlm-conclusion equal (0.961).
+# Depth 300 reached 0.900 on the tune halves but not more on the check halves (0.895), at three
+# times the candidates per ranker (IVF-PQ rescoring fetches 200): FUSION_DEPTH stays 100.
+SCORE_WEIGHT_BM25 = 0.2
 
 
 def rrf(rankings: Iterable[Sequence[T]], k: int = RRF_K) -> list[T]:
@@ -74,25 +80,25 @@ def fuse(rankings: Sequence[Sequence[T]], limit: int, k: int = RRF_K) -> tuple[l
 
 
 def normalise(scores: Sequence[float], depth: int) -> list[float]:
-    """Scores of one ranking (best first, its top ``depth`` at most) scaled to [0, 1] by min-max.
+    """Scores of one ranking (best first, its top ``depth`` at most) divided by its top score, in [0, 1].
 
-    The low end is the score a document *outside* the ranking could have: a full ranking (``depth``
-    candidates) says only that the rest score at most its last, so min-max over the fused depth maps
-    its last to 0, the same as a document it did not return. A shorter ranking returned every match
-    (BM25 scores a non-matching document 0), so its low end is 0 when its scores are positive. So a
-    ranking of one document, or of documents that tie, maps them to 1, never to 0 or a division by
-    zero, and a weak single match is not worth more than a full ranking's head (max scaling of a
-    full ranking would leave its tail near the top score and make documents it missed fall off a cliff).
+    Zero is each ranker's own floor: BM25 scores a document that matches no word 0, and a cosine of 0
+    means nothing in common, so a document the ranking did not return (counted 0 in ``score_fuse``)
+    never outranks one it did. Min-max over the fused depth and z-scores ranked as well
+    (``benchmarks/retrieval_quality.py --tune``, full ranking corpus, depth 100, each at its best
+    weight, mean tune nDCG@10: z-score 0.897, max 0.896, min-max 0.895; check halves 0.897, 0.895,
+    0.891), so the choice rests on the degenerate rankings, where max scaling needs no rule of its
+    own: one document, or a top score of 0 or below (a filter-only query scores every match 0), map
+    to 1 (a tie at the top), and negative cosines to 0. Min-max has no spread to divide by there
+    and z-scores give a lone match 0, the weight of a document never found.
     """
     sc = list(scores[:depth])
     if not sc:
         return []
-    hi, lo = max(sc), min(sc)
-    if len(sc) < depth:
-        lo = min(lo, 0.0)
-    if hi <= lo:
+    hi = max(sc)
+    if hi <= 0.0:
         return [1.0] * len(sc)
-    return [(s - lo) / (hi - lo) for s in sc]
+    return [max(x, 0.0) / hi for x in sc]
 
 
 def score_fuse(
@@ -104,7 +110,7 @@ def score_fuse(
     """Top ``limit`` of the weighted sum of each ranking's ``normalise``d scores, with those sums.
 
     A document a ranking did not return gets 0 from it. A ranking without scores (an empty scores
-    list beside its items) counts by rank, 1 down to 0 over ``depth``. Ties keep first-seen order
+    list beside its items) counts by rank. Ties keep first-seen order
     (first ranking first), so output is deterministic.
     """
     if len(weights) != len(runs):
@@ -112,7 +118,7 @@ def score_fuse(
     fused: dict[T, float] = {}
     for (items, scores), w in zip(runs, weights):
         items = list(items[:depth])
-        if len(scores) < len(items):  # no scores: linear in rank, the last candidate scores like a miss
+        if len(scores) < len(items):  # no scores: linear in rank, 1 for the first down to 1/len for the last
             scores = [float(len(items) - i) for i in range(len(items))]
         for item, x in zip(items, normalise(scores, depth)):
             fused[item] = fused.get(item, 0.0) + w * x
