@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     search_mode: Literal["auto", "bm25", "dense", "hybrid"] = Field(
         "auto",
         description="local corpora: auto (hybrid where the corpus has dense vectors and the encoder loads, else bm25),"
-        " bm25, dense, or hybrid (BM25 and dense fused by reciprocal rank)",
+        " bm25, dense, or hybrid (BM25 and dense fused by their scores)",
     )
     base_url: str | None = Field(None, description="base URL of the LLM server (wins over OPENAI_BASE_URL)")
 
