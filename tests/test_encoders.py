@@ -277,7 +277,7 @@ def test_demo_source_searches_hybrid_without_torch(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     translation, hybrid_top, dense_top = out.stdout.split("\n")[:3]
-    assert translation.startswith("hybrid:") and translation.endswith("+ dense")
+    assert translation.startswith("hybrid (score fusion):") and translation.endswith("+ dense")
     # PMID 21881325 is the PubMedQA abstract this question was written from; the paraphrase
     # shares almost none of its words, so only the vectors can find it.
     assert hybrid_top == dense_top == "21881325"
