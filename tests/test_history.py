@@ -158,13 +158,14 @@ def test_public_config_is_an_allow_list() -> None:
     config = public_config(
         {
             "llm": "a",
+            "search_mode": "hybrid",
             "ncbi_api_key": "x",
             "restriction_date": dt.date(2020, 1, 2),
             "followups": "merge",
             "cache_dir": "/p",
         }
     )
-    assert config == {"llm": "a", "restriction_date": "2020-01-02", "followups": "merge"}
+    assert config == {"llm": "a", "search_mode": "hybrid", "restriction_date": "2020-01-02", "followups": "merge"}
 
 
 def test_turn_needs_exactly_one_of_answer_or_error(tmp_path: Path) -> None:

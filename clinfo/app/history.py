@@ -46,6 +46,7 @@ TITLE_CHARS = 80
 PUBLIC_CONFIG = (
     "llm",
     "source",
+    "search_mode",
     "base_url",
     "restriction_date",
     "date_window_years",
