@@ -60,7 +60,9 @@ class Synthetic:
 
     def draw(self, n: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        z = self.centres[rng.integers(0, self.clusters, n)] + self.spread * rng.standard_normal((n, self.latent), dtype=np.float32)
+        z = self.centres[rng.integers(0, self.clusters, n)] + self.spread * rng.standard_normal(
+            (n, self.latent), dtype=np.float32
+        )
         x = z @ self.proj
         x += 0.15 * rng.standard_normal((n, self.dim), dtype=np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -77,7 +79,9 @@ class Blend:
     at 0.89 on them. Queries are real PubMedQA questions encoded by the packaged ONNX MiniLM where
     it is installed (else held-out blends, said in the output)."""
 
-    def __init__(self, dim: int = 384, seeds: int = 22_000, blend: float = 0.7, noise: float = 0.1, seed: int = 0) -> None:
+    def __init__(
+        self, dim: int = 384, seeds: int = 22_000, blend: float = 0.7, noise: float = 0.1, seed: int = 0
+    ) -> None:
         real = np.load(REPO / "clinfo" / "data" / "demo_vectors.npy").astype(np.float32)
         if real.shape[1] != dim:
             raise SystemExit(f"error: the real seed vectors have {real.shape[1]} dimensions, not {dim}")
@@ -107,7 +111,9 @@ class Blend:
 
             texts = [item["QUESTION"] for item in pubmedqa()][:n]
             enc = get_encoder("all-MiniLM-L6-v2", backend="onnx")
-            return np.asarray(enc.encode_queries(texts), dtype=np.float32), f"{len(texts)} PubMedQA questions (ONNX MiniLM)"
+            return np.asarray(
+                enc.encode_queries(texts), dtype=np.float32
+            ), f"{len(texts)} PubMedQA questions (ONNX MiniLM)"
         except Exception as exc:  # noqa: BLE001 - benchmark fallback, said in the output
             return self.draw(n, seed=7), f"{n} held-out blends (no question encoder: {str(exc)[:80]})"
 
@@ -141,7 +147,9 @@ def skeleton_corpus(path: Path, pmids: np.ndarray) -> None:
     conn = sqlite3.connect(tmp)
     for ddl in store._DDL:  # the real schema, so open_corpus and RecordStore accept it
         conn.execute(ddl)
-    conn.executemany("INSERT INTO meta VALUES (?, ?)", [("schema_version", str(store.SCHEMA_VERSION)), ("generation", "1")])
+    conn.executemany(
+        "INSERT INTO meta VALUES (?, ?)", [("schema_version", str(store.SCHEMA_VERSION)), ("generation", "1")]
+    )
     codec = store.codec_for(store.packaged_dict())
     conn.execute("INSERT INTO codec VALUES (1, 'zstd-dict', ?)", (codec.dict_bytes,))
     body = codec.pack(["", "x", "", "", "", "{}"])
@@ -187,7 +195,14 @@ def _probe(folder: str, queries: str, k: int, exact: bool, advise: bool = True, 
         warm.append(time.perf_counter() - t)
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     mem = {key: int(status[key].split()[0]) * 1024 for key in ("VmHWM", "VmRSS", "RssAnon", "RssFile") if key in status}
-    return {"open_s": open_s, "cold_ms": _pct(first), "warm_ms": _pct(warm), "mem": mem, "results": results, "page_cache_dropped": cold}
+    return {
+        "open_s": open_s,
+        "cold_ms": _pct(first),
+        "warm_ms": _pct(warm),
+        "mem": mem,
+        "results": results,
+        "page_cache_dropped": cold,
+    }
 
 
 def _pct(xs: list[float]) -> dict[str, float]:
@@ -195,14 +210,18 @@ def _pct(xs: list[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
 
 
-def probe(folder: Path, queries: Path, k: int = 10, exact: bool = False, advise: bool = True, cold: bool = False) -> dict[str, Any]:
+def probe(
+    folder: Path, queries: Path, k: int = 10, exact: bool = False, advise: bool = True, cold: bool = False
+) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--probe", str(folder), "--probe-queries", str(queries), "--k", str(k)]
     cmd += (["--exact"] if exact else []) + ([] if advise else ["--no-advise"]) + (["--cold"] if cold else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def sweep(folder: Path, q: np.ndarray, truth: np.ndarray, nprobes: list[int], depths: list[int]) -> list[dict[str, Any]]:
+def sweep(
+    folder: Path, q: np.ndarray, truth: np.ndarray, nprobes: list[int], depths: list[int]
+) -> list[dict[str, Any]]:
     """recall@10 (after exact rescoring) and warm single-query latency for each (nprobe, rescoring
     depth) on one built index; ``ivf_recall`` is the share of the true top 10 lying in the probed
     lists at all (the ceiling any PQ code size and depth can reach at that nprobe)."""
@@ -231,8 +250,20 @@ def sweep(folder: Path, q: np.ndarray, truth: np.ndarray, nprobes: list[int], de
                 rows, _ = _rescore(vi._matrix, q[i], cand[0], 10)
                 times.append(time.perf_counter() - t)
                 hits += len(truth_sets[i] & set(rows.tolist()))
-            out.append({"nprobe": nprobe, "depth": depth, "recall10": round(hits / (10 * len(q)), 4), "ivf_recall10": round(ivf_recall, 4), "ms": _pct(times)})
-            print(f"  nprobe {nprobe:5d} depth {depth:5d}: recall@10 {out[-1]['recall10']:.3f} (in probed lists {ivf_recall:.3f}); p50 {out[-1]['ms']['p50']:.1f} ms, p99 {out[-1]['ms']['p99']:.1f} ms", file=sys.stderr, flush=True)
+            out.append(
+                {
+                    "nprobe": nprobe,
+                    "depth": depth,
+                    "recall10": round(hits / (10 * len(q)), 4),
+                    "ivf_recall10": round(ivf_recall, 4),
+                    "ms": _pct(times),
+                }
+            )
+            print(
+                f"  nprobe {nprobe:5d} depth {depth:5d}: recall@10 {out[-1]['recall10']:.3f} (in probed lists {ivf_recall:.3f}); p50 {out[-1]['ms']['p50']:.1f} ms, p99 {out[-1]['ms']['p99']:.1f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
     return out
 
 
@@ -302,7 +333,15 @@ def measure(
     if import_only:
         return {"n": n, "dim": dim, "generator": generator, "dtype": dtype, **imported}
     opts = dict(build or {})
-    info = build_dense_index(folder, exact_limit=exact_limit or EXACT_LIMIT, nlist=nlist, train_size=train_size, rebuild=True, progress=False, **opts)
+    info = build_dense_index(
+        folder,
+        exact_limit=exact_limit or EXACT_LIMIT,
+        nlist=nlist,
+        train_size=train_size,
+        rebuild=True,
+        progress=False,
+        **opts,
+    )
     log(f"[{n:,} x {dim}] {info.line()}")
 
     if generator == "blend":
@@ -323,7 +362,9 @@ def measure(
         "n": n,
         "dim": dim,
         "generator": generator,
-        "synthetic": {"clusters": clusters, "spread": spread, "latent": gen.latent} if generator != "blend" else {"seeds": len(gen.seeds), "real_seeds": gen.real, "blend": gen.blend, "noise": gen.noise},
+        "synthetic": {"clusters": clusters, "spread": spread, "latent": gen.latent}
+        if generator != "blend"
+        else {"seeds": len(gen.seeds), "real_seeds": gen.real, "blend": gen.blend, "noise": gen.noise},
         "queries": qdesc,
         "dtype": dtype,
         "build_options": opts,
@@ -413,10 +454,18 @@ def fp16_check(n: int, dim: int, work: Path, queries: int, k: int = 10) -> dict[
     overlap = [len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(t32, t16)]
     same_order = float(np.mean([np.array_equal(a, b) for a, b in zip(t32, t16)]))
     score_err = float(np.abs(s16 - (rows32[t16] @ q[:, :, None])[..., 0]).max())
-    out = {"n": n, "queries": qdesc, f"recall_at_{k}_fp16_vs_fp32": round(float(np.mean(overlap)), 4),
-           "same_order_share": round(same_order, 4), "max_abs_cosine_error": score_err}
-    print(f"[{n:,} x {dim}] float16 rows vs float32: recall@{k} {out[f'recall_at_{k}_fp16_vs_fp32']:.4f}, identical top-{k} order for"
-          f" {same_order:.1%} of {qdesc}, cosines within {score_err:.1e}", file=sys.stderr)
+    out = {
+        "n": n,
+        "queries": qdesc,
+        f"recall_at_{k}_fp16_vs_fp32": round(float(np.mean(overlap)), 4),
+        "same_order_share": round(same_order, 4),
+        "max_abs_cosine_error": score_err,
+    }
+    print(
+        f"[{n:,} x {dim}] float16 rows vs float32: recall@{k} {out[f'recall_at_{k}_fp16_vs_fp32']:.4f}, identical top-{k} order for"
+        f" {same_order:.1%} of {qdesc}, cosines within {score_err:.1e}",
+        file=sys.stderr,
+    )
     return out
 
 
@@ -430,10 +479,17 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--work", type=Path, default=Path("/tmp/clinfo-dense-scale"))
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--generator", choices=("blend", "mixture"), default="blend", help="blend: real MiniLM vectors blended (default); mixture: clusters on a latent subspace")
+    ap.add_argument(
+        "--generator",
+        choices=("blend", "mixture"),
+        default="blend",
+        help="blend: real MiniLM vectors blended (default); mixture: clusters on a latent subspace",
+    )
     ap.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="row dtype of the imported set")
     ap.add_argument("--exact-probe", action="store_true", help="also time exact search over the same set")
-    ap.add_argument("--exact-limit", type=int, help="build IVF-PQ above this many vectors (default: clinfo's EXACT_LIMIT)")
+    ap.add_argument(
+        "--exact-limit", type=int, help="build IVF-PQ above this many vectors (default: clinfo's EXACT_LIMIT)"
+    )
     ap.add_argument("--nlist", type=int, help="IVF lists (default: clinfo's)")
     ap.add_argument("--train-size", type=int, help="training sample (default: clinfo's)")
     ap.add_argument("--m", type=int, help="PQ sub-quantisers (default: clinfo's)")
@@ -441,13 +497,21 @@ def main() -> None:
     ap.add_argument("--opq", action="store_true", default=None, help="OPQ rotation before PQ")
     ap.add_argument("--rescore", type=int, help="candidates rescored exactly (default: clinfo's for the size)")
     ap.add_argument("--max-nprobe", type=int, help="largest nprobe the tuner tries (default: clinfo's)")
-    ap.add_argument("--old", action="store_true", help="the parameters before recall scaling: IVF ~4 sqrt(N), PQ64, 30 samples per list, rescoring 200, nprobe <= 2048")
+    ap.add_argument(
+        "--old",
+        action="store_true",
+        help="the parameters before recall scaling: IVF ~4 sqrt(N), PQ64, 30 samples per list, rescoring 200, nprobe <= 2048",
+    )
     ap.add_argument("--sweep-nprobe", help="comma-separated nprobe values to sweep on the built index")
     ap.add_argument("--sweep-depth", default="200,500,1000", help="comma-separated rescoring depths for --sweep-nprobe")
-    ap.add_argument("--madvise-both", action="store_true", help="also probe without MADV_RANDOM on the vector map, warm and cold")
+    ap.add_argument(
+        "--madvise-both", action="store_true", help="also probe without MADV_RANDOM on the vector map, warm and cold"
+    )
     ap.add_argument("--fp16-check", action="store_true", help="only compare exact search over float16 and float32 rows")
     ap.add_argument("--clusters", type=int, default=4096, help="clusters of the mixture generator")
-    ap.add_argument("--spread", type=float, default=0.6, help="within-cluster spread of the mixture generator (higher: harder)")
+    ap.add_argument(
+        "--spread", type=float, default=0.6, help="within-cluster spread of the mixture generator (higher: harder)"
+    )
     ap.add_argument("--import-only", action="store_true", help="stop after measuring the import")
     ap.add_argument("--json", type=Path, help="write the figures here as JSON")
     ap.add_argument("--probe", help=argparse.SUPPRESS)
@@ -458,9 +522,16 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.probe:
-        print(json.dumps(_probe(args.probe, args.probe_queries, args.k, args.exact, advise=not args.no_advise, cold=args.cold)))
+        print(
+            json.dumps(
+                _probe(args.probe, args.probe_queries, args.k, args.exact, advise=not args.no_advise, cold=args.cold)
+            )
+        )
         return
-    print(f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; vectors are SYNTHETIC ({args.generator})", file=sys.stderr)
+    print(
+        f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; vectors are SYNTHETIC ({args.generator})",
+        file=sys.stderr,
+    )
     if args.fp16_check:
         print(json.dumps([fp16_check(n, args.dim, args.work, args.queries) for n in args.n or [1_000_000]]))
         return
@@ -477,9 +548,23 @@ def main() -> None:
                 build[key] = getattr(args, key)
         grid = (_ints(args.sweep_nprobe), _ints(args.sweep_depth)) if args.sweep_nprobe else None
         r = measure(
-            n, args.dim, args.work, args.queries, args.exact_probe, args.exact_limit, args.import_only, nlist, train,
-            args.clusters, args.spread, log=lambda s: print(s, file=sys.stderr, flush=True), generator=args.generator,
-            dtype=args.dtype, build=build, sweep_grid=grid, advise_both=args.madvise_both,
+            n,
+            args.dim,
+            args.work,
+            args.queries,
+            args.exact_probe,
+            args.exact_limit,
+            args.import_only,
+            nlist,
+            train,
+            args.clusters,
+            args.spread,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+            generator=args.generator,
+            dtype=args.dtype,
+            build=build,
+            sweep_grid=grid,
+            advise_both=args.madvise_both,
         )
         if "index" in r:
             r["extrapolated"] = extrapolate(r)

@@ -53,7 +53,9 @@ def test_ivfpq_with_rescoring_reaches_095_recall_of_exact_search(ivf_set: tuple[
     assert "WARNING" not in info.line()
     index = VectorIndex.open(folder)
     ivf = faiss.downcast_index(faiss.extract_index_ivf(index.index))
-    assert isinstance(ivf, faiss.IndexIVFPQFastScan) and ivf.code_size == 8  # 16 4-bit codes: 8 bytes per vector in memory, not 256
+    assert (
+        isinstance(ivf, faiss.IndexIVFPQFastScan) and ivf.code_size == 8
+    )  # 16 4-bit codes: 8 bytes per vector in memory, not 256
 
     # Held-out queries: not rows of the set, near them (as a question is near its abstracts).
     rng = np.random.default_rng(7)
@@ -265,7 +267,9 @@ def test_a_vector_set_of_an_unknown_dtype_is_refused_in_one_line(tmp_path: Path)
         VectorWriter(folder, model="synthetic", dim=DIM, dtype="int8")
 
 
-def test_an_hnsw_quantiser_is_searched_exactly(ivf_set: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_hnsw_quantiser_is_searched_exactly(
+    ivf_set: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Many lists are assigned through an HNSW graph over the centroids, but searches rank all
     centroids exactly: HNSW returned ~efSearch lists whatever nprobe asked, capping recall."""
     import shutil
