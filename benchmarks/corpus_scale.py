@@ -24,7 +24,8 @@ synthetic one near the real ones (the normalised mean of 3 random real seeds plu
 noise), else (no real vectors at all) a point of a random cluster. Copy 0 (the real PMIDs) gets
 the seed itself; copy k > 0 gets ``normalise(seed + 0.7 * other + 0.1 * noise)``, ``other`` the
 seed of a random base record (median cosine 0.84 to its seed and 0.73 between two copies; a real
-record's nearest real neighbour: 0.68): replicas are distinct points among real embeddings. Isotropic noise instead (``seed + 0.75 * noise``, the first version) gives
+record's nearest real neighbour: 0.68): replicas are distinct points among real embeddings.
+Isotropic noise instead (``seed + 0.75 * noise``, the first version) gives
 vectors of a far higher intrinsic dimension than text embeddings have; on those the 1M IVF-PQ
 index reached recall@10 0.944 only at nprobe 2,048 of 4,096 lists. Query vectors are real (the
 encoder runs on each question, inside the timed search).
@@ -56,8 +57,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from replicate import OFFSET, replicate
-from search_latency import boolean_query, percentile, pubmedqa
+# after the sys.path lines: benchmarks/ is not a package
+from replicate import OFFSET, replicate  # noqa: E402
+from search_latency import boolean_query, percentile, pubmedqa  # noqa: E402
 
 TARGET = 37_000_000  # citations in PubMed, roughly
 MODEL = "all-MiniLM-L6-v2"
@@ -466,33 +468,40 @@ def report(res: Results) -> None:
         print(f"\n== {name}: {cit:,} citations (real baseline records replicated under new PMIDs)")
         cpu = b["cpu_writer_s"] + b["cpu_parsers_s"]
         print(
-            f"lexical build   {b['citations'] / b['seconds']:,.0f} citations/s ({b['seconds']:.0f} s wall, {b['citations'] / cpu:,.0f} per cpu-s)"
+            f"lexical build   {b['citations'] / b['seconds']:,.0f} citations/s ({b['seconds']:.0f} s wall,"
+            f" {b['citations'] / cpu:,.0f} per cpu-s)"
             f"; peak RSS writer {b['rss_writer_mb']:,.0f} MB, parser worker {b['rss_parser_mb']:,.0f} MB"
-            f"; disk {(b['records_bytes'] + b['lexical_bytes']) / gb:.2f} GB (records {b['records_bytes'] / gb:.2f}, lexical {b['lexical_bytes'] / gb:.2f})"
+            f"; disk {(b['records_bytes'] + b['lexical_bytes']) / gb:.2f} GB"
+            f" (records {b['records_bytes'] / gb:.2f}, lexical {b['lexical_bytes'] / gb:.2f})"
             f"  [load {b['load_before']}->{b['load_after']}]"
         )
         v = d.get("vectors")
         if v:
             print(
-                f"vectors         SYNTHETIC {v['rows']:,} x {DIM} float32 ({MODEL} space; {v['real_seeds']:,} of {v['bases']:,} base records seeded by their real vector,"
+                f"vectors         SYNTHETIC {v['rows']:,} x {DIM} float32 ({MODEL} space;"
+                f" {v['real_seeds']:,} of {v['bases']:,} base records seeded by their real vector,"
                 f" the rest near them; copies: {v.get('generator', 'seed + 0.75 x noise')})"
             )
             cpu = f", {v['rows'] / v['import_cpu_s']:,.0f} per cpu-s" if v.get("import_cpu_s") else ""
             print(
-                f"  import        {v['rows'] / v['import_wall_s']:,.0f} vectors/s over the CLI process wall ({v['import_wall_s']:.1f} s{cpu}); peak RSS {v['import_rss_mb']:,.0f} MB  [load {v['load_before']}->{v['load_after']}]"
+                f"  import        {v['rows'] / v['import_wall_s']:,.0f} vectors/s over the CLI process wall"
+                f" ({v['import_wall_s']:.1f} s{cpu}); peak RSS {v['import_rss_mb']:,.0f} MB"
+                f"  [load {v['load_before']}->{v['load_after']}]"
             )
             print(f"                {v['import_line']}")
         ix = d.get("index")
         if ix:
             i = ix["info"]
             extra = (
-                f" IVF{i.get('nlist')},PQ{i.get('m')}, nprobe {i.get('nprobe')}, rescore {i.get('rescore')}, train {i.get('train_seconds')} s,"
+                f" IVF{i.get('nlist')},PQ{i.get('m')}, nprobe {i.get('nprobe')}, rescore {i.get('rescore')},"
+                f" train {i.get('train_seconds')} s,"
                 f" add {i.get('add_seconds')} s, build-time recall@10 {i.get('recall_at_10')};"
                 if i.get("kind") == "ivfpq"
                 else ""
             )
             print(
-                f"  dense index   {i.get('kind')}: {ix['wall_s']:.0f} s wall, peak RSS {ix['rss_mb']:,.0f} MB;{extra} disk {ix['dense_bytes'] / gb:.2f} GB  [load {ix['load_before']}->{ix['load_after']}]"
+                f"  dense index   {i.get('kind')}: {ix['wall_s']:.0f} s wall, peak RSS {ix['rss_mb']:,.0f} MB;{extra}"
+                f" disk {ix['dense_bytes'] / gb:.2f} GB  [load {ix['load_before']}->{ix['load_after']}]"
             )
         for mode in MODES:
             s = d.get(mode)
@@ -500,15 +509,19 @@ def report(res: Results) -> None:
                 continue
             print(
                 f"search {mode:7s} planner p50 {s['planner']['p50']:6.1f} p99 {s['planner']['p99']:6.1f} ms"
-                f" (cpu {s['planner'].get('cpu_p50', 0):.1f}/{s['planner'].get('cpu_p99', 0):.1f}; zero-hit {s['planner']['zero']})"
-                f" | natural p50 {s['natural']['p50']:6.1f} p99 {s['natural']['p99']:6.1f} ms (cpu {s['natural'].get('cpu_p50', 0):.1f}/{s['natural'].get('cpu_p99', 0):.1f})"
-                f" | peak RSS {s['rss_mb']:,.0f} MB (end: anon {s.get('rss_anon_mb', 0):,.0f}, mapped files {s.get('rss_file_mb', 0):,.0f}; open {s['open_s']:.1f} s)"
+                f" (cpu {s['planner'].get('cpu_p50', 0):.1f}/{s['planner'].get('cpu_p99', 0):.1f};"
+                f" zero-hit {s['planner']['zero']})"
+                f" | natural p50 {s['natural']['p50']:6.1f} p99 {s['natural']['p99']:6.1f} ms"
+                f" (cpu {s['natural'].get('cpu_p50', 0):.1f}/{s['natural'].get('cpu_p99', 0):.1f})"
+                f" | peak RSS {s['rss_mb']:,.0f} MB (end: anon {s.get('rss_anon_mb', 0):,.0f},"
+                f" mapped files {s.get('rss_file_mb', 0):,.0f}; open {s['open_s']:.1f} s)"
                 f"  [load {s['load_before']}->{s['load_after']}]"
             )
         r = d.get("recall")
         if r:
             print(
-                f"dense recall@10 vs exact: {r['recall10']:.4f} over {r['queries']} queries ({r['kind']}{', nprobe ' + str(r['nprobe']) if r['kind'] == 'ivfpq' else ''})"
+                f"dense recall@10 vs exact: {r['recall10']:.4f} over {r['queries']} queries"
+                f" ({r['kind']}{', nprobe ' + str(r['nprobe']) if r['kind'] == 'ivfpq' else ''})"
             )
     extrapolate(res, sizes)
 
@@ -534,10 +547,12 @@ def extrapolate(res: Results, sizes: list[str]) -> None:
     lex_gb = (b["records_bytes"] + b["lexical_bytes"]) * f / 1e9
     cpu = b["cpu_writer_s"] + b["cpu_parsers_s"]
     print(
-        f"\n== extrapolated to {TARGET / 1e6:.0f}M citations from the {n:,} corpus (every citation stored: an upper bound, the corpus keeps only those with an abstract)"
+        f"\n== extrapolated to {TARGET / 1e6:.0f}M citations from the {n:,} corpus"
+        " (every citation stored: an upper bound, the corpus keeps only those with an abstract)"
     )
     print(
-        f"lexical build   {TARGET / (b['citations'] / b['seconds']) / 3600:.1f} h at the measured wall rate, {TARGET / (b['citations'] / cpu) / 3600:.1f} CPU-hours"
+        f"lexical build   {TARGET / (b['citations'] / b['seconds']) / 3600:.1f} h at the measured wall rate,"
+        f" {TARGET / (b['citations'] / cpu) / 3600:.1f} CPU-hours"
         f" (JSON Lines input; XML parsing costs more, see benchmarks/index_build.py); disk {lex_gb:.0f} GB"
         f" (records {b['records_bytes'] * f / 1e9:.0f}, lexical {b['lexical_bytes'] * f / 1e9:.0f})"
     )
@@ -548,7 +563,8 @@ def extrapolate(res: Results, sizes: list[str]) -> None:
         vec_gb = TARGET * (dim * row_bytes + 8) / 1e9
         codes_gb = TARGET * (m // 2 + 8) / 1e9
         print(
-            f"vectors {model:15s} {vec_gb:.0f} GB {DEFAULT_DTYPE} rows + PMIDs on disk, IVF{nlist},PQ{m}x4fs index {codes_gb + nlist * dim * 4 / 1e9:.1f} GB"
+            f"vectors {model:15s} {vec_gb:.0f} GB {DEFAULT_DTYPE} rows + PMIDs on disk,"
+            f" IVF{nlist},PQ{m}x4fs index {codes_gb + nlist * dim * 4 / 1e9:.1f} GB"
             f" (in RAM when searching); all on disk with the lexical corpus: {lex_gb + vec_gb + codes_gb:.0f} GB"
         )
     v = d.get("vectors")
@@ -560,7 +576,8 @@ def extrapolate(res: Results, sizes: list[str]) -> None:
         i = ix["info"]
         k = (_train_sample(nlist) * nlist) / (_train_sample(i["nlist"]) * i["nlist"])
         print(
-            f"dense index     train ~{i['train_seconds'] * k / 3600:.1f} h ({k:.0f}x the k-means work of IVF{i['nlist']}: {_train_sample(nlist):,} samples x {nlist} lists),"
+            f"dense index     train ~{i['train_seconds'] * k / 3600:.1f} h ({k:.0f}x the k-means work of"
+            f" IVF{i['nlist']}: {_train_sample(nlist):,} samples x {nlist} lists),"
             f" add ~{i['add_seconds'] * f / 3600:.1f} h (linear), at this machine's measured speed"
         )
     for mode in ("hybrid", "bm25"):
@@ -571,8 +588,10 @@ def extrapolate(res: Results, sizes: list[str]) -> None:
         slope = (s2["rss_anon_mb"] - s1["rss_anon_mb"]) / (n2 - n1) if n2 > n1 else 0.0
         est = s2["rss_anon_mb"] + slope * (TARGET - n2)
         print(
-            f"search RSS      {mode}: ~{est / 1024:.1f} GB anonymous ({s2['rss_anon_mb']:,.0f} MB at {n2:,}, {slope * 1e6:+,.0f} MB per 1M citations from {n1:,});"
-            f" peak RSS there {s2['rss_mb']:,.0f} MB counting mapped index/vector pages, which are reclaimable page cache"
+            f"search RSS      {mode}: ~{est / 1024:.1f} GB anonymous ({s2['rss_anon_mb']:,.0f} MB at {n2:,},"
+            f" {slope * 1e6:+,.0f} MB per 1M citations from {n1:,});"
+            f" peak RSS there {s2['rss_mb']:,.0f} MB counting mapped index/vector pages,"
+            " which are reclaimable page cache"
         )
 
 

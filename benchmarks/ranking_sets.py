@@ -221,8 +221,13 @@ def write_overrides_jsonl(out: Path, nlm: list[tuple[Article, str]] | None = Non
         for line in f:
             rec = json.loads(line)
             if str(rec["pmid"]) in dev:
-                a = Article(pmid=str(rec["pmid"]), title=rec.get("title") or "", year=rec.get("year"), mesh=rec.get("mesh") or [],
-                            abstract_sections=[AbstractSection(**s) for s in rec["abstract"]])  # fmt: skip
+                a = Article(
+                    pmid=str(rec["pmid"]),
+                    title=rec.get("title") or "",
+                    year=rec.get("year"),
+                    mesh=rec.get("mesh") or [],
+                    abstract_sections=[AbstractSection(**s) for s in rec["abstract"]],
+                )
                 lines.append(_record(a, [s for s in a.abstract_sections if s.label.upper() not in _CONCLUSION_LABELS]))
     for a, _ in nlm if nlm is not None else nlm_conclusion_items():
         lines.append(_record(a, a.abstract_sections[:-1]))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Ranking quality of the local corpus: known-item retrieval, nDCG@10 and Recall@10 (ir-measures).
+r"""Ranking quality of the local corpus: known-item retrieval, nDCG@10 and Recall@10 (ir-measures).
 
 Three reports:
 
@@ -24,7 +24,8 @@ Three reports:
   nDCG@10 and print its check halves.
 
     python benchmarks/retrieval_quality.py [--work DIR] [--dense-corpus demo|full|none]
-    python benchmarks/retrieval_quality.py --sets all --corpus /work/bench/ranking.db [--modes bm25,dense,hybrid-rrf,hybrid-score]
+    python benchmarks/retrieval_quality.py --sets all --corpus /work/bench/ranking.db \
+        [--modes bm25,dense,hybrid-rrf,hybrid-score]
     python benchmarks/retrieval_quality.py --sets all --corpus /work/bench/ranking.db --tune [--fields]
 """
 
@@ -42,8 +43,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import ranking_sets
-from ranking_sets import BASELINE, DEMO, RankingSet
+# after the sys.path lines: benchmarks/ is not a package
+import ranking_sets  # noqa: E402
+from ranking_sets import BASELINE, DEMO, RankingSet  # noqa: E402
 
 Ranking = tuple[list[int], list[float]]  # PMIDs best first, scores
 
@@ -64,7 +66,11 @@ def measure(runs: dict[str, list[int]], qrels: dict[str, dict[str, int]], cutoff
     found = {str(m): v for m, v in agg.items()}
     # ir-measures averages over queries that have a run; a query with nothing retrieved scores 0.
     scale = len({q for q in runs if q in qrels and runs[q]}) / max(len(qrels), 1)
-    return {"ndcg": found.get("nDCG@10", 0.0) * scale, "r10": found.get("R@10", 0.0) * scale, "r1": found.get("R@1", 0.0) * scale}
+    return {
+        "ndcg": found.get("nDCG@10", 0.0) * scale,
+        "r10": found.get("R@10", 0.0) * scale,
+        "r1": found.get("R@1", 0.0) * scale,
+    }
 
 
 def search_all(src: Any, queries: dict[str, str], limit: int) -> tuple[dict[str, Ranking], float]:
@@ -243,11 +249,15 @@ def deep_runs(args: argparse.Namespace, sets: list[RankingSet]) -> tuple[dict, d
     if args.vectors:
         chunks = ChunkDense(args.vectors)
         subset = set(chunks.ids.tolist())
-        print(f"vectors: {len(subset):,} articles from {args.vectors}; both rankers restricted to them", file=sys.stderr)
+        print(
+            f"vectors: {len(subset):,} articles from {args.vectors}; both rankers restricted to them", file=sys.stderr
+        )
         bm_runs = {}
         for s in sets:
             deep, _ = search_all(bm, s.queries, depth * 8)
-            bm_runs[s.name] = {q: tuple(zip(*[(p, x) for p, x in zip(*r) if p in subset][:depth])) or ((), ()) for q, r in deep.items()}
+            bm_runs[s.name] = {
+                q: tuple(zip(*[(p, x) for p, x in zip(*r) if p in subset][:depth])) or ((), ()) for q, r in deep.items()
+            }
         de_runs = {}
         for s in sets:
             qv = chunks.encode(list(s.queries.values()))
@@ -269,8 +279,10 @@ def tune_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
     bm_runs, de_runs, chunks = deep_runs(args, sets)
     print(f"deep runs (top {depth}) in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
-    print(f"Lever study: corpus {args.corpus} ; cells: nDCG@10 R@10 ; deep runs top {depth}"
-          + (f" ; restricted to the {len(chunks.ids):,} articles with vectors in {args.vectors}" if chunks is not None else ""))  # fmt: skip
+    restricted = ""
+    if chunks is not None:
+        restricted = f" ; restricted to the {len(chunks.ids):,} articles with vectors in {args.vectors}"
+    print(f"Lever study: corpus {args.corpus} ; cells: nDCG@10 R@10 ; deep runs top {depth}{restricted}")
     print(_header(sets, halves) + "   mean tune nDCG")
 
     results: list[tuple[str, float, list[dict[str, float]]]] = []
@@ -290,17 +302,24 @@ def tune_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
         if d > depth:
             continue
         for k in (5, 10, 20, 30, 60, 100):
-            report(f"rrf k={k} depth={d}", lambda s, q, k=k, d=d: rrf([bm_runs[s][q][0][:d], de_runs[s][q][0][:d]], k, [1, 1]))
+            report(
+                f"rrf k={k} depth={d}",
+                lambda s, q, k=k, d=d: rrf([bm_runs[s][q][0][:d], de_runs[s][q][0][:d]], k, [1, 1]),
+            )
     for w in (0.3, 0.4, 0.6, 0.7):
         for k in (10, 30, 60):
-            report(f"rrf k={k} depth={min(depth, 100)} w_bm25={w}",
-                   lambda s, q, k=k, w=w: rrf([bm_runs[s][q][0][:100], de_runs[s][q][0][:100]], k, [2 * w, 2 * (1 - w)]))  # fmt: skip
+            report(
+                f"rrf k={k} depth={min(depth, 100)} w_bm25={w}",
+                lambda s, q, k=k, w=w: rrf([bm_runs[s][q][0][:100], de_runs[s][q][0][:100]], k, [2 * w, 2 * (1 - w)]),
+            )
     for name, fn in (("score", product_score), ("convex", convex), ("minmax", minmax), ("zscore", zscore)):
         for w in (0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6):
             for d in sorted({50, 100, depth}):
                 if d <= depth:
-                    report(f"{name} w_bm25={w} depth={d}",
-                           lambda s, q, fn=fn, w=w, d=d: fn([bm_runs[s][q], de_runs[s][q]], [w, 1 - w], d))  # fmt: skip
+                    report(
+                        f"{name} w_bm25={w} depth={d}",
+                        lambda s, q, fn=fn, w=w, d=d: fn([bm_runs[s][q], de_runs[s][q]], [w, 1 - w], d),
+                    )
     # The choice, made on the tune halves only; the check halves say whether it generalises.
     print("best of each family by mean tune nDCG@10 (check halves: mean check nDCG@10):")
     for family in ("rrf", "score", "convex", "minmax", "zscore"):
@@ -323,12 +342,17 @@ def tune_report(args: argparse.Namespace, sets: list[RankingSet]) -> None:
                 subset = set(chunks.ids.tolist())
                 runs = {n: {q: ([p for p in r[0] if p in subset], []) for q, r in v.items()} for n, v in runs.items()}
             report(f"bm25 fields t={title} a={abstract} m={mesh}", lambda s, q, runs=runs: runs[s][q][0])
-            report("  + rrf k=60 d=100", lambda s, q, runs=runs: rrf([runs[s][q][0][:100], de_runs[s][q][0][:100]], 60, [1, 1]))
+            report(
+                "  + rrf k=60 d=100",
+                lambda s, q, runs=runs: rrf([runs[s][q][0][:100], de_runs[s][q][0][:100]], 60, [1, 1]),
+            )
         lexical.FIELD_WEIGHTS.clear()
         lexical.FIELD_WEIGHTS.update(base)
 
 
-def rm3(src: Any, text: str, first: list[int], firsts: list[float], m: int, n: int, lam: float, depth: int) -> list[int]:
+def rm3(
+    src: Any, text: str, first: list[int], firsts: list[float], m: int, n: int, lam: float, depth: int
+) -> list[int]:
     """Lexical pseudo-relevance feedback (RM3-style): the ``n`` terms weighing most in the top ``m``
     articles (term share per article x the article's share of the top scores) are ORed, weighted,
     beside the original query; ``lam`` is the expansion's share."""
@@ -443,7 +467,10 @@ def pubmedqa_report(args: argparse.Namespace) -> None:
         src = LocalSource(corpora[corpus], mode=mode)  # type: ignore[arg-type]
         ranked, per_query = search_all(src, pqa.queries, 10)
         m = measure({q: r[0] for q, r in ranked.items()}, pqa.qrels)
-        print(f"{mode:7s} {corpus:6s} {src.articles:8,d}  {m['r1']:6.3f} {m['r10']:6.3f} {m['ndcg']:8.3f}  {per_query * 1000:8.1f}")
+        print(
+            f"{mode:7s} {corpus:6s} {src.articles:8,d}  {m['r1']:6.3f} {m['r10']:6.3f} {m['ndcg']:8.3f}"
+            f"  {per_query * 1000:8.1f}"
+        )
         src.close()
 
 
@@ -452,14 +479,27 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "clinfo-retrieval-bench")
     ap.add_argument("--dense-corpus", choices=("demo", "full", "none"), default="demo")
     ap.add_argument("--sets", help=f"comma-separated ranking sets or 'all' ({', '.join(ranking_sets.SET_NAMES)})")
-    ap.add_argument("--corpus", type=Path, help="corpus for --sets (built from ranking_sets.corpus_inputs when missing)")
-    ap.add_argument("--modes", default="bm25,dense,hybrid-rrf,hybrid-score",
-                    help="modes for --sets (comma-separated; hybrid-rrf / hybrid-score: hybrid with that fusion)")
+    ap.add_argument(
+        "--corpus", type=Path, help="corpus for --sets (built from ranking_sets.corpus_inputs when missing)"
+    )
+    ap.add_argument(
+        "--modes",
+        default="bm25,dense,hybrid-rrf,hybrid-score",
+        help="modes for --sets (comma-separated; hybrid-rrf / hybrid-score: hybrid with that fusion)",
+    )
     ap.add_argument("--tune", action="store_true", help="lever study on deep runs instead of the mode table")
     ap.add_argument("--depth", type=int, default=300, help="deep-run depth for --tune")
     ap.add_argument("--fields", action="store_true", help="with --tune: also re-run BM25 under other field weights")
-    ap.add_argument("--vectors", type=Path, help="with --tune: dense from .npy/.json chunks in this folder (both rankers restricted to their PMIDs)")
-    ap.add_argument("--prf", action="store_true", help="with --tune: pseudo-relevance feedback variants (lexical RM3; dense Rocchio with --vectors)")
+    ap.add_argument(
+        "--vectors",
+        type=Path,
+        help="with --tune: dense from .npy/.json chunks in this folder (both rankers restricted to their PMIDs)",
+    )
+    ap.add_argument(
+        "--prf",
+        action="store_true",
+        help="with --tune: pseudo-relevance feedback variants (lexical RM3; dense Rocchio with --vectors)",
+    )
     args = ap.parse_args()
 
     if not args.sets:

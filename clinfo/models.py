@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -173,7 +174,7 @@ class Answer(BaseModel):
         return self.model_dump_json(indent=indent)
 
     @classmethod
-    def from_json(cls, text: str) -> "Answer":
+    def from_json(cls, text: str) -> Answer:
         return cls.model_validate(json.loads(text))
 
     def to_markdown(self) -> str:

@@ -11,7 +11,8 @@ the text as written, so there nothing is escaped.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def link_md(text_md: str, url: str | None, title: str = "") -> str:
     return f"[{text_md}]({url})"
 
 
-def linked_text(text: str, references: "Sequence[Reference]") -> str:
+def linked_text(text: str, references: Sequence[Reference]) -> str:
     """Escaped text whose ``[n]`` citations link to the PubMed page of reference n."""
     by_n = {r.n: r for r in references}
     out: list[str] = []
@@ -99,7 +100,7 @@ def linked_text(text: str, references: "Sequence[Reference]") -> str:
 
 
 # ---------------------------------------------------------------- the parts of an answer
-def reference_line(ref: "Reference", *, escape: bool = False) -> str:
+def reference_line(ref: Reference, *, escape: bool = False) -> str:
     if not escape:
         return f"{ref.n}. {ref.citation} <{ref.url}>"
     label = f"PMID {ref.pmid}"
@@ -109,12 +110,12 @@ def reference_line(ref: "Reference", *, escape: bool = False) -> str:
     return line
 
 
-def references_markdown(answer: "Answer", *, escape: bool = False) -> str:
+def references_markdown(answer: Answer, *, escape: bool = False) -> str:
     # escaped: "\[n\]" lines with hard breaks, so a renderer neither renumbers nor joins them
     return ("  \n" if escape else "\n").join(reference_line(r, escape=escape) for r in answer.references)
 
 
-def searches_markdown(answer: "Answer", *, escape: bool = False) -> str:
+def searches_markdown(answer: Answer, *, escape: bool = False) -> str:
     lines = []
     for q in answer.queries:
         # a backtick would end the code span early; the query keeps its words
@@ -124,19 +125,19 @@ def searches_markdown(answer: "Answer", *, escape: bool = False) -> str:
     return "\n".join(lines)
 
 
-def trace_line(answer: "Answer") -> str:
+def trace_line(answer: Answer) -> str:
     t = answer.trace
     cost = "cost unknown" if t.cost_usd is None else f"${t.cost_usd:.4f}"
+    search = f" · search: {', '.join(t.search_modes)}" if t.search_modes else ""
     return (
         f"{t.articles_found} articles found, {t.articles_screened} screened, {len(answer.article_summaries)} relevant"
         f" · {t.llm_calls} LLM calls ({t.llm_cache_hits} cached), {t.prompt_tokens + t.completion_tokens} tokens,"
-        f" {cost} · {t.total_seconds:.1f} s"
-        + (f" · search: {', '.join(t.search_modes)}" if t.search_modes else "")
+        f" {cost} · {t.total_seconds:.1f} s{search}"
     )
 
 
 def answer_markdown(
-    answer: "Answer", *, escape: bool = False, level: int = 2, sections: Sequence[str] = DEFAULT_SECTIONS
+    answer: Answer, *, escape: bool = False, level: int = 2, sections: Sequence[str] = DEFAULT_SECTIONS
 ) -> str:
     """The answer as one Markdown document.
 

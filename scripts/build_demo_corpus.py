@@ -109,7 +109,10 @@ def main() -> None:
 
     qa = pubmedqa_records(args.shared / "data" / "pubmedqa")
     extra = baseline_sample(
-        args.shared / "data" / "pubmed-baseline" / "pubmed21n1298.xml.gz", args.sample, args.seed, {r["pmid"] for r in qa}
+        args.shared / "data" / "pubmed-baseline" / "pubmed21n1298.xml.gz",
+        args.sample,
+        args.seed,
+        {r["pmid"] for r in qa},
     )
     buf = io.BytesIO()
     # mtime=0 and no file name in the header: the output depends on the inputs only.
@@ -148,7 +151,10 @@ def write_vectors(corpus_jsonl: Path, folder: Path) -> None:
     np.save(folder / VECTORS, vecs.astype(np.float16), allow_pickle=False)
     (folder / VECTOR_PMIDS).write_text(json.dumps([int(r[0]) for r in rows], separators=(",", ":")) + "\n")
     size = (folder / VECTORS).stat().st_size / 1e6
-    print(f"wrote {folder / VECTORS} ({len(rows):,} x {vecs.shape[1]} float16, {size:.1f} MB; {encoder.name}, {encoder.runtime}) and {VECTOR_PMIDS}")
+    print(
+        f"wrote {folder / VECTORS} ({len(rows):,} x {vecs.shape[1]} float16, {size:.1f} MB;"
+        f" {encoder.name}, {encoder.runtime}) and {VECTOR_PMIDS}"
+    )
 
 
 def write_vocabulary(folder: Path) -> None:

@@ -21,9 +21,9 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from clinfo.app.export import FORMATS  # noqa: E402
 from clinfo.app.history import HistoryStore  # noqa: E402
-from clinfo.sources import register as register_source  # noqa: E402
 from clinfo.errors import LLMUnavailable  # noqa: E402
 from clinfo.llm import register  # noqa: E402
+from clinfo.sources import register as register_source  # noqa: E402
 from tests.support.scripted import MemorySource, ScriptedLLM, make_article, screen_reply  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -32,7 +32,9 @@ FOLLOW_UP = "What doses of magnesium were used?"
 Q1 = "magnesium[tiab] AND sleep[tiab]"
 Q_FOLLOW = "magnesium[tiab] AND dose[tiab]"
 Q_UNTITLED = "magnesium[tiab] AND insomnia[tiab]"
-UNTITLED_ABSTRACT = "Oral magnesium for eight weeks improved sleep efficiency and sleep onset latency in elderly insomniacs."
+UNTITLED_ABSTRACT = (
+    "Oral magnesium for eight weeks improved sleep efficiency and sleep onset latency in elderly insomniacs."
+)
 EVIL_TITLE = '<script>alert("x")</script> *Bold* [click](javascript:alert(1)) magnesium sleep'
 OPENAI_KEY = "sk-test-SECRET-key-0123456789abcdef"
 NCBI_KEY = "ncbi-SECRET-key-9876543210"
@@ -45,11 +47,16 @@ PASSWORD = "correct horse battery staple"
 def corpus() -> list:
     return [
         make_article(
-            "101", "Magnesium and sleep in elderly: an RCT", "Magnesium improved sleep quality in older adults.",
-            authors=["Abbasi B", "Kimiagar M"], doi="10.1000/mg.2012.1",
+            "101",
+            "Magnesium and sleep in elderly: an RCT",
+            "Magnesium improved sleep quality in older adults.",
+            authors=["Abbasi B", "Kimiagar M"],
+            doi="10.1000/mg.2012.1",
         ),
         make_article("102", "Unrelated cardiology trial", "Statins and cholesterol in middle age."),
-        make_article("103", EVIL_TITLE, "Magnesium and sleep duration in older people.", journal="J <b>Evil</b> & *Co*"),
+        make_article(
+            "103", EVIL_TITLE, "Magnesium and sleep duration in older people.", journal="J <b>Evil</b> & *Co*"
+        ),
         make_article("104", "", UNTITLED_ABSTRACT),  # PubMedQA's records have no title
     ]
 
@@ -59,7 +66,11 @@ def scripted(model: str, settings: Any) -> Any:
     if model == "down":
         return DownLLM()
     plan = {"ok": Q1, "followup": Q_FOLLOW, "untitled": Q_UNTITLED}[model]
-    judge = (lambda title: "cardiology" not in title.lower()) if model == "untitled" else (lambda title: "magnesium" in title.lower())
+    judge = (
+        (lambda title: "cardiology" not in title.lower())
+        if model == "untitled"
+        else (lambda title: "magnesium" in title.lower())
+    )
     return ScriptedLLM(
         {
             "plan": json.dumps({"queries": [plan]}),
@@ -332,7 +343,7 @@ def test_sidebar_choices_reach_the_pipeline(app_env: Path) -> None:
     at.sidebar.date_input(key="restriction_date").set_value("2019-12-31")
     at.sidebar.number_input(key="results_per_query").set_value(5)
     ask(at, QUESTION)
-    (query, limit, dates), = SOURCES[-1].searches
+    ((query, limit, dates),) = SOURCES[-1].searches
     assert query == Q1 and limit == 5
     assert dates is not None and str(dates.end) == "2019-12-31"
 
@@ -584,7 +595,9 @@ def test_cards_show_only_requested_fields(app_env: Path, monkeypatch: pytest.Mon
         assert absent not in cards
 
 
-def test_untitled_record_shows_its_opening_words_in_card_and_reference(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_untitled_record_shows_its_opening_words_in_card_and_reference(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CLINFO_LLM", "apptest:untitled")
     at = ask(start(), QUESTION)
     cards = relevant_cards(at)
@@ -598,15 +611,22 @@ def test_untitled_record_shows_its_opening_words_in_card_and_reference(app_env: 
     assert "Untitled abstract" not in answer_md
 
 
-def test_one_engine_answers_two_questions_on_a_real_server(app_env: Path, monkeypatch: pytest.MonkeyPatch, llama_server: Any) -> None:
+def test_one_engine_answers_two_questions_on_a_real_server(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch, llama_server: Any
+) -> None:
     # the real OpenAI backend keeps its client per event loop; each question runs on a new loop
     monkeypatch.setenv("CLINFO_LLM", f"openai:{llama_server.model}")
     monkeypatch.setenv("CLINFO_BASE_URL", llama_server.base_url)
     monkeypatch.setenv("CLINFO_SOURCE", "apptest-all")
     # few, short calls (the 135M model on CPU), all of them to the model: keyword queries, two
     # relevance-only screenings, quoted conclusions
-    for name, value in {"PRESET": "default", "PLANNER": "keywords", "PREFILTER_K": "2", "SUMMARIZE": "false",
-                        "SYNTHESIS_MODE": "extractive"}.items():
+    for name, value in {
+        "PRESET": "default",
+        "PLANNER": "keywords",
+        "PREFILTER_K": "2",
+        "SUMMARIZE": "false",
+        "SYNTHESIS_MODE": "extractive",
+    }.items():
         monkeypatch.setenv(f"CLINFO_{name}", value)
     at = ask(start(), QUESTION)
     engine = at.session_state["clinfo_engine"]
@@ -642,8 +662,13 @@ def test_search_mode_selector_defaults_to_environment_and_reaches_the_answer(
     monkeypatch.setenv("CLINFO_CACHE_DIR", str(tmp_path / "cache"))  # the demo corpus is built there
     at = start()
     selector = at.sidebar.selectbox(key="search_mode")
-    assert selector.value == "bm25" and selector.options == ["auto (hybrid where the corpus has vectors)", "BM25 (words)",
-                                                            "dense (meaning)", "hybrid (BM25 + dense)"]  # fmt: skip
+    assert selector.value == "bm25"
+    assert selector.options == [
+        "auto (hybrid where the corpus has vectors)",
+        "BM25 (words)",
+        "dense (meaning)",
+        "hybrid (BM25 + dense)",
+    ]
     at.sidebar.selectbox(key="source_kind").set_value("demo")
     at.sidebar.selectbox(key="search_mode").set_value("hybrid")
     ask(at, QUESTION)

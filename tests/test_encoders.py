@@ -62,7 +62,9 @@ def test_shipped_vocabulary_tokenises_like_the_models_own_tokenizer(abstracts: l
     assert len(mine.encode(abstracts[0] * 4).ids) == 256  # truncated where sentence-transformers truncates
 
 
-def test_onnx_runtime_matches_sentence_transformers(reference: encoders.TextEncoder, abstracts: list[str], questions: list[str]) -> None:
+def test_onnx_runtime_matches_sentence_transformers(
+    reference: encoders.TextEncoder, abstracts: list[str], questions: list[str]
+) -> None:
     onnx = get_encoder(backend="onnx")
     assert onnx.runtime.startswith("onnxruntime") and reference.runtime.startswith("torch")
     docs, ref_docs = onnx.encode_documents(abstracts, batch_size=5), reference.encode_documents(abstracts)
@@ -132,7 +134,9 @@ def _tiny_bert(folder: Path, seed: int) -> Path:
 
     torch.manual_seed(seed)
     tok = BertTokenizerFast(vocab_file=str(gt.get_model_path() / "vocab.txt"), do_lower_case=True)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
     BertModel(cfg).eval().save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -170,7 +174,9 @@ def test_known_plain_bert_gets_its_pooling_and_length(tiny_medcpt: tuple[Path, P
     assert np.allclose(a, b, atol=1e-6)  # both cut at 64 tokens, before the word that differs
 
 
-def test_asymmetric_encoder_uses_each_model_for_its_side(tiny_medcpt: tuple[Path, Path], abstracts: list[str], questions: list[str]) -> None:
+def test_asymmetric_encoder_uses_each_model_for_its_side(
+    tiny_medcpt: tuple[Path, Path], abstracts: list[str], questions: list[str]
+) -> None:
     article_model, query_model = tiny_medcpt
     enc = get_encoder(str(article_model), query_model=str(query_model), backend="torch", precision="fp32")
     assert (enc.name, enc.query_name, enc.dim) == (str(article_model), str(query_model), 32)
@@ -183,7 +189,9 @@ def test_asymmetric_encoder_uses_each_model_for_its_side(tiny_medcpt: tuple[Path
 
 def test_query_model_of_another_dimension_is_refused(tiny_medcpt: tuple[Path, Path]) -> None:
     _, query_model = tiny_medcpt
-    with pytest.raises(ConfigError, match=r"gives 32-dimensional vectors but document model all-MiniLM-L6-v2 gives 384") as err:
+    with pytest.raises(
+        ConfigError, match=r"gives 32-dimensional vectors but document model all-MiniLM-L6-v2 gives 384"
+    ) as err:
         get_encoder(query_model=str(query_model), backend="torch")
     assert "\n" not in str(err.value)
 

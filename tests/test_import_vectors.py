@@ -152,10 +152,10 @@ def test_dimension_is_fixed_by_the_first_import(corpus: tuple[Path, list[int]], 
     before = snapshot(folder)
     second = run(str(db), *pairs(chunk(tmp_path, "b", pmids[20:40], dim=48)), "--model", "example/encoder", "-q")
     assert second.returncode == 1
-    assert (
-        second.stderr.strip()
-        == f"error: {tmp_path / 'b.npy'} has 48 dimensions, but {folder} holds 32-dimensional vectors of example/encoder"
+    expected = (
+        f"error: {tmp_path / 'b.npy'} has 48 dimensions, but {folder} holds 32-dimensional vectors of example/encoder"
     )
+    assert second.stderr.strip() == expected
     assert snapshot(folder) == before
 
 

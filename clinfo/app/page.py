@@ -22,10 +22,10 @@ import streamlit as st
 
 from clinfo.app import export, view
 from clinfo.app.history import Conversation, HistoryStore, Turn, Viewer, default_db_path, found_articles
-from clinfo.redact import key_status, secret_values
 from clinfo.app.runner import FOLLOWUP_LABELS, Engine, QuestionRun, error_message, settings_key
-from clinfo.render import DISCLAIMER, linked_text, md_escape, references_markdown
 from clinfo.errors import ClinfoError
+from clinfo.redact import key_status, secret_values
+from clinfo.render import DISCLAIMER, linked_text, md_escape, references_markdown
 
 if TYPE_CHECKING:
     from clinfo.models import Answer
@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 
 SOURCE_LABELS = {"pubmed": "PubMed (live, E-utilities)", "demo": "Demo corpus (offline)", "local": "Local index file"}
 SEARCH_MODE_LABELS = {
-    "auto": "auto (hybrid where the corpus has vectors)", "bm25": "BM25 (words)", "dense": "dense (meaning)",
+    "auto": "auto (hybrid where the corpus has vectors)",
+    "bm25": "BM25 (words)",
+    "dense": "dense (meaning)",
     "hybrid": "hybrid (BM25 + dense)",
 }
 # backends that cannot run without a model name
@@ -190,7 +192,11 @@ def _select(token: str | None) -> None:
 def conversation_controls(store: HistoryStore, viewer: Viewer, current: Conversation | None) -> None:
     st.header("Conversations")
     st.button(
-        "New conversation", key="new_conversation", on_click=_select, args=(None,), disabled=current is None,
+        "New conversation",
+        key="new_conversation",
+        on_click=_select,
+        args=(None,),
+        disabled=current is None,
         icon=":material/add:",
     )
     opened = st.session_state.get(_OPENED, [])
@@ -203,7 +209,8 @@ def conversation_controls(store: HistoryStore, viewer: Viewer, current: Conversa
             on_click=_select,
             args=(c.token,),
             type="primary" if is_current else "secondary",  # the open one stands out
-            help=f"started {c.created[:16].replace('T', ' ')} UTC, {c.turns} {'question' if c.turns == 1 else 'questions'}",
+            help=f"started {c.created[:16].replace('T', ' ')} UTC,"
+            f" {c.turns} {'question' if c.turns == 1 else 'questions'}",
         )
     if len(conversations) > CONVERSATIONS_SHOWN:
         st.caption(f"and {len(conversations) - CONVERSATIONS_SHOWN} older ones")
@@ -211,8 +218,16 @@ def conversation_controls(store: HistoryStore, viewer: Viewer, current: Conversa
     if who:
         st.caption(md_escape(f"Signed in as {who}: your conversations are kept for your next visit."))
     else:
-        st.caption("Anonymous: this list holds the conversations of this browser tab; a conversation's address reopens it.")
-    st.button("Clear my history", key="clear_history", on_click=_clear, args=(store, viewer, opened), disabled=not conversations)
+        st.caption(
+            "Anonymous: this list holds the conversations of this browser tab; a conversation's address reopens it."
+        )
+    st.button(
+        "Clear my history",
+        key="clear_history",
+        on_click=_clear,
+        args=(store, viewer, opened),
+        disabled=not conversations,
+    )
     problem = st.session_state.pop("history_problem", None)
     if problem:
         st.error(md_escape(problem))
@@ -231,7 +246,7 @@ def _clear(store: HistoryStore, viewer: Viewer, opened: list[int]) -> None:
 
 
 # ---------------------------------------------------------------- sidebar
-def shown_defaults(base: "Settings") -> "Settings":
+def shown_defaults(base: Settings) -> Settings:
     """What the sidebar starts from: the environment's settings with their preset applied (the
     embedded model's ``small`` preset screens 5 articles, not 16), as the CLI would run them."""
     from clinfo.settings import Settings
@@ -239,9 +254,10 @@ def shown_defaults(base: "Settings") -> "Settings":
     return Settings.resolve(base)
 
 
-def sidebar(base: "Settings") -> dict[str, Any]:
+def sidebar(base: Settings) -> dict[str, Any]:
     """The run's configuration, with the same defaults as the CLI (settings, environment, preset)."""
-    from clinfo.llm.registry import backends, parse_spec as parse_llm_spec
+    from clinfo.llm.registry import backends
+    from clinfo.llm.registry import parse_spec as parse_llm_spec
     from clinfo.sources.registry import parse_spec
 
     base = shown_defaults(base)
@@ -255,11 +271,18 @@ def sidebar(base: "Settings") -> dict[str, Any]:
     options = backends()
     if prefix not in options:
         options.append(prefix)
-    backend = sb.selectbox("LLM backend", options, index=options.index(prefix), key="llm_backend", help="CLINFO_LLM sets the default")
-    model = sb.text_input("Model", value=model, key="llm_model", help="e.g. gpt-4o-mini; empty for a backend's default model")
+    backend = sb.selectbox(
+        "LLM backend", options, index=options.index(prefix), key="llm_backend", help="CLINFO_LLM sets the default"
+    )
+    model = sb.text_input(
+        "Model", value=model, key="llm_model", help="e.g. gpt-4o-mini; empty for a backend's default model"
+    )
     base_url = sb.text_input(
-        "Base URL", value=base.base_url or base.openai_base_url or "", key="base_url",
-        placeholder="http://127.0.0.1:8080/v1", help="OpenAI-compatible server (CLINFO_BASE_URL / OPENAI_BASE_URL)",
+        "Base URL",
+        value=base.base_url or base.openai_base_url or "",
+        key="base_url",
+        placeholder="http://127.0.0.1:8080/v1",
+        help="OpenAI-compatible server (CLINFO_BASE_URL / OPENAI_BASE_URL)",
     )
     model = model.strip()
     llm = f"{backend}:{model}" if model else (f"{backend}:" if backend in _NEEDS_MODEL else backend)
@@ -282,29 +305,50 @@ def sidebar(base: "Settings") -> dict[str, Any]:
         source = kind
     modes = list(SEARCH_MODE_LABELS)
     search_mode = sb.selectbox(
-        "Search mode", modes, index=modes.index(base.search_mode), format_func=SEARCH_MODE_LABELS.get,
+        "Search mode",
+        modes,
+        index=modes.index(base.search_mode),
+        format_func=SEARCH_MODE_LABELS.get,
         key="search_mode",
         help="how a local corpus ranks (CLINFO_SEARCH_MODE); PubMed ranks by itself: auto or BM25 there",
     )
 
     end = sb.date_input(
-        "Published on or before", value=base.restriction_date, key="restriction_date", format="YYYY-MM-DD",
+        "Published on or before",
+        value=base.restriction_date,
+        key="restriction_date",
+        format="YYYY-MM-DD",
         help="empty: no limit (CLINFO_RESTRICTION_DATE)",
     )
     years = sb.number_input(
-        "Only the last N years (0 = all)", min_value=0, max_value=200, value=int(base.date_window_years or 0), step=1,
+        "Only the last N years (0 = all)",
+        min_value=0,
+        max_value=200,
+        value=int(base.date_window_years or 0),
+        step=1,
         key="date_window_years",
     )
     prefilter_k = sb.slider(
-        "Articles screened per question", min_value=1, max_value=max(50, base.prefilter_k), value=base.prefilter_k,
+        "Articles screened per question",
+        min_value=1,
+        max_value=max(50, base.prefilter_k),
+        value=base.prefilter_k,
         key="prefilter_k",
         help="the best N retrieved are judged for relevance, by the LLM or by retrieval scores (CLINFO_PREFILTER_K)",
     )
     results_per_query = sb.number_input(
-        "Results per PubMed query", min_value=1, max_value=500, value=base.results_per_query, step=1, key="results_per_query",
+        "Results per PubMed query",
+        min_value=1,
+        max_value=500,
+        value=base.results_per_query,
+        step=1,
+        key="results_per_query",
     )
     followups = sb.radio(
-        "Follow-up questions", list(FOLLOWUP_LABELS), format_func=FOLLOWUP_LABELS.get, key="followups",
+        "Follow-up questions",
+        list(FOLLOWUP_LABELS),
+        format_func=FOLLOWUP_LABELS.get,
+        key="followups",
         help="the articles already found are screened again against the new question",
     )
     for line in key_status(base):
@@ -325,7 +369,7 @@ def sidebar(base: "Settings") -> dict[str, Any]:
     }
 
 
-def run_settings(base: "Settings", choices: dict[str, Any]) -> "Settings":
+def run_settings(base: Settings, choices: dict[str, Any]) -> Settings:
     # only what the user changed counts as set: the rest stays free for the chosen backend's
     # preset (switching to the embedded model then screens 5 articles, as the CLI does)
     from clinfo.settings import Settings
@@ -350,7 +394,7 @@ def show_turn(turn: Turn, latest: bool) -> None:
             show_answer(turn.answer, key=f"turn{turn.id}", expanded=latest)
 
 
-def show_answer(answer: "Answer", key: str, expanded: bool) -> None:
+def show_answer(answer: Answer, key: str, expanded: bool) -> None:
     from clinfo.render import trace_line
 
     if answer.no_evidence:
@@ -385,7 +429,7 @@ def show_answer(answer: "Answer", key: str, expanded: bool) -> None:
     export_buttons(answer, key)
 
 
-def export_buttons(answer: "Answer", key: str) -> None:
+def export_buttons(answer: Answer, key: str) -> None:
     columns = st.columns(len(export.FORMATS))
     for column, (fmt, (label, _ext, mime, make)) in zip(columns, export.FORMATS.items()):
         needs_refs = fmt in ("bibtex", "ris")
@@ -402,7 +446,7 @@ def export_buttons(answer: "Answer", key: str) -> None:
 
 
 # ---------------------------------------------------------------- a new question
-def engine_for(settings: "Settings") -> Engine:
+def engine_for(settings: Settings) -> Engine:
     """This session's engine, rebuilt only when the run settings changed."""
     held = st.session_state.get(_ENGINE)
     if held is None or held.key != settings_key(settings):
@@ -413,7 +457,7 @@ def engine_for(settings: "Settings") -> Engine:
 
 def ask(
     question: str,
-    base: "Settings",
+    base: Settings,
     choices: dict[str, Any],
     store: HistoryStore,
     viewer: Viewer,
@@ -497,7 +541,7 @@ class _Live:
         # expanded is repeated: an update without it lets the frontend collapse the status
         self.status.update(label=text, expanded=True)
 
-    def event(self, event: "Event") -> None:
+    def event(self, event: Event) -> None:
         s, data = self.status, event.data
         if event.stage == "plan":
             n = len(data.get("queries", []))

@@ -23,10 +23,11 @@ import asyncio
 import json
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-from clinfo.redact import redact
 from clinfo.errors import ClinfoError, one_line
+from clinfo.redact import redact
 
 if TYPE_CHECKING:
     from clinfo.models import Answer, Article
@@ -43,7 +44,8 @@ FOLLOWUP_LABELS: dict[str, str] = {
     "reuse": "Reuse the articles already found only",
 }
 
-def _in_window(article: "Article", dates: "DateRange | None") -> bool:
+
+def _in_window(article: Article, dates: DateRange | None) -> bool:
     # the conversation's articles obey the same date window as new searches (by year, as
     # records carry); unlike a search's hits, an undated article the conversation found is kept
     return dates is None or article.year is None or dates.contains(article.year)
@@ -55,10 +57,10 @@ class ConversationSource:
     The same object serves every question of a session's engine; :meth:`reset` gives it the
     question's inner source (opened on the question's event loop) and known articles."""
 
-    def __init__(self, inner: "Source | None" = None, known: Sequence["Article"] = ()) -> None:
+    def __init__(self, inner: Source | None = None, known: Sequence[Article] = ()) -> None:
         self.reset(inner, known)
 
-    def reset(self, inner: "Source | None", known: Sequence["Article"]) -> None:
+    def reset(self, inner: Source | None, known: Sequence[Article]) -> None:
         from clinfo.sources.base import SourceStats
 
         self.inner = inner
@@ -71,10 +73,10 @@ class ConversationSource:
         return getattr(self.inner, "name", "conversation") if self.inner is not None else "conversation"
 
     @property
-    def stats(self) -> "SourceStats":
+    def stats(self) -> SourceStats:
         return self.inner.stats if self.inner is not None else self._stats
 
-    async def search(self, query: str, *, limit: int = 20, dates: "DateRange | None" = None) -> "SearchResult":
+    async def search(self, query: str, *, limit: int = 20, dates: DateRange | None = None) -> SearchResult:
         from clinfo.sources.base import SearchResult
 
         if self.inner is not None:
@@ -93,7 +95,7 @@ class ConversationSource:
             mode=getattr(result, "mode", None),  # the ranking the inner source ran, for the answer's trace
         )
 
-    async def fetch(self, pmids: Sequence[str]) -> list["Article"]:
+    async def fetch(self, pmids: Sequence[str]) -> list[Article]:
         missing = [p for p in pmids if p not in self.known]
         fetched: dict[str, Article] = {}
         if missing and self.inner is not None:
@@ -124,7 +126,7 @@ def error_message(exc: BaseException, secrets: Sequence[str] = ()) -> str:
 Message = tuple[str, Any]
 
 
-def settings_key(settings: "Settings") -> str:
+def settings_key(settings: Settings) -> str:
     """What decides whether a session's engine can be reused: every public setting."""
     return json.dumps(settings.public_dict(), sort_keys=True, default=str)
 
@@ -132,13 +134,13 @@ def settings_key(settings: "Settings") -> str:
 class Engine:
     """One ``ClinfoAI`` for a browser session, reused across its questions."""
 
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: Settings) -> None:
         from clinfo.pipeline import ClinfoAI
 
         self.key = settings_key(settings)
         self.source = ConversationSource()
         # a source object passed in is not closed by the pipeline: QuestionRun does it
-        self.clinfo: "ClinfoAI" = ClinfoAI(source=self.source, settings=settings)
+        self.clinfo: ClinfoAI = ClinfoAI(source=self.source, settings=settings)
         self.settings = self.clinfo.settings  # preset applied
         self.busy = threading.Lock()  # one question at a time (see the module's docstring)
 
@@ -151,7 +153,7 @@ class QuestionRun:
         engine: Engine,
         question: str,
         *,
-        known: Sequence["Article"] = (),
+        known: Sequence[Article] = (),
         followups: FollowUps = "merge",
         secrets: Sequence[str] = (),
     ) -> None:
@@ -161,7 +163,7 @@ class QuestionRun:
         self.followups = followups
         self.known = list(known) if followups in ("merge", "reuse") else []
         self.secrets = list(secrets)
-        self.messages: "queue.Queue[Message]" = queue.Queue()
+        self.messages: queue.Queue[Message] = queue.Queue()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -170,7 +172,7 @@ class QuestionRun:
         self._thread = threading.Thread(target=self._main, name="clinfo-app-question", daemon=True)
 
     # ---- worker thread
-    def start(self) -> "QuestionRun":
+    def start(self) -> QuestionRun:
         self._thread.start()
         return self
 
@@ -199,7 +201,7 @@ class QuestionRun:
                 self._loop = None
             loop.close()
 
-    async def _answer(self) -> "Answer":
+    async def _answer(self) -> Answer:
         from clinfo.cache import open_cache
         from clinfo.sources import create_source  # plug-in sources too (clinfo.sources.register)
 
@@ -220,7 +222,9 @@ class QuestionRun:
             finally:
                 await source.aclose()
             if source.reused:
-                self.messages.put(("note", f"{len(source.reused)} articles from earlier in the conversation were considered."))
+                self.messages.put(
+                    ("note", f"{len(source.reused)} articles from earlier in the conversation were considered.")
+                )
             return answer
         finally:
             cache.close()

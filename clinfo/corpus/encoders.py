@@ -255,7 +255,8 @@ def _minilm_onnx_path() -> Path:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != MINILM_ONNX_SHA256:
         raise ConfigError(
-            f"{path} is not the all-MiniLM-L6-v2 export this version of clinfo was checked against (sha256 {digest[:12]}...)"
+            f"{path} is not the all-MiniLM-L6-v2 export this version of clinfo was checked against"
+            f" (sha256 {digest[:12]}...)"
         )
     return path
 
@@ -408,7 +409,8 @@ def _choose(name: str, backend: Backend, side: Literal["documents", "queries"]) 
     if not found:
         if name == DEFAULT_MODEL:
             raise ConfigError(
-                f"no runtime for {name}: pip install 'clinfo[local]' (onnxruntime, no torch) or the [dense] extra (sentence-transformers)"
+                f"no runtime for {name}: pip install 'clinfo[local]' (onnxruntime, no torch)"
+                " or the [dense] extra (sentence-transformers)"
             )
         raise ConfigError(_TORCH_MISSING.format(model=name))
     return "onnx" if side == "queries" and "onnx" in found else found[0]
@@ -449,7 +451,8 @@ def get_encoder(
     queries = enc.queries
     if q_name != doc_name and queries.dim != enc.documents.dim:
         raise ConfigError(
-            f"query model {q_name} gives {queries.dim}-dimensional vectors but document model {doc_name} gives {enc.documents.dim};"
+            f"query model {q_name} gives {queries.dim}-dimensional vectors"
+            f" but document model {doc_name} gives {enc.documents.dim};"
             " they cannot be compared"
         )
     return enc

@@ -15,8 +15,9 @@ imported by this module; the dense index is loaded only when a mode needs it.
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Hashable, Iterable, Literal, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from clinfo.errors import ClinfoError, ConfigError
 
@@ -150,7 +151,7 @@ class ModeChoice:
     """The mode a corpus search runs in, the dense index it needs, and what the user should know."""
 
     mode: Literal["bm25", "dense", "hybrid"]
-    dense: "DenseIndex | None" = None
+    dense: DenseIndex | None = None
     notes: list[str] = field(default_factory=list)
     fusion: str = DEFAULT_FUSION  # how hybrid fuses BM25 and dense; meaningless in the other modes
 

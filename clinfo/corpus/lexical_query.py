@@ -32,7 +32,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Union
 
 from clinfo.errors import QuerySyntaxError
 from clinfo.sources.query import SHORT_TAG, Dates, Node, Term, is_boolean, parse, plain_words
@@ -169,7 +168,7 @@ class Natural:
         return "ANY(" + " ".join(parts) + ")"
 
 
-Plan = Union[Text, Year, Pmids, And, Or, Not, Natural]
+Plan = Text | Year | Pmids | And | Or | Not | Natural
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from clinfo.dates import DateRange  # its home; sources take it as their search window
 
@@ -18,7 +19,8 @@ class SearchResult:
     count: int  # total hits the source reports (may exceed len(pmids))
     translation: str | None = None  # how the source understood the query, when it says
     warnings: list[str] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)  # parallel to pmids, higher is better; empty when the source gives none
+    # parallel to pmids, higher is better; empty when the source gives none
+    scores: list[float] = field(default_factory=list)
     # the ranking that ran, for the answer's trace: "bm25", "dense", "hybrid (score fusion)"; None where
     # the source has no choice of ranking (PubMed ranks by itself)
     mode: str | None = None
@@ -40,7 +42,7 @@ class Source(Protocol):
         """PMIDs for a PubMed-syntax query, best first."""
         ...
 
-    async def fetch(self, pmids: Sequence[str]) -> list["Article"]:
+    async def fetch(self, pmids: Sequence[str]) -> list[Article]:
         """Full records, in the order asked; PMIDs the source does not have are left out."""
         ...
 

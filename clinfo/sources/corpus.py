@@ -17,8 +17,9 @@ import asyncio
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from clinfo.corpus.hybrid import (
     DEFAULT_FUSION,
@@ -123,11 +124,11 @@ class LocalSource:
         """PMIDs for a PubMed-syntax query or plain text, best first."""
         return await asyncio.to_thread(self.search_sync, query, limit=limit, dates=dates)
 
-    def fetch_sync(self, pmids: Sequence[str]) -> list["Article"]:
+    def fetch_sync(self, pmids: Sequence[str]) -> list[Article]:
         self.stats.requests += 1
         return self._guard(lambda: self._store().fetch(list(pmids)))
 
-    async def fetch(self, pmids: Sequence[str]) -> list["Article"]:
+    async def fetch(self, pmids: Sequence[str]) -> list[Article]:
         """Full records in the order asked; PMIDs the corpus lacks are left out."""
         return await asyncio.to_thread(self.fetch_sync, list(pmids))
 
