@@ -260,7 +260,8 @@ def sweep(
                 }
             )
             print(
-                f"  nprobe {nprobe:5d} depth {depth:5d}: recall@10 {out[-1]['recall10']:.3f} (in probed lists {ivf_recall:.3f}); p50 {out[-1]['ms']['p50']:.1f} ms, p99 {out[-1]['ms']['p99']:.1f} ms",
+                f"  nprobe {nprobe:5d} depth {depth:5d}: recall@10 {out[-1]['recall10']:.3f} (in probed lists"
+                f" {ivf_recall:.3f}); p50 {out[-1]['ms']['p50']:.1f} ms, p99 {out[-1]['ms']['p99']:.1f} ms",
                 file=sys.stderr,
                 flush=True,
             )
@@ -393,14 +394,17 @@ def measure(
     if sweep_grid and info.kind != "exact":
         out["sweep"] = sweep(folder, q, truth, *sweep_grid)
     log(
-        f"[{n:,} x {dim}] recall@10 vs exact {recall:.3f}; warm p50 {res['warm_ms']['p50']:.1f} ms, p99 {res['warm_ms']['p99']:.1f} ms"
+        f"[{n:,} x {dim}] recall@10 vs exact {recall:.3f}; warm p50 {res['warm_ms']['p50']:.1f} ms, p99"
+        f" {res['warm_ms']['p99']:.1f} ms"
         f" (cold p99 {res['cold_ms']['p99']:.1f} ms); searcher peak RSS {res['mem']['VmHWM'] / 2**20:,.0f} MiB"
-        f" (anon {res['mem'].get('RssAnon', 0) / 2**20:,.0f} MiB, mapped file {res['mem'].get('RssFile', 0) / 2**20:,.0f} MiB)"
+        f" (anon {res['mem'].get('RssAnon', 0) / 2**20:,.0f} MiB, mapped file"
+        f" {res['mem'].get('RssFile', 0) / 2**20:,.0f} MiB)"
     )
     for key, got in out.get("madvise", {}).items():
         m = got["mem"]
         log(
-            f"[{n:,} x {dim}] {key}: peak RSS {m['VmHWM'] / 2**20:,.0f} MiB (mapped file {m.get('RssFile', 0) / 2**20:,.0f} MiB);"
+            f"[{n:,} x {dim}] {key}: peak RSS {m['VmHWM'] / 2**20:,.0f} MiB (mapped file"
+            f" {m.get('RssFile', 0) / 2**20:,.0f} MiB);"
             f" first pass p50 {got['cold_ms']['p50']:.1f} ms, p99 {got['cold_ms']['p99']:.1f} ms"
         )
     return out
@@ -462,7 +466,8 @@ def fp16_check(n: int, dim: int, work: Path, queries: int, k: int = 10) -> dict[
         "max_abs_cosine_error": score_err,
     }
     print(
-        f"[{n:,} x {dim}] float16 rows vs float32: recall@{k} {out[f'recall_at_{k}_fp16_vs_fp32']:.4f}, identical top-{k} order for"
+        f"[{n:,} x {dim}] float16 rows vs float32: recall@{k} {out[f'recall_at_{k}_fp16_vs_fp32']:.4f}, identical"
+        f" top-{k} order for"
         f" {same_order:.1%} of {qdesc}, cosines within {score_err:.1e}",
         file=sys.stderr,
     )
@@ -500,7 +505,8 @@ def main() -> None:
     ap.add_argument(
         "--old",
         action="store_true",
-        help="the parameters before recall scaling: IVF ~4 sqrt(N), PQ64, 30 samples per list, rescoring 200, nprobe <= 2048",
+        help="the parameters before recall scaling: IVF ~4 sqrt(N), PQ64, 30 samples per list, rescoring 200,"
+        " nprobe <= 2048",
     )
     ap.add_argument("--sweep-nprobe", help="comma-separated nprobe values to sweep on the built index")
     ap.add_argument("--sweep-depth", default="200,500,1000", help="comma-separated rescoring depths for --sweep-nprobe")

@@ -156,9 +156,12 @@ class IndexInfo:
         if self.kind == "exact":
             return f"exact search over {self.vectors:,} vectors"
         recall = f", recall@10 {self.recall_at_10:.3f} vs exact" if self.recall_at_10 is not None else ""
+        bits = "x4fs" if self.nbits == 4 else f"x{self.nbits}" if self.nbits != 8 else ""
         line = (
-            f"IVF-PQ index over {self.vectors:,} vectors ({f'OPQ{self.m},' if self.opq else ''}IVF{self.nlist},PQ{self.m}{'x4fs' if self.nbits == 4 else f'x{self.nbits}' if self.nbits != 8 else ''};"
-            f" nprobe {self.nprobe}, rescoring {self.rescore}{recall}); trained in {self.train_seconds:.0f} s, added in {self.add_seconds:.0f} s"
+            f"IVF-PQ index over {self.vectors:,} vectors"
+            f" ({f'OPQ{self.m},' if self.opq else ''}IVF{self.nlist},PQ{self.m}{bits};"
+            f" nprobe {self.nprobe}, rescoring {self.rescore}{recall}); trained in {self.train_seconds:.0f} s, added"
+            f" in {self.add_seconds:.0f} s"
         )
         if self.recall_at_10 is not None and self.recall_at_10 < TARGET_RECALL:
             # the tuner ran out of nprobe values: say so rather than ship a quietly worse index
@@ -288,7 +291,7 @@ def build_dense_index(
     # then rank the centroids exactly (see _flat_quantizer).
     quantizer = f"IVF{nlist}_HNSW32" if nlist > _HNSW_LISTS else f"IVF{nlist}"
     codes = f"PQ{m}x4fs" if nbits == 4 else f"PQ{m}x{nbits}"  # 4-bit: the SIMD fast-scan layout
-    spec = f"{'OPQ%d,' % m if opq else ''}{quantizer},{codes}"
+    spec = f"{f'OPQ{m},' if opq else ''}{quantizer},{codes}"
     index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
     ivf.cp.min_points_per_centroid = 5  # small sets: train anyway, without a warning per call
@@ -543,7 +546,8 @@ class VectorIndex:
         if info is None or info.kind == "exact":
             if info is None and store.rows > exact_limit:
                 raise CorpusError(
-                    f"the vector set {folder} has {store.rows:,} vectors and no index; build it with 'clinfo index import-vectors'"
+                    f"the vector set {folder} has {store.rows:,} vectors and no index; build it with 'clinfo index"
+                    " import-vectors'"
                 )
             return cls(store, info or IndexInfo("exact", store.rows, 0))
         _require_faiss()
@@ -635,7 +639,8 @@ class DenseIndex:
         dim = self._encoder.dim
         if dim != vindex.store.dim:
             raise ConfigError(
-                f"query encoder {qmodel or self.model} gives {dim}-dimensional vectors; the vectors of {self.model} have {vindex.store.dim}"
+                f"query encoder {qmodel or self.model} gives {dim}-dimensional vectors; the vectors of {self.model}"
+                f" have {vindex.store.dim}"
             )
         return self
 
@@ -647,12 +652,14 @@ class DenseIndex:
         out = []
         if self.vindex.store.generation is not None and str(self.vindex.store.generation) != str(self.generation):
             out.append(
-                f"the corpus changed since its dense vectors were last updated; articles added since are found by BM25 only"
+                "the corpus changed since its dense vectors were last updated; articles added since are found by"
+                " BM25 only"
                 f" (run 'clinfo index embed {self.db_path}' or import their vectors)"
             )
         if self.vindex.stale_rows:
             out.append(
-                f"{self.vindex.stale_rows:,} vectors were imported after the dense index was built and are not searched;"
+                f"{self.vindex.stale_rows:,} vectors were imported after the dense index was built and are not"
+                " searched;"
                 f" rebuild it with 'clinfo index import-vectors {self.db_path} --model {self.model}'"
             )
         return out
@@ -708,7 +715,8 @@ class EmbedSummary:
     def line(self) -> str:
         rate = self.embedded / self.seconds if self.seconds > 0 else 0.0
         return (
-            f"{self.model}: embedded {self.embedded:,} articles in {self.seconds:.1f} s ({rate:,.0f}/s), reused {self.reused:,},"
+            f"{self.model}: embedded {self.embedded:,} articles in {self.seconds:.1f} s ({rate:,.0f}/s), reused"
+            f" {self.reused:,},"
             f" not in the corpus any more {self.removed:,}; {self.index_line or self.index_kind}"
         )
 

@@ -252,7 +252,8 @@ class VectorWriter:
                 raise CorpusError(f"{self.folder} holds vectors of {meta.get('model')}, not {self.model}")
             if int(meta["dim"]) != self.dim:
                 raise CorpusError(
-                    f"vectors have {self.dim} dimensions, but {self.folder} holds {meta['dim']}-dimensional vectors of {self.model}"
+                    f"vectors have {self.dim} dimensions, but {self.folder} holds {meta['dim']}-dimensional vectors"
+                    f" of {self.model}"
                 )
             if self.query_model and meta.get("query_model") not in (None, "", self.query_model):
                 raise CorpusError(
@@ -308,8 +309,8 @@ class VectorWriter:
     ) -> tuple[int, int]:
         """Write ``(pmids, vectors)`` blocks as one chunk; (rows written, invalid rows dropped).
 
-        Vectors are L2-normalised here (to within ``_UNIT_TOLERANCE``); rows with NaN, infinity or zero length are dropped and
-        counted, since one such row would poison every search that touches it.
+        Vectors are L2-normalised here (to within ``_UNIT_TOLERANCE``); rows with NaN, infinity or zero length are
+        dropped and counted, since one such row would poison every search that touches it.
         """
         import numpy as np
 
@@ -346,7 +347,8 @@ class VectorWriter:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
-                "INSERT INTO chunks (fingerprint, source, first_row, rows, not_in_corpus, invalid, added) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO chunks (fingerprint, source, first_row, rows, not_in_corpus, invalid, added) VALUES"
+                " (?,?,?,?,?,?,?)",
                 (fingerprint, source, start, written, not_in_corpus, invalid, now),
             )
             conn.execute("UPDATE meta SET value=? WHERE key='rows'", (str(start + written),))
@@ -523,13 +525,15 @@ def import_vectors(
     dim = dims.pop()
     if _KNOWN_DIMS.get(model, dim) != dim:
         raise CorpusError(
-            f"{chunks[0].vectors_path} has {dim} dimensions but {model} makes {_KNOWN_DIMS[model]}: name the model that made these vectors with --model"
+            f"{chunks[0].vectors_path} has {dim} dimensions but {model} makes {_KNOWN_DIMS[model]}: name the model"
+            " that made these vectors with --model"
         )
     if VectorStore.exists(target):
         have = VectorStore.open(target)
         if have.dim != dim:
             raise CorpusError(
-                f"{chunks[0].vectors_path} has {dim} dimensions, but {target} holds {have.dim}-dimensional vectors of {have.model}"
+                f"{chunks[0].vectors_path} has {dim} dimensions, but {target} holds {have.dim}-dimensional vectors"
+                f" of {have.model}"
             )
     summary = ImportSummary(model=model, dim=dim)
     store = RecordStore.open(db_path)
