@@ -348,6 +348,14 @@ def write_chunks(pmids: Any, folder: Path, seed_dir: Path | None, seed: int = 0)
     return made
 
 
+def stored_dtype(dense: Path) -> str:
+    """The dtype the imported set stores its rows in (float32 chunks become float16 rows since schema v3)."""
+    from clinfo.corpus.vectors import VectorStore
+
+    manifest = next(dense.rglob("manifest.sqlite"), None)
+    return str(VectorStore.open(manifest.parent).matrix().dtype) if manifest else "unknown"
+
+
 # ---------------------------------------------------------------------------------------- driver
 
 
@@ -420,6 +428,7 @@ def run_size(size: int, args: argparse.Namespace, res: Results) -> None:
             load_before=before,
             load_after=load(),
         )
+        made["stored_dtype"] = stored_dtype(Path(f"{corpus}.dense"))
         res.drop(name, ("index",), value={"vectors": made})
         if not args.keep_chunks:
             shutil.rmtree(chunks)
@@ -478,7 +487,8 @@ def report(res: Results) -> None:
         v = d.get("vectors")
         if v:
             print(
-                f"vectors         SYNTHETIC {v['rows']:,} x {DIM} float32 ({MODEL} space;"
+                f"vectors         SYNTHETIC {v['rows']:,} x {DIM}, float32 chunks stored as"
+                f" {v.get('stored_dtype', 'float32')} rows ({MODEL} space;"
                 f" {v['real_seeds']:,} of {v['bases']:,} base records seeded by their real vector,"
                 f" the rest near them; copies: {v.get('generator', 'seed + 0.75 x noise')})"
             )
