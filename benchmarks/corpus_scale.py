@@ -105,20 +105,49 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
 
 
+def _hwm_mb(pid: int) -> float:
+    """VmHWM (peak RSS) of a running process; 0 once it has exited."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def run_measured(cmd: list[str]) -> dict[str, Any]:
-    """Run ``cmd``; its output, wall seconds and peak RSS (of it and the children it waited for)."""
+    """Run ``cmd``; its output, wall seconds, CPU seconds and peak RSS.
+
+    The peak is the child's own VmHWM, polled while it runs (a high-water mark: only growth in its
+    last 50 ms can be missed), not wait4's ru_maxrss: Linux carries the parent's peak RSS into the
+    child's at exec, so ru_maxrss reported this driver's memory (1.2 GB at 100k, 4.7 GB at 1M, the
+    same figure for the vector import and the index build) instead of the command's.
+    """
+    import threading
+
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
     assert p.stdout is not None
-    out = p.stdout.read().decode("utf-8", "replace")
-    _, status, usage = os.wait4(p.pid, 0)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.append(p.stdout.read()))  # type: ignore[union-attr]
+    reader.start()
+    peak = 0.0
+    while True:
+        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, _hwm_mb(p.pid))
+        time.sleep(0.05)
+    reader.join()
+    out = b"".join(chunks).decode("utf-8", "replace")
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit(f"error: {' '.join(cmd[:4])} ... failed ({p.returncode}):\n{out[-3000:]}")
     return {
         "out": out,
         "wall_s": time.perf_counter() - t0,
-        "rss_mb": usage.ru_maxrss / 1024,
+        "rss_mb": peak,
         "cpu_s": usage.ru_utime + usage.ru_stime,
     }
 
@@ -161,7 +190,8 @@ def _build(out: str, *files: str) -> None:
                 "seconds": s.seconds,
                 "cpu_writer_s": (c1.user - c0.user) + (c1.system - c0.system),
                 "cpu_parsers_s": (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system),
-                "rss_writer_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                # VmHWM, not ru_maxrss: that one starts from the driver's peak (see run_measured).
+                "rss_writer_mb": _status_mb(),
                 "rss_parser_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                 "line": s.line(),
             }
@@ -591,11 +621,23 @@ def extrapolate(res: Results, sizes: list[str]) -> None:
             f" add ~{i['add_seconds'] * f / 3600:.1f} h (linear), at this machine's measured speed"
         )
     for mode in ("hybrid", "bm25"):
-        pts = [(nn, dd[mode]) for nn, dd in built if dd.get(mode) and "rss_anon_mb" in dd[mode]]
+        # Only sizes searched with the same kind of dense index as the largest: an exact set is held
+        # widened to float32 in anonymous memory, an IVF-PQ searcher holds codes, so a line through
+        # 100k (exact) and 1M (IVF-PQ) fell with size (-4.1 GB at 37M).
+        kind = (d.get("index") or {}).get("info", {}).get("kind")
+        pts = [
+            (nn, dd[mode])
+            for nn, dd in built
+            if dd.get(mode)
+            and "rss_anon_mb" in dd[mode]
+            and (mode == "bm25" or (dd.get("index") or {}).get("info", {}).get("kind") == kind)
+        ]
         if not pts:
             continue
         (n1, s1), (n2, s2) = pts[-2] if len(pts) > 1 else pts[-1], pts[-1]
         slope = (s2["rss_anon_mb"] - s1["rss_anon_mb"]) / (n2 - n1) if n2 > n1 else 0.0
+        if n1 == n2 and mode == "hybrid" and kind == "ivfpq":
+            slope = (default_m(DIM) // 2 + 8) / 2**20  # one IVF-PQ point: what grows is the codes and ids
         est = s2["rss_anon_mb"] + slope * (TARGET - n2)
         print(
             f"search RSS      {mode}: ~{est / 1024:.1f} GB anonymous ({s2['rss_anon_mb']:,.0f} MB at {n2:,},"
