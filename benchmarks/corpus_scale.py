@@ -9,7 +9,7 @@ For each size it prints:
   writer and of the largest parser worker, disk (SQLite records + Tantivy index);
 * vectors: MedCPT-style chunks (float32 ``.npy`` + JSON PMID list, 500k rows each) imported with
   ``clinfo index import-vectors --no-index`` (vectors/s, peak RSS), then the dense index built by
-  ``clinfo index import-vectors CORPUS`` (exact up to 1M vectors, IVF-PQ above: train/add/tune
+  ``clinfo index import-vectors CORPUS`` (exact up to 200k vectors, IVF-PQ above: train/add/tune
   seconds, nprobe, peak RSS), disk of the vector set;
 * search, warm, in a fresh process per mode (bm25, dense, hybrid) through ``LocalSource``, top 20:
   p50/p99 of 500 planner-style PubMed queries and of 500 natural-language questions (PubMedQA),
@@ -533,7 +533,8 @@ def report(res: Results) -> None:
         if ix:
             i = ix["info"]
             extra = (
-                f" IVF{i.get('nlist')},PQ{i.get('m')}, nprobe {i.get('nprobe')}, rescore {i.get('rescore')},"
+                f" IVF{i.get('nlist')},PQ{i.get('m')}{'x4fs' if i.get('nbits') == 4 else ''},"
+                f" nprobe {i.get('nprobe')}, rescore {i.get('rescore')},"
                 f" train {i.get('train_seconds')} s,"
                 f" add {i.get('add_seconds')} s, build-time recall@10 {i.get('recall_at_10')};"
                 if i.get("kind") == "ivfpq"
