@@ -518,7 +518,7 @@ def report(res: Results) -> None:
         if v:
             print(
                 f"vectors         SYNTHETIC {v['rows']:,} x {DIM}, float32 chunks stored as"
-                f" {v.get('stored_dtype', 'float32')} rows ({MODEL} space;"
+                f" {v.get('stored_dtype', '(dtype not recorded)')} rows ({MODEL} space;"
                 f" {v['real_seeds']:,} of {v['bases']:,} base records seeded by their real vector,"
                 f" the rest near them; copies: {v.get('generator', 'seed + 0.75 x noise')})"
             )
