@@ -174,6 +174,20 @@ def test_pasted_question_with_brackets_is_natural_language(index: Engine) -> Non
         assert tr.natural and pmids, text
 
 
+def test_an_operator_word_without_an_operand_is_prose(index: Engine) -> None:
+    # "the OR." is the operating room: read as a union, each side became an AND of many words
+    # and a pasted conclusion found nothing.
+    for text in (
+        "Less time was spent in the OR. Cancer patients recovered sooner.",
+        "cancer surgery in the OR, with fewer complications",
+        "was cancer NOT, after all, more common",
+    ):
+        pmids, _, _, tr = index.search(text, 10)
+        assert tr.natural and pmids, text
+    pmids, _, _, tr = index.search("cancer OR aspirin", ALL)
+    assert not tr.natural and set(pmids) == hits(index, "cancer") | hits(index, "aspirin")
+
+
 def test_natural_language_question_finds_its_abstract(index: Engine) -> None:
     qa = pubmedqa_items()
     found = 0

@@ -582,11 +582,14 @@ def has_syntax(query: str) -> bool:
     return bool(_SYNTAX_SIGNAL.search(query))
 
 
-_STRUCTURE_SIGNAL = re.compile(r"[\[\]]|\b(?:AND|OR|NOT)\b")
+# An operator followed by punctuation has no operand: "time in the OR. Scans..." is the operating
+# room, not a union (read as one, each side became an AND of a dozen words: no hits). A trailing
+# operator ("cancer AND") stays a signal: that is a malformed query, searched as words with a warning.
+_STRUCTURE_SIGNAL = re.compile(r"[\[\]]|\b(?:AND|OR|NOT)\b(?!\s*[.,;:!?)])")
 
 
 def is_boolean(query: str) -> bool:
-    """Whether text uses field tags or upper-case boolean operators.
+    """Whether text uses field tags or upper-case boolean operators (not followed by punctuation).
 
     Without them, quotes and ``*`` alone occur in typed questions too (``the "July effect"``);
     the local corpus ranks such text by BM25 over the OR of its words instead of requiring all.
