@@ -64,13 +64,9 @@ def measure(runs: dict[str, list[int]], qrels: dict[str, dict[str, int]], cutoff
                 for i, p in enumerate(pmids[:cutoff])]  # fmt: skip
     agg = ir_measures.calc_aggregate([nDCG @ 10, R @ 10, R @ 1], qrel_rows, run_rows)
     found = {str(m): v for m, v in agg.items()}
-    # ir-measures averages over queries that have a run; a query with nothing retrieved scores 0.
-    scale = len({q for q in runs if q in qrels and runs[q]}) / max(len(qrels), 1)
-    return {
-        "ndcg": found.get("nDCG@10", 0.0) * scale,
-        "r10": found.get("R@10", 0.0) * scale,
-        "r1": found.get("R@1", 0.0) * scale,
-    }
+    # ir-measures averages over every query of the qrels, a query with nothing retrieved scoring 0
+    # (scaling by the share of non-empty runs again counted those queries twice).
+    return {"ndcg": found.get("nDCG@10", 0.0), "r10": found.get("R@10", 0.0), "r1": found.get("R@1", 0.0)}
 
 
 def search_all(src: Any, queries: dict[str, str], limit: int) -> tuple[dict[str, Ranking], float]:
