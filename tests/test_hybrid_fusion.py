@@ -107,6 +107,37 @@ def test_score_fuse_limit_and_weights() -> None:
         score_fuse([(["a"], [1.0])], [0.5, 0.5], limit=1)
 
 
+def test_confidence_is_how_far_the_head_stands_out() -> None:
+    from clinfo.corpus.hybrid import confidence
+
+    assert confidence([10.0, 9.0, 9.0, 9.0, 9.0, 9.0]) == pytest.approx(0.1)  # a flat head
+    assert confidence([10.0, 2.0, 1.0, 1.0, 1.0]) == pytest.approx(0.9)  # one clear winner
+    assert confidence([3.0, 2.0]) == 1.0  # fewer results than the rank looked at
+    assert confidence([]) == 0.0
+    assert confidence([0.0, 0.0, 0.0, 0.0, 0.0]) == 0.0  # all tied (a filter-only query)
+
+
+def test_confidence_weight_moves_the_share_towards_the_surer_ranking() -> None:
+    from clinfo.corpus.hybrid import CONFIDENCE_PRIOR_BM25, confidence_weight
+
+    peaked, flat = [10.0, 2.0, 1.0, 1.0, 1.0], [1.0, 0.95, 0.95, 0.95, 0.95]
+    assert confidence_weight(flat, flat) == pytest.approx(CONFIDENCE_PRIOR_BM25)  # equal confidence: the prior
+    assert confidence_weight(peaked, flat) > 0.5 > CONFIDENCE_PRIOR_BM25 > confidence_weight(flat, peaked)
+    assert confidence_weight([], []) == CONFIDENCE_PRIOR_BM25  # nothing to go on: no division by zero
+    assert confidence_weight([], peaked) == 0.0 and confidence_weight(peaked, []) == 1.0
+
+
+def test_fuse_hybrid_score_lets_a_verbatim_bm25_match_win() -> None:
+    from clinfo.corpus.hybrid import fuse_hybrid
+
+    # BM25 has one document far ahead (a pasted conclusion); dense has a flat head without it.
+    bm25 = (["exact", "b", "c", "d", "e", "f"], [40.0, 8.0, 7.0, 7.0, 6.0, 6.0])
+    dense = (["near", "b", "c", "d", "e", "exact"], [0.80, 0.79, 0.78, 0.78, 0.77, 0.60])
+    assert fuse_hybrid(bm25, dense, 2, fusion="score")[0][0] == "exact"
+    # with a fixed BM25 share of 0.1 the flat dense head buries it
+    assert fuse_hybrid(bm25, dense, 2, fusion="score", weight_bm25=0.1)[0][0] != "exact"
+
+
 def test_fuse_hybrid_dispatches_on_fusion() -> None:
     bm25 = (["a", "b", "c"], [20.0, 2.0, 1.0])
     dense = (["b", "a", "c"], [0.61, 0.60, 0.20])

@@ -5,7 +5,7 @@ fuses the rankings of several PubMed queries with it (a source may give no score
 different queries are not comparable). Score fusion (``score_fuse``: a weighted sum of each
 ranking's normalised scores) fuses the BM25 and dense rankings of one question in the local
 source, where both rankers give scores; it is the default there (``FUSIONS``, ``DEFAULT_FUSION``)
-because it ranked better than RRF on every ranking set measured (see ``SCORE_WEIGHT_BM25``).
+because it ranked better than RRF on every ranking set measured (see ``CONFIDENCE_PRIOR_BM25``).
 
 ``auto`` means hybrid wherever the corpus has vectors and the query encoder loads, else BM25: it
 is the best mode measured, and it costs nothing where there are no vectors. Nothing heavy is
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODES", "SearchMode", "FUSIONS", "Fusion", "DEFAULT_FUSION", "RRF_K", "HYBRID_K", "FUSION_DEPTH",
-    "SCORE_WEIGHT_BM25", "rrf", "rrf_scores", "fuse", "normalise", "score_fuse", "fuse_hybrid", "ModeChoice",
+    "CONFIDENCE_PRIOR_BM25", "CONFIDENCE_RANK", "rrf", "rrf_scores", "fuse", "normalise",
+    "score_fuse", "confidence", "confidence_weight", "fuse_hybrid", "ModeChoice",
     "choose_mode", "describe", "label",
 ]  # fmt: skip
 
@@ -48,14 +49,20 @@ FUSION_DEPTH = 100
 Fusion = Literal["rrf", "score"]
 FUSIONS: tuple[str, ...] = ("score", "rrf")
 DEFAULT_FUSION: Fusion = "score"
-# Score fusion: BM25's share of the weighted sum (dense gets the rest). Chosen on the tune halves of
-# the five ranking sets over the full ranking corpus (34,481 articles, all embedded;
-# benchmarks/retrieval_quality.py --tune): mean nDCG@10 0.876 for RRF k=10 -> 0.896 (w 0.2, depth
-# 100); w 0.1/0.3/0.4: 0.886/0.893/0.887. Check halves 0.878 -> 0.895: pqa-hard 0.598 -> 0.615,
-# rs200 0.909 -> 0.968, pqa 0.949 -> 0.961, pqa-conclusion 0.971 -> 0.972, nlm-conclusion equal (0.961).
-# Depth 300 reached 0.900 on the tune halves but not more on the check halves (0.895), at three
-# times the candidates per ranker (IVF-PQ rescoring fetches 200): FUSION_DEPTH stays 100.
-SCORE_WEIGHT_BM25 = 0.2
+# Score fusion: the weighted sum of BM25's and dense's normalised scores. A fixed share for BM25,
+# chosen on the tune halves of the five ranking sets over the full ranking corpus (34,481 articles,
+# all embedded; benchmarks/retrieval_quality.py --tune): mean nDCG@10 0.876 for RRF k=10 -> 0.896
+# (0.2, depth 100; 0.1/0.3/0.4: 0.886/0.893/0.887); check halves 0.878 -> 0.895. Depth 300 reached
+# 0.900 on the tune halves but not more on the check halves: FUSION_DEPTH stays 100.
+# Confidence weighting (the default) improves on the fixed share: each ranking's share grows with how
+# far its head stands above its CONFIDENCE_RANK-th result (confidence = 1 - that result's normalised
+# score), so BM25 counts more where one document matches the words almost verbatim and dense more
+# where BM25's head is flat. One grid of 48 variants (rank 2/3/5/10, power 0.5/1, prior 0.05-0.4) was
+# chosen on the tune halves (0.896 -> 0.900); check halves 0.8955 -> 0.9031, at or above the fixed
+# share on all five sets: pqa 0.961 -> 0.961, pqa-hard 0.615 -> 0.634, pqa-conclusion 0.973 -> 0.975,
+# nlm-conclusion 0.961 -> 0.972 (BM25 alone 0.973), rs200 0.968 -> 0.974.
+CONFIDENCE_PRIOR_BM25 = 0.1
+CONFIDENCE_RANK = 5
 
 
 def rrf(rankings: Iterable[Sequence[T]], k: int = RRF_K) -> list[T]:
@@ -128,6 +135,23 @@ def score_fuse(
     return best, [fused[item] for item in best]
 
 
+def confidence(scores: Sequence[float], depth: int = FUSION_DEPTH, rank: int = CONFIDENCE_RANK) -> float:
+    """How far a ranking's head stands out: 1 - the ``rank``-th ``normalise``d score (1 if shorter, 0 if empty)."""
+    norm = normalise(scores, depth)
+    if not norm:
+        return 0.0
+    return 1.0 - (norm[rank - 1] if len(norm) >= rank else 0.0)
+
+
+def confidence_weight(
+    bm25_scores: Sequence[float], dense_scores: Sequence[float], prior: float = CONFIDENCE_PRIOR_BM25
+) -> float:
+    """BM25's share of the score fusion of one question, from each ranking's ``confidence``."""
+    cb, cd = confidence(bm25_scores), confidence(dense_scores)
+    denominator = prior * cb + (1.0 - prior) * cd
+    return prior if denominator <= 0.0 else prior * cb / denominator
+
+
 def fuse_hybrid(
     bm25: tuple[Sequence[T], Sequence[float]],
     dense: tuple[Sequence[T], Sequence[float]],
@@ -136,11 +160,15 @@ def fuse_hybrid(
     fusion: str = DEFAULT_FUSION,
     depth: int = FUSION_DEPTH,
     k: int = HYBRID_K,
-    weight_bm25: float = SCORE_WEIGHT_BM25,
+    weight_bm25: float | None = None,
 ) -> tuple[list[T], list[float]]:
-    """The BM25 and dense rankings of one question fused as ``fusion`` says (``score`` or ``rrf``)."""
+    """The BM25 and dense rankings of one question fused as ``fusion`` says (``score`` or ``rrf``).
+
+    Score fusion weighs BM25 by ``weight_bm25`` when given, else by ``confidence_weight``.
+    """
     if fusion == "score":
-        return score_fuse([bm25, dense], [weight_bm25, 1.0 - weight_bm25], limit, depth)
+        w = confidence_weight(bm25[1], dense[1]) if weight_bm25 is None else weight_bm25
+        return score_fuse([bm25, dense], [w, 1.0 - w], limit, depth)
     if fusion == "rrf":
         return fuse([list(bm25[0][:depth]), list(dense[0][:depth])], limit, k)
     raise ConfigError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
