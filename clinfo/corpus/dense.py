@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from clinfo.corpus.encoders import DEFAULT_MODEL, canonical_name, document_text
+from clinfo.corpus.encoders import DEFAULT_MODEL, canonical_name, document_text, embed_tokens
 from clinfo.corpus.vectors import VectorStore, VectorWriter, as_float32, slug
 from clinfo.errors import ConfigError, CorpusError
 
@@ -744,8 +744,6 @@ def embed_index(
         doc_ids = np.fromiter((r[0] for r in corpus.execute("SELECT pmid FROM docs ORDER BY pmid")), dtype=np.int64)
         if len(doc_ids) == 0:
             raise CorpusError("the corpus has no articles to embed")
-        from clinfo.corpus.encoders import embed_tokens
-
         encoder = _get_encoder(model, max_tokens or embed_tokens(model))
         folder = dense_dir(db_path, model)
         with VectorWriter(folder, model=encoder.name, dim=encoder.dim) as writer:

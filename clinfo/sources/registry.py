@@ -86,7 +86,7 @@ def create_source(spec: str, settings: Settings, cache: Cache | None = None) -> 
 
 
 def _dense(settings: Settings) -> dict[str, str | None]:
-    return {"model": getattr(settings, "dense_model", None), "query_model": getattr(settings, "query_model", None)}
+    return {"model": settings.dense_model, "query_model": settings.query_model}
 
 
 def _pubmed(arg: str, settings: Settings, cache: Cache | None) -> Source:
