@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
+
+from clinfo.appraisal.design import Design
 
 PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 
@@ -14,6 +17,17 @@ PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 class AbstractSection(BaseModel):
     label: str = ""
     text: str
+
+
+class Correction(BaseModel):
+    """A link NLM keeps between a record and a notice about it (``CommentsCorrections``):
+    ``ref_type`` is NLM's RefType ("RetractionIn", "RetractionOf", "ExpressionOfConcernIn",
+    "ErratumIn", "ErratumFor", "CommentOn", ...), ``pmid`` the other record when NLM gives it,
+    ``source`` its citation text ("Lancet. 2021;397:50")."""
+
+    ref_type: str
+    pmid: str | None = None
+    source: str = ""
 
 
 class Article(BaseModel):
@@ -26,6 +40,15 @@ class Article(BaseModel):
     doi: str | None = None
     mesh: list[str] = Field(default_factory=list)
     publication_types: list[str] = Field(default_factory=list)
+    corrections: list[Correction] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def design(self) -> Design:
+        """Study design and level of evidence, decided by code (:mod:`clinfo.appraisal.design`)."""
+        from clinfo.appraisal.design import classify
+
+        return classify(self)
 
     @property
     def abstract(self) -> str:

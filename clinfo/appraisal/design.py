@@ -1,0 +1,154 @@
+"""Study design and level of evidence of an article, decided by code.
+
+Where NLM has indexed the record, its publication types decide the design and the MeSH check
+tags (Humans, Animals) decide whether it studied people; the strongest design named wins
+(a record typed both "Randomized Controlled Trial" and "Multicenter Study" is a randomised
+trial). New records carry only "Journal Article" until NLM indexes them; for those the title and
+abstract decide (``_from_text``).
+
+Levels follow the spirit of the Oxford CEBM 2011 table for questions of treatment benefit:
+1 systematic reviews and meta-analyses, 2 randomised trials, 3 non-randomised controlled studies
+and cohorts, 4 case-control, cross-sectional and case series, 5 mechanism-based reasoning
+(narrative reviews, animal and in-vitro work). Guidelines and anything else are not graded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from clinfo.models import Article
+
+DesignKind = Literal[
+    "meta-analysis",
+    "systematic review",
+    "randomised trial",
+    "non-randomised trial",
+    "cohort",
+    "case-control",
+    "cross-sectional",
+    "case report/series",
+    "narrative review",
+    "guideline",
+    "animal/in-vitro",
+    "other",
+]
+DESIGNS: tuple[DesignKind, ...] = DesignKind.__args__  # type: ignore[attr-defined]
+
+LEVELS: dict[str, int | None] = {
+    "meta-analysis": 1,
+    "systematic review": 1,
+    "randomised trial": 2,
+    "non-randomised trial": 3,
+    "cohort": 3,
+    "case-control": 4,
+    "cross-sectional": 4,
+    "case report/series": 4,
+    "narrative review": 5,
+    "animal/in-vitro": 5,
+    "guideline": None,
+    "other": None,
+}
+
+# NLM publication types -> design, strongest first: the first one a record carries wins
+PUBLICATION_TYPES: tuple[tuple[str, DesignKind], ...] = (
+    ("Meta-Analysis", "meta-analysis"),
+    ("Network Meta-Analysis", "meta-analysis"),
+    ("Systematic Review", "systematic review"),
+    ("Randomized Controlled Trial", "randomised trial"),
+    ("Equivalence Trial", "randomised trial"),
+    ("Pragmatic Clinical Trial", "randomised trial"),
+    ("Clinical Trial, Phase III", "randomised trial"),
+    ("Clinical Trial, Phase IV", "randomised trial"),
+    ("Controlled Clinical Trial", "non-randomised trial"),
+    ("Clinical Trial, Phase I", "non-randomised trial"),
+    ("Clinical Trial, Phase II", "non-randomised trial"),
+    ("Clinical Trial", "non-randomised trial"),
+    ("Observational Study", "cohort"),
+    ("Practice Guideline", "guideline"),
+    ("Guideline", "guideline"),
+    ("Consensus Development Conference", "guideline"),
+    ("Consensus Development Conference, NIH", "guideline"),
+    ("Case Reports", "case report/series"),
+    ("Review", "narrative review"),
+    ("Scoping Review", "narrative review"),
+)
+# MeSH descriptors that name a design NLM indexes as a subject, not as a publication type
+MESH_DESIGNS: tuple[tuple[str, DesignKind], ...] = (
+    ("Prospective Studies", "cohort"),
+    ("Retrospective Studies", "cohort"),
+    ("Cohort Studies", "cohort"),
+    ("Longitudinal Studies", "cohort"),
+    ("Follow-Up Studies", "cohort"),
+    ("Case-Control Studies", "case-control"),
+    ("Cross-Sectional Studies", "cross-sectional"),
+)
+
+Basis = Literal["publication type", "MeSH", "title/abstract", "none"]
+
+
+class Design(BaseModel):
+    """An article's design, its level (1 strongest .. 5; None: not graded), what decided it, and
+    whether it studied humans (MeSH check tags; None when NLM has not said)."""
+
+    kind: DesignKind = "other"
+    level: int | None = None
+    basis: Basis = "none"
+    human: bool | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}, level {self.level}" if self.level else f"{self.kind} (not graded)"
+
+
+def _human(mesh: list[str]) -> bool | None:
+    names = {m.split("/")[0].strip().casefold() for m in mesh}
+    if "humans" in names:
+        return True
+    if "animals" in names:
+        return False
+    return None
+
+
+def _from_publication_types(types: list[str]) -> DesignKind | None:
+    given = {t.strip().casefold() for t in types}
+    return next((kind for name, kind in PUBLICATION_TYPES if name.casefold() in given), None)
+
+
+def _from_mesh(mesh: list[str]) -> DesignKind | None:
+    given = {m.split("/")[0].strip().casefold() for m in mesh}
+    return next((kind for name, kind in MESH_DESIGNS if name.casefold() in given), None)
+
+
+def _from_text(title: str, abstract: str) -> DesignKind | None:
+    """The design a title and abstract state, for records NLM has not indexed yet."""
+    from clinfo.appraisal.design_text import design_from_text
+
+    return design_from_text(title, abstract)
+
+
+def classify(article: Article, *, use_indexing: bool = True) -> Design:
+    """``article``'s design. ``use_indexing=False`` ignores NLM's publication types and MeSH (the
+    benchmark of the title/abstract path hides them this way)."""
+    human = _human(article.mesh) if use_indexing else None
+    kind: DesignKind | None = None
+    basis: Basis = "none"
+    if use_indexing:
+        kind = _from_publication_types(article.publication_types)
+        basis = "publication type"
+        if kind is None or kind == "narrative review":
+            # a review NLM typed "Review" that its MeSH calls a cohort is still a review; but
+            # an untyped record with design MeSH is that design
+            mesh_kind = _from_mesh(article.mesh) if kind is None else None
+            if mesh_kind is not None:
+                kind, basis = mesh_kind, "MeSH"
+    if kind is None:
+        kind = _from_text(article.title, article.abstract)
+        basis = "title/abstract"
+    if kind is None:
+        kind, basis = "other", "none"
+    if human is False and kind in ("other", "narrative review", "non-randomised trial", "cohort"):
+        kind = "animal/in-vitro"
+    return Design(kind=kind, level=LEVELS[kind], basis=basis, human=human)
