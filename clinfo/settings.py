@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from clinfo.appraisal.design import DesignKind
 from clinfo.dates import parse_date
 from clinfo.errors import ConfigError, InvalidArgument
 
@@ -125,6 +126,17 @@ class Settings(BaseSettings):
     date_window_years: int | None = Field(
         None, ge=1, description="with restriction_date: only this many years before it"
     )
+    designs: Annotated[list[DesignKind] | None, NoDecode] = Field(
+        None,
+        description="only evidence of these study designs (decided by code, clinfo.appraisal.design): names such as"
+        " randomised-trial, systematic-review, meta-analysis, cohort, or groups trials-and-reviews, reviews, trials,"
+        " observational; comma-separated in the environment; none: every design",
+    )
+    humans_only: bool = Field(
+        False,
+        description="only human studies: records whose MeSH says animals without humans, and animal or in-vitro"
+        " designs, are left out (records NLM has not tagged stay)",
+    )
     max_question_chars: int = Field(
         2000, ge=10, description="longest question accepted; a longer one is an input error"
     )
@@ -171,6 +183,13 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_date(cls, v: Any) -> Any:
         return parse_date(v)  # its ValueError names the value; pydantic names the field
+
+    @field_validator("designs", mode="before")
+    @classmethod
+    def _designs(cls, v: Any) -> Any:
+        from clinfo.appraisal.filters import design_kinds
+
+        return list(design_kinds(v)) or None  # its ValueError names the value and the choices
 
     @field_validator("eutils_base_url")
     @classmethod
