@@ -8,6 +8,7 @@ whole table is what scripts/settings_table.py prints (defaults and descriptions 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -106,6 +107,10 @@ def _sample(name: str, field: FieldInfo) -> tuple[str, Any]:
         if high is not None and value > high:
             value = low
         return str(value), kind(value)
+    if typing.get_origin(kind) is list:  # a JSON list, as pydantic-settings reads one; a Literal item takes its first
+        item = typing.get_args(kind)[0]
+        choice = typing.get_args(item)[0] if typing.get_origin(item) is typing.Literal else "probe"
+        return json.dumps([choice]), [choice]
     if kind is SecretStr:
         return "probe-secret-value", "probe-secret-value"
     if kind is Path:
