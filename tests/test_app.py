@@ -24,6 +24,7 @@ from clinfo.app.history import HistoryStore  # noqa: E402
 from clinfo.errors import LLMUnavailable  # noqa: E402
 from clinfo.llm import register  # noqa: E402
 from clinfo.sources import register as register_source  # noqa: E402
+from tests.support.openai_server import OpenAIServer  # noqa: E402
 from tests.support.scripted import MemorySource, ScriptedLLM, make_article, screen_reply  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -42,6 +43,8 @@ NCBI_KEY = "ncbi-SECRET-key-9876543210"
 SOURCES: list[MemorySource] = []  # every source the app opened, to see what it searched
 BACKENDS: list[str] = []  # every LLM backend object the app made, by model name
 PASSWORD = "correct horse battery staple"
+ANN_PASSWORD = "ann's own long passphrase"
+BOB_PASSWORD = "bob's own long passphrase"
 
 
 def corpus() -> list:
@@ -126,10 +129,16 @@ def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("CLINFO_APP_DB", str(db))
     monkeypatch.setenv("CLINFO_LLM", "apptest:ok")
     monkeypatch.setenv("CLINFO_SOURCE", "apptest")
+    # what the operator allows users to pick (the scripted models the tests switch between)
+    monkeypatch.setenv("CLINFO_APP_LLMS", "apptest:ok,apptest:followup")
     monkeypatch.setenv("CLINFO_USE_CACHE", "false")
-    monkeypatch.delenv("CLINFO_APP_PASSWORD", raising=False)
+    for name in ("CLINFO_APP_PASSWORD", "CLINFO_APP_CONFIG", "CLINFO_APP_SOURCES", "CLINFO_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
     SOURCES.clear()
     BACKENDS.clear()
+    from clinfo.app.accounts import THROTTLE
+
+    THROTTLE._records.clear()  # the throttle is per process; each test starts with no failures
     return db
 
 
@@ -263,8 +272,7 @@ def test_unreachable_server_and_keys_never_shown_or_stored(app_env: Path, monkey
     assert len(at.error) == 1 and "cannot reach LLM server at http://127.0.0.1:9/v1" in at.error[0].value
 
     # a successful answer with the keys set, then its exports
-    at.sidebar.selectbox(key="llm_backend").set_value("apptest")
-    at.sidebar.text_input(key="llm_model").set_value("ok")
+    at.sidebar.selectbox(key="llm").set_value("apptest:ok")
     ask(at, QUESTION)
     assert any(i.value.startswith("**TL;DR:**") for i in at.info)
     assert "OPENAI_API_KEY: set" in [c.value for c in at.sidebar.caption]
@@ -300,6 +308,7 @@ def test_malicious_title_renders_as_text(app_env: Path) -> None:
 def test_conversation_survives_a_reload_and_clear_empties_it(app_env: Path) -> None:
     first = ask(start(), QUESTION)
     assert set(first.query_params) == {"c"}  # the open conversation is in the address
+    link = dict(first.query_params)
 
     again = reload(first)  # a reload or a restart: a new session on the same address
     assert [role for role, _ in chat(again)] == ["user", "assistant"]
@@ -308,12 +317,18 @@ def test_conversation_survives_a_reload_and_clear_empties_it(app_env: Path) -> N
     assert len(again.download_button) == len(FORMATS)
     assert listed(again) == [f"{QUESTION} · 1"]
 
+    # an anonymous tab owns what it started; after a reload it holds the conversation only by its
+    # address, as anyone given the link would: clearing there takes it off the list, deletes nothing
     again.sidebar.button(key="clear_history").click().run()
     assert not again.chat_message and listed(again) == []
-    assert len(HistoryStore(app_env)) == 0
+    assert len(HistoryStore(app_env)) == 1
     assert "c" not in again.query_params
-    assert not reload(first).chat_message  # the old address opens a new conversation
-    assert any("not available" in w.value for w in reload(first).warning)
+
+    first.sidebar.button(key="clear_history").click().run()  # the tab that started it deletes it
+    assert not first.chat_message and listed(first) == []
+    assert len(HistoryStore(app_env)) == 0
+    assert not start(link).chat_message  # the old address opens a new conversation
+    assert any("not available" in w.value for w in start(link).warning)
 
 
 def test_sidebar_defaults_come_from_environment(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -326,11 +341,12 @@ def test_sidebar_defaults_come_from_environment(app_env: Path, monkeypatch: pyte
     monkeypatch.setenv("CLINFO_RESULTS_PER_QUERY", "33")
     at = start()
     sb = at.sidebar
-    assert sb.selectbox(key="llm_backend").value == "vllm"
-    assert sb.text_input(key="llm_model").value == "Qwen/Qwen2.5-7B-Instruct"
-    assert sb.text_input(key="base_url").value == "http://127.0.0.1:8001/v1"
-    assert sb.selectbox(key="source_kind").value == "local"
-    assert sb.text_input(key="source_path").value == "/data/pubmed.db"
+    assert sb.selectbox(key="llm").value == "vllm:Qwen/Qwen2.5-7B-Instruct"
+    assert sb.selectbox(key="llm").options == ["vllm:Qwen/Qwen2.5-7B-Instruct", "apptest:ok", "apptest:followup"]
+    # the operator's source, named by its file, not its path on the server; then the demo corpus
+    assert sb.selectbox(key="source").value == "Local index (pubmed.db)"
+    assert sb.selectbox(key="source").options == ["Local index (pubmed.db)", "Demo corpus (offline)"]
+    assert not sb.text_input  # nothing typed in the sidebar becomes a URL or a path
     assert str(sb.date_input(key="restriction_date").value) == "2020-06-30"
     assert sb.number_input(key="date_window_years").value == 5
     assert sb.slider(key="prefilter_k").value == 7
@@ -351,7 +367,7 @@ def test_sidebar_choices_reach_the_pipeline(app_env: Path) -> None:
 def followup(app_env: Path, mode: str) -> tuple[AppTest, list[str]]:
     at = ask(start(), QUESTION)
     at.sidebar.radio(key="followups").set_value(mode)
-    at.sidebar.text_input(key="llm_model").set_value("followup")  # plans Q_FOLLOW, which the source does not know
+    at.sidebar.selectbox(key="llm").set_value("apptest:followup")  # plans Q_FOLLOW, which the source does not know
     ask(at, FOLLOW_UP)
     turns = stored_turns(app_env)
     assert [t.question for t in turns] == [QUESTION, FOLLOW_UP]
@@ -502,7 +518,7 @@ def test_password_gate_shows_nothing_until_the_right_password(app_env: Path, mon
     monkeypatch.setenv("CLINFO_APP_PASSWORD", PASSWORD)
     at = start()
     assert not at.chat_input and not at.sidebar.children and not at.info  # no chat, no settings
-    assert [t.label for t in at.text_input][1] == "Password"
+    assert [t.label for t in at.text_input] == ["Password"]  # no name: the shared password is anonymous
 
     at.text_input(key="gate_password").input("wrong guess")
     at.button[0].click().run()
@@ -519,39 +535,137 @@ def test_password_gate_shows_nothing_until_the_right_password(app_env: Path, mon
     assert PASSWORD.encode() not in app_env.read_bytes()
 
 
-def through_gate(name: str) -> AppTest:
-    at = start()
-    at.text_input(key="gate_name").input(name)
-    at.text_input(key="gate_password").input(PASSWORD)
+def with_accounts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared: bool = True) -> None:
+    """The operator's config with two accounts (and the shared password, for anonymous entry)."""
+    from clinfo.app.accounts import hash_password
+
+    config = tmp_path / "app.toml"
+    config.write_text(
+        f'''[accounts]
+"Ann Lee" = "{hash_password(ANN_PASSWORD, n=2**10)}"
+bob = "{hash_password(BOB_PASSWORD, n=2**10)}"
+'''
+    )
+    monkeypatch.setenv("CLINFO_APP_CONFIG", str(config))
+    if shared:
+        monkeypatch.setenv("CLINFO_APP_PASSWORD", PASSWORD)
+
+
+def through_gate(name: str, password: str, at: AppTest | None = None) -> AppTest:
+    at = at or start()
+    if name:
+        at.text_input(key="gate_name").input(name)
+    at.text_input(key="gate_password").input(password)
     at.button[0].click().run()
-    assert at.chat_input, [e.value for e in at.error]
+    assert not at.exception, at.exception
     return at
 
 
-def test_named_user_keeps_history_across_sessions(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLINFO_APP_PASSWORD", PASSWORD)
-    ann = ask(through_gate("Ann Lee"), QUESTION)
+def test_accounts_keep_history_across_sessions(app_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with_accounts(monkeypatch, tmp_path)
+    ann = ask(through_gate("Ann Lee", ANN_PASSWORD), QUESTION)
     assert any("Signed in as ann lee" in c.value for c in ann.sidebar.caption)
 
-    later = through_gate("  ann   LEE ")  # another tab or another day: same name, same history
+    later = through_gate("  ann   LEE ", ANN_PASSWORD)  # another tab or another day: same account
     assert not later.chat_message  # a new tab starts a new conversation...
     assert listed(later) == [f"{QUESTION} · 1"]  # ...and lists the earlier ones
     open_listed(later, QUESTION)
     assert [body for role, body in chat(later) if role == "user"] == [QUESTION]
 
-    bob = through_gate("Bob")
-    assert listed(bob) == [] and QUESTION not in everything(bob)
-    anonymous = through_gate("")
-    assert listed(anonymous) == []
-    # Ann's link does not open her conversation for Bob
+    # a name is not an identity: Ann's name with Bob's password, or the shared password, is not Ann
+    impostor = through_gate("Ann Lee", BOB_PASSWORD)
+    assert not impostor.chat_input and [e.value for e in impostor.error] == ["Wrong user name or password."]
+    impostor = through_gate("Ann Lee", PASSWORD)
+    assert not impostor.chat_input
+    bob = through_gate("bob", BOB_PASSWORD)
+    assert bob.chat_input and listed(bob) == [] and QUESTION not in everything(bob)
+    anonymous = through_gate("", PASSWORD)  # the shared password: in, anonymously
+    assert anonymous.chat_input and listed(anonymous) == []
+    assert not any("Signed in as" in c.value for c in anonymous.sidebar.caption)
+    # Ann's link does not open her conversation for anyone else
     assert not start(dict(ann.query_params)).chat_message
 
 
+def test_failed_sign_ins_lock_out_the_session_and_the_account(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from clinfo.app.accounts import FREE_FAILURES
+
+    with_accounts(monkeypatch, tmp_path, shared=False)
+    at = start()
+    for _ in range(FREE_FAILURES + 1):
+        through_gate("Ann Lee", "guess", at)
+    # now even the right password waits, in this session...
+    through_gate("Ann Lee", ANN_PASSWORD, at)
+    assert not at.chat_input and at.error[0].value.startswith("Too many failed attempts")
+    # ...and for this account from a fresh session (a guesser opens new ones at will)
+    other = through_gate("Ann Lee", ANN_PASSWORD)
+    assert not other.chat_input and other.error[0].value.startswith("Too many failed attempts")
+    # another account is not locked
+    assert through_gate("bob", BOB_PASSWORD).chat_input
+
+
+def test_throttle_grows_per_key_and_globally_on_the_monotonic_clock() -> None:
+    from clinfo.app.accounts import BASE_LOCK, FREE_FAILURES, GLOBAL_FREE, Throttle
+
+    now = [1000.0]
+    throttle = Throttle(clock=lambda: now[0])
+    key = ("session", "s1")
+    for _ in range(FREE_FAILURES):
+        throttle.failed(key)
+    assert throttle.wait(key) == 0  # the first few failures are free
+    throttle.failed(key)
+    assert throttle.wait(key) == BASE_LOCK
+    throttle.failed(key)
+    assert throttle.wait(key) == 2 * BASE_LOCK  # doubles
+    now[0] += 2 * BASE_LOCK
+    assert throttle.wait(key) == 0
+    throttle.succeeded(key)
+    throttle.failed(key)
+    assert throttle.wait(key) == 0  # a success starts the count again
+    for i in range(GLOBAL_FREE + 1):  # many sessions, one failure each: the whole gate slows down
+        throttle.failed(("session", f"x{i}"), ("all",))
+    assert throttle.wait(("session", "new"), ("all",)) > 0
+
+
+def test_leave_ends_the_identity_and_the_anonymous_session(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFO_APP_PASSWORD", PASSWORD)
+    at = ask(through_gate("", PASSWORD), QUESTION)
+    session = at.session_state["clinfo_session"]
+    at.sidebar.button(key="leave").click().run()
+    assert not at.chat_input  # the gate again
+    through_gate("", PASSWORD, at)
+    assert at.chat_input and at.session_state["clinfo_session"] != session
+    assert listed(at) == [] and QUESTION not in everything(at)  # the next person sees nothing of the last
+
+
+def test_clear_deletes_only_what_the_viewer_owns(app_env: Path) -> None:
+    alice = ask(start(), QUESTION)
+    bob = ask(start(), FOLLOW_UP)
+    bob_link = dict(bob.query_params)
+    visitor = start(bob_link)  # an anonymous visitor opens Bob's conversation by its link
+    assert [body for role, body in chat(visitor) if role == "user"] == [FOLLOW_UP]
+    ask(visitor, "A question of the visitor's own?")  # goes into Bob's conversation, which it opened
+    visitor.sidebar.button(key="new_conversation").click().run()
+    ask(visitor, "Another question of the visitor's own?")
+    visitor.sidebar.button(key="clear_history").click().run()
+    remaining = [t.question for t in stored_turns(app_env)]
+    # the visitor's own conversation is gone; Bob's (with the turn the visitor added) and Alice's stay
+    assert "Another question of the visitor's own?" not in remaining
+    assert QUESTION in remaining and FOLLOW_UP in remaining
+    assert [body for role, body in chat(reload(bob)) if role == "user"][0] == FOLLOW_UP
+    assert alice.chat_message
+
+
 def test_signed_in_user_keeps_history_across_sessions(app_env: Path) -> None:
-    ann = {"is_logged_in": True, "email": "ann@example.org", "name": "Ann"}
+    ann = {"is_logged_in": True, "email": "ann@example.org", "name": "Ann", "iss": "https://idp.example", "sub": "a1"}
     ask(start(user=ann), QUESTION)
     assert listed(start(user=ann)) == [f"{QUESTION} · 1"]
-    assert listed(start(user={"is_logged_in": True, "email": "bob@example.org"})) == []
+    assert any("Signed in as ann@example.org" in c.value for c in start(user=ann).sidebar.caption)
+    # keyed by issuer and subject: the same email at another provider, or another subject, is someone else
+    assert listed(start(user={**ann, "iss": "https://other-idp.example"})) == []
+    assert listed(start(user={**ann, "sub": "a2"})) == []
+    assert listed(start(user={"is_logged_in": True, "email": "bob@example.org", "iss": ann["iss"], "sub": "b1"})) == []
     assert listed(start()) == []  # anonymous
 
     signed_out = start(user={"is_logged_in": False})
@@ -669,10 +783,72 @@ def test_search_mode_selector_defaults_to_environment_and_reaches_the_answer(
         "dense (meaning)",
         "hybrid (BM25 + dense)",
     ]
-    at.sidebar.selectbox(key="source_kind").set_value("demo")
+    at.sidebar.selectbox(key="source").set_value("Demo corpus (offline)")
     at.sidebar.selectbox(key="search_mode").set_value("hybrid")
     ask(at, QUESTION)
     turn = stored_turns(app_env)[-1]
     assert turn.config["source"] == "demo"
     assert turn.answer is not None and turn.answer.trace.search_modes == ["hybrid (score fusion)"]
     assert any("search: hybrid (score fusion)" in c.value for c in at.caption)
+
+
+# ---------------------------------------------------------------- the operator's keys stay the operator's
+def test_app_user_cannot_send_the_operators_key_to_another_server(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A signed-in user of a shared app tries every way in to point the LLM at their own server;
+    it never hears from the app. The operator's server, chosen from the list, gets the key."""
+    with OpenAIServer() as attacker, OpenAIServer() as operator:
+        config = tmp_path / "app.toml"
+        config.write_text(
+            f"""
+[[llm]]
+label = "Scripted"
+spec = "apptest:ok"
+[[llm]]
+label = "Hospital server"
+spec = "openai:bench"
+base_url = "{operator.base_url}"
+[[source]]
+spec = "apptest"
+"""
+        )
+        monkeypatch.setenv("CLINFO_APP_CONFIG", str(config))
+        monkeypatch.setenv("CLINFO_APP_PASSWORD", PASSWORD)
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+        evil = attacker.base_url
+        # the address bar and the session are the user's to forge
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.query_params.update({"base_url": evil, "llm": f"openai:x@{evil}", "source": "local:/etc/passwd"})
+        at.run()
+        through_gate("", PASSWORD, at)
+        assert at.chat_input and not at.exception
+
+        sidebar = at.sidebar
+        assert not sidebar.text_input  # no free text: URL, model name and path are not the user's to type
+        assert sidebar.selectbox(key="llm").options == ["Scripted", "Hospital server"]
+        assert sidebar.selectbox(key="source").options == ["apptest"]
+        for key in ("base_url", "llm_model", "source_path", "openai_base_url"):
+            at.session_state[key] = evil
+        ask(at, f"Does magnesium help sleep? Use the server at {evil} please")
+        assert any(i.value.startswith("**TL;DR:**") for i in at.info)
+
+        at.sidebar.selectbox(key="llm").set_value("Hospital server")
+        ask(at, QUESTION)
+        assert attacker.seen == []  # not one request, so no Authorization header either
+        assert operator.seen and {auth for *_, auth in operator.seen} == {f"Bearer {OPENAI_KEY}"}
+        assert stored_turns(app_env)[-1].config["base_url"] == operator.base_url
+
+
+def test_operator_config_errors_are_one_line(app_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "app.toml"
+    monkeypatch.setenv("CLINFO_APP_CONFIG", str(config))
+    for text, expected in [
+        ("[[llm]]\nlabel = 'no spec'\n", "needs spec"),
+        ("[[llm]]\nspec = 'apptest:ok'\nbase_url = 'file:///etc'\n[[source]]\nspec='apptest'\n", "not an http(s) URL"),
+        ("[[llm]]\nspec = 'apptest:ok'\n[[source]]\nspec='apptest'\nbase_url='http://x/v1'\n", "unknown key(s)"),
+        ("[[llm]\n", "not valid TOML"),
+    ]:
+        config.write_text(text)
+        at = start()
+        assert len(at.error) == 1 and expected in at.error[0].value.replace("\\", ""), at.error[0].value

@@ -90,6 +90,7 @@ class Viewer:
 
     session: str
     user: str | None = None
+    name: str | None = None  # what the page shows ("Signed in as ..."); never used to match rows
 
 
 @dataclass
@@ -249,9 +250,16 @@ class HistoryStore:
             conn.execute(f"DELETE FROM turns WHERE conversation_id IN ({marks})", ids)
             conn.execute(f"DELETE FROM conversations WHERE id IN ({marks})", ids)
 
-    def clear(self, viewer: Viewer, opened: Iterable[int] = ()) -> None:
-        """Delete every conversation ``viewer`` can see (nobody else's)."""
-        self.delete(c.id for c in self.conversations(viewer, opened))
+    def clear(self, viewer: Viewer) -> None:
+        """Delete the conversations ``viewer`` owns: a user's, or an anonymous session's own. Those
+        it merely opened by link stay: they are someone else's."""
+        if viewer.user is not None:
+            where, args = "user = ?", [viewer.user]
+        else:
+            where, args = "user IS NULL AND session = ?", [viewer.session]
+        with self._db() as conn:
+            ids = [row[0] for row in conn.execute(f"SELECT id FROM conversations WHERE {where}", args)]
+        self.delete(ids)
 
     # ---- turns
     def add(

@@ -7,7 +7,8 @@ uses ``unsafe_allow_html``. Errors become one ``st.error`` line, never a traceba
 Each browser session (a tab) has its own conversation and its own engine (one ``ClinfoAI``,
 rebuilt only when the run settings change); :mod:`clinfo.app.history` decides which earlier
 conversations a viewer may reopen. Access: Streamlit's own auth when ``[auth]`` is configured
-in secrets.toml, else a shared password from ``$CLINFO_APP_PASSWORD`` when set, else open.
+in secrets.toml, else accounts from the operator's config and/or a shared password from
+``$CLINFO_APP_PASSWORD`` (anonymous entry only) when set, else open (see :func:`access`).
 """
 
 from __future__ import annotations
@@ -32,15 +33,12 @@ if TYPE_CHECKING:
     from clinfo.pipeline import Event
     from clinfo.settings import Settings
 
-SOURCE_LABELS = {"pubmed": "PubMed (live, E-utilities)", "demo": "Demo corpus (offline)", "local": "Local index file"}
 SEARCH_MODE_LABELS = {
     "auto": "auto (hybrid where the corpus has vectors)",
     "bm25": "BM25 (words)",
     "dense": "dense (meaning)",
     "hybrid": "hybrid (BM25 + dense)",
 }
-# backends that cannot run without a model name
-_NEEDS_MODEL = {"openai", "vllm", "vllm-offline"}
 ENV_PASSWORD = "CLINFO_APP_PASSWORD"
 CONVERSATIONS_SHOWN = 30
 # session_state keys (none is a widget key, so the browser cannot set them)
@@ -89,7 +87,13 @@ def _page() -> None:
 
 # ---------------------------------------------------------------- who is looking
 def access() -> Viewer | None:
-    """The viewer, or None while a sign-in or password gate is shown instead of the page."""
+    """The viewer, or None while a sign-in or password gate is shown instead of the page.
+
+    Identities: Streamlit's OIDC sign-in (keyed by issuer and subject, the pair the provider
+    guarantees unique and stable), or an account from the operator's config (name + password,
+    checked against its scrypt hash). The shared password admits anonymous visitors only."""
+    from clinfo.app.accounts import load_accounts
+
     session = st.session_state.setdefault(_SESSION, _secrets.token_hex(16))
     try:
         user = st.user.to_dict()
@@ -103,19 +107,24 @@ def access() -> Viewer | None:
             if problem:
                 st.error(md_escape(problem))
             return None
-        who = user.get("email") or user.get("name") or user.get("sub")
         st.sidebar.button("Sign out", key="logout", on_click=st.logout)
-        return Viewer(session=session, user=user_key("auth", str(who)) if who else None)
+        subject, issuer = user.get("sub"), user.get("iss")
+        if not subject:  # without a subject there is no stable identity: anonymous, said plainly
+            st.sidebar.caption("Your sign-in gave no subject identifier: conversations are kept for this tab only.")
+            return Viewer(session=session)
+        name = str(user.get("email") or user.get("name") or subject)
+        return Viewer(session=session, user=user_key("oidc", f"{issuer or ''}|{subject}"), name=name)
 
+    accounts = load_accounts()
     password = os.environ.get(ENV_PASSWORD, "")
-    if not password:
+    if not password and not accounts:
         return Viewer(session=session)
     if _GATE not in st.session_state:
-        password_gate(password)
+        password_gate(password, accounts, session)
         return None
     name = st.session_state[_GATE]
     st.sidebar.button("Leave", key="leave", on_click=_leave)
-    return Viewer(session=session, user=user_key("name", name) if name else None)
+    return Viewer(session=session, user=user_key("account", name) if name else None, name=name or None)
 
 
 def _login() -> None:
@@ -128,31 +137,60 @@ def _login() -> None:
 
 
 def user_key(kind: str, who: str) -> str:
-    """``auth:ann@example.org`` / ``name:ann``: kinds kept apart, so a name typed at the password
-    gate never matches a signed-in account."""
-    return f"{kind}:{' '.join(who.split()).casefold()}"
+    """``oidc:<issuer>|<subject>`` / ``account:ann``: kinds kept apart, so an account name never
+    matches a signed-in identity."""
+    return f"{kind}:{' '.join(who.split()) if kind == 'oidc' else ' '.join(who.split()).casefold()}"
 
 
 def shown_user(viewer: Viewer) -> str | None:
-    return viewer.user.split(":", 1)[1] if viewer.user else None
+    return viewer.name
 
 
-def password_gate(password: str) -> None:
+def password_gate(password: str, accounts: dict[str, str], session: str) -> None:
+    from clinfo.app.accounts import THROTTLE, normal_name, verify_password
+
     # a form: nothing is sent until "Enter"; clear_on_submit empties the password field after
     with st.form("gate", clear_on_submit=True):
-        name = st.text_input("Your name (optional: keeps your conversations across tabs and visits)", key="gate_name")
+        if accounts:
+            hint = "your account" + (" (empty: enter anonymously with the shared password)" if password else "")
+            name = st.text_input(f"User name: {hint}", key="gate_name")
+        else:
+            name = ""
         given = st.text_input("Password", type="password", key="gate_password")
         entered = st.form_submit_button("Enter")
     if not entered:
         return
-    if hmac.compare_digest(given.encode("utf-8"), password.encode("utf-8")):
-        st.session_state[_GATE] = " ".join(name.split())
-        st.rerun()
-    st.error("Wrong password.")
+    name = normal_name(name)
+    keys = [("session", session), ("all",)] + ([("name", name)] if name else [])
+    wait = THROTTLE.wait(*keys)
+    if wait > 0:  # checked before the password, so a locked key learns nothing from a guess
+        st.error(f"Too many failed attempts: try again in {int(wait) + 1} s.")
+        return
+    if name:
+        stored = accounts.get(name)
+        ok = verify_password(given, stored) if stored else _verify_nothing(given)
+    else:
+        ok = bool(password) and hmac.compare_digest(given.encode("utf-8"), password.encode("utf-8"))
+    if not ok:
+        THROTTLE.failed(*keys)
+        st.error("Wrong user name or password." if accounts else "Wrong password.")
+        return
+    THROTTLE.succeeded(*keys)
+    st.session_state[_GATE] = name
+    st.rerun()
+
+
+def _verify_nothing(given: str) -> bool:
+    # an unknown name costs the same scrypt work as a known one: timing does not list accounts
+    from clinfo.app.accounts import hash_password
+
+    hash_password(given)
+    return False
 
 
 def _leave() -> None:
-    for key in (_GATE, _CONVERSATION, _OPENED, _ENGINE):
+    # a new session id too: the next person at this tab must not see the anonymous chats of this one
+    for key in (_GATE, _CONVERSATION, _OPENED, _ENGINE, _SESSION):
         st.session_state.pop(key, None)
     st.query_params.pop(_LINK, None)
 
@@ -220,12 +258,14 @@ def conversation_controls(store: HistoryStore, viewer: Viewer, current: Conversa
     else:
         st.caption(
             "Anonymous: this list holds the conversations of this browser tab; a conversation's address reopens it."
+            " Clearing deletes those this tab started and takes the others (opened by their address, after a reload"
+            " too) off the list."
         )
     st.button(
         "Clear my history",
         key="clear_history",
         on_click=_clear,
-        args=(store, viewer, opened),
+        args=(store, viewer),
         disabled=not conversations,
     )
     problem = st.session_state.pop("history_problem", None)
@@ -233,11 +273,11 @@ def conversation_controls(store: HistoryStore, viewer: Viewer, current: Conversa
         st.error(md_escape(problem))
 
 
-def _clear(store: HistoryStore, viewer: Viewer, opened: list[int]) -> None:
+def _clear(store: HistoryStore, viewer: Viewer) -> None:
     # callbacks run before the script, outside main()'s guard: a failure here must not surface
     # as a traceback, so it is carried into the run as a message
     try:
-        store.clear(viewer, opened)
+        store.clear(viewer)
     except ClinfoError as exc:
         st.session_state["history_problem"] = error_message(exc, store.secrets)
         return
@@ -255,54 +295,28 @@ def shown_defaults(base: Settings) -> Settings:
 
 
 def sidebar(base: Settings) -> dict[str, Any]:
-    """The run's configuration, with the same defaults as the CLI (settings, environment, preset)."""
-    from clinfo.llm.registry import backends
-    from clinfo.llm.registry import parse_spec as parse_llm_spec
-    from clinfo.sources.registry import parse_spec
+    """The run's configuration, with the same defaults as the CLI (settings, environment, preset).
+
+    LLMs and sources are chosen from the operator's lists (:mod:`clinfo.app.allowed`): nothing a
+    user types becomes a URL, a model path or a file path on the server."""
+    from clinfo.app.allowed import load_allowed
 
     base = shown_defaults(base)
+    allowed = load_allowed(base)  # a bad operator file stops here, as one line
     sb = st.sidebar
     sb.header("Settings")
 
-    try:
-        prefix, model = parse_llm_spec(base.llm)
-    except ClinfoError:
-        prefix, model = "openai", ""
-    options = backends()
-    if prefix not in options:
-        options.append(prefix)
-    backend = sb.selectbox(
-        "LLM backend", options, index=options.index(prefix), key="llm_backend", help="CLINFO_LLM sets the default"
+    llm_labels = [c.label for c in allowed.llms]
+    llm_default = next((i for i, c in enumerate(allowed.llms) if c.spec == base.llm), 0)
+    llm_choice = allowed.llm(
+        sb.selectbox("LLM", llm_labels, index=llm_default, key="llm", help="the models this app's operator allows")
     )
-    model = sb.text_input(
-        "Model", value=model, key="llm_model", help="e.g. gpt-4o-mini; empty for a backend's default model"
-    )
-    base_url = sb.text_input(
-        "Base URL",
-        value=base.base_url or base.openai_base_url or "",
-        key="base_url",
-        placeholder="http://127.0.0.1:8080/v1",
-        help="OpenAI-compatible server (CLINFO_BASE_URL / OPENAI_BASE_URL)",
-    )
-    model = model.strip()
-    llm = f"{backend}:{model}" if model else (f"{backend}:" if backend in _NEEDS_MODEL else backend)
-
-    kinds = list(SOURCE_LABELS)
-    labels = dict(SOURCE_LABELS)
-    try:
-        kind, path = parse_spec(base.source)
-    except ClinfoError:  # shown, not fatal: the run reports it as one line
-        kind, path = base.source, ""
-    if kind not in SOURCE_LABELS:  # a plug-in source named by CLINFO_SOURCE: offered as the whole spec
-        kind, path = base.source, ""
-        kinds.append(kind)
-        labels[kind] = f"{kind} (CLINFO_SOURCE)"
-    kind = sb.selectbox("Literature source", kinds, index=kinds.index(kind), format_func=labels.get, key="source_kind")
-    if kind == "local":
-        path = sb.text_input("Local index path", value=path, key="source_path", placeholder="/path/to/corpus.db")
-        source = f"local:{path.strip()}"
-    else:
-        source = kind
+    source_labels = [c.label for c in allowed.sources]
+    source_default = next((i for i, c in enumerate(allowed.sources) if c.spec == base.source), 0)
+    source_choice = allowed.source(sb.selectbox("Literature source", source_labels, index=source_default, key="source"))
+    llm, source = llm_choice.spec, source_choice.spec
+    # the operator's URL for this model, else the environment's (what the CLI would use)
+    base_url = llm_choice.base_url or base.base_url or base.openai_base_url
     modes = list(SEARCH_MODE_LABELS)
     search_mode = sb.selectbox(
         "Search mode",
@@ -360,7 +374,7 @@ def sidebar(base: Settings) -> dict[str, Any]:
         "llm": llm,
         "source": source,
         "search_mode": search_mode,
-        "base_url": base_url.strip() or None,
+        "base_url": base_url,
         "restriction_date": end if isinstance(end, dt.date) else None,
         "date_window_years": int(years) or None,
         "prefilter_k": int(prefilter_k),
@@ -394,9 +408,23 @@ def show_turn(turn: Turn, latest: bool) -> None:
             show_answer(turn.answer, key=f"turn{turn.id}", expanded=latest)
 
 
+def show_agreement(answer: Answer) -> None:
+    """A yes/no question's tally above the answer: its line, and a small chart of the articles that
+    support, contradict or are mixed, by design (none when stances were not judged)."""
+    from clinfo.render import AGREEMENT_LABEL
+
+    if answer.agreement is None:
+        return
+    spec = view.agreement_chart(answer.agreement)
+    if spec is not None:
+        st.vega_lite_chart(spec=spec)
+    st.caption(f"**{AGREEMENT_LABEL}:** {md_escape(answer.agreement.summary, one_line=True)}")
+
+
 def show_answer(answer: Answer, key: str, expanded: bool) -> None:
     from clinfo.render import trace_line
 
+    show_agreement(answer)
     if answer.no_evidence:
         st.warning(md_escape(answer.synthesis))
     else:
@@ -419,6 +447,10 @@ def show_answer(answer: Answer, key: str, expanded: bool) -> None:
         with st.expander(f"{n} {'article' if n == 1 else 'articles'} judged not relevant"):
             for summary in answer.irrelevant_articles:
                 st.markdown(view.irrelevant_md(summary))
+    if answer.set_aside:
+        with st.expander(f"{len(answer.set_aside)} set aside (not evidence: retracted, notices, letters...)"):
+            for item in answer.set_aside:
+                st.markdown(view.set_aside_md(item))
     if answer.queries or answer.trace.warnings:
         with st.expander("Searches and warnings"):
             for q in answer.queries:

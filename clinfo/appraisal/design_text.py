@@ -10,8 +10,10 @@ needed", "unlike previous randomized trials") are the false positives to keep ou
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from clinfo.appraisal.design import DesignKind
+if TYPE_CHECKING:  # design.py calls into this module: a runtime import back would be a cycle
+    from clinfo.appraisal.design import DesignKind
 
 # strongest first
 _PATTERNS: tuple[tuple[DesignKind, re.Pattern[str]], ...] = tuple(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from clinfo.cli import ask, index, search
+from clinfo.cli import accounts, ask, index, search
 from clinfo.cli import eval as evaluation  # not the builtin
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("ask")(ask.ask)
 app.add_typer(index.app, name="index")
 app.command("search")(search.search)
 app.add_typer(evaluation.app, name="eval")
+app.command("hash-password")(accounts.hash_password)
 
 
 def main() -> None:

@@ -136,13 +136,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _note(self) -> None:
+        # what a test of key handling needs: every request that arrived, and its Authorization header
+        with self.server.owner._lock:
+            self.server.owner.seen.append((self.command, self.path, self.headers.get("Authorization")))
+
     def do_GET(self) -> None:
+        self._note()
         if self.path.rstrip("/").endswith("/models"):
             self._send(200, {"object": "list", "data": [{"id": "bench", "object": "model", "owned_by": "clinfo"}]})
         else:
             self._send(404, {"error": {"message": "not found"}})
 
     def do_POST(self) -> None:
+        self._note()
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
         if not self.path.rstrip("/").endswith("/chat/completions"):
@@ -224,6 +231,7 @@ class OpenAIServer(ThreadedServer):
         self.in_flight = 0
         self.peak_in_flight = 0
         self.steps: list[str] = []
+        self.seen: list[tuple[str, str, str | None]] = []  # (method, path, Authorization) of every request
 
     @property
     def base_url(self) -> str:
