@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
+from clinfo.appraisal.agreement import Agreement, Stance
 from clinfo.appraisal.design import Design
 
 PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
@@ -103,6 +104,9 @@ class ArticleSummary(BaseModel):
     # The summary fields (design, sample_size, population, risk_of_bias, summary) the screening
     # asked for; None when unknown (answers saved before this field existed).
     fields_requested: list[str] | None = None
+    # For a yes/no question, what the article's finding says (clinfo.appraisal.agreement); None when
+    # the question is not yes/no. "not judged" where relevance came from retrieval scores.
+    stance: Stance | None = None
 
     @property
     def pmid(self) -> str:
@@ -176,6 +180,8 @@ class Answer(BaseModel):
     article_summaries: list[ArticleSummary] = Field(default_factory=list)
     irrelevant_articles: list[ArticleSummary] = Field(default_factory=list)
     no_evidence: bool = False
+    # For a yes/no question with relevant evidence: the stances tallied by design; None otherwise.
+    agreement: Agreement | None = None
     llm: str = ""
     source: str = ""
     trace: Trace = Field(default_factory=Trace)

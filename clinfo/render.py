@@ -25,9 +25,11 @@ DISCLAIMER = (
 )
 
 PUBMED = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
+# the tally of a yes/no question's stances (Answer.agreement), one line under the TL;DR
+AGREEMENT_LABEL = "Agreement (yes/no question)"
 
 # The parts of an answer in reading order; answer_markdown shows all but the disclaimer unless told.
-SECTIONS = ("question", "tldr", "synthesis", "references", "searches", "trace", "disclaimer")
+SECTIONS = ("question", "tldr", "agreement", "synthesis", "references", "searches", "trace", "disclaimer")
 DEFAULT_SECTIONS = SECTIONS[:-1]
 
 # Characters that start inline constructs anywhere in a line: emphasis, code, links and images,
@@ -158,6 +160,8 @@ def answer_markdown(
     parts: dict[str, str] = {"question": f"{'#' * level} {line(answer.question)}"}
     if answer.tldr:
         parts["tldr"] = f"**TL;DR:** {line(answer.tldr)}"
+    if answer.agreement is not None:
+        parts["agreement"] = f"**{AGREEMENT_LABEL}:** {line(answer.agreement.summary)}"
     parts["synthesis"] = linked_text(answer.synthesis, answer.references) if escape else answer.synthesis
     if answer.references:
         parts["references"] = f"{sub} References\n\n" + references_markdown(answer, escape=escape)

@@ -321,7 +321,8 @@ def test_extractive_synthesis_quotes_conclusions_without_llm_writing() -> None:
         QUESTION, on_token=tokens.append
     )
     assert set(llm.steps()) == {"screen"}  # no planning, no synthesis call
-    assert set(llm.calls[0].schema["properties"]) == {"relevant", "score", "reason"}  # no summary asked
+    # no summary asked; the stance is, the question being a yes/no question
+    assert set(llm.calls[0].schema["properties"]) == {"relevant", "score", "reason", "stance"}
     assert answer.article_summaries[0].design == ""
     assert answer.article_summaries[0].relevance_source == "llm" and answer.article_summaries[0].fields_requested == []
     assert "- Magnesium improved sleep. (Conclusions) [1]" in answer.synthesis  # the conclusion, not the methods

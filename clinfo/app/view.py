@@ -6,11 +6,12 @@ answer itself (synthesis, references, searches) is laid out by :mod:`clinfo.rend
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clinfo.render import doi_url, link_md, md_escape, pubmed_url
 
 if TYPE_CHECKING:
+    from clinfo.appraisal.agreement import Agreement
     from clinfo.models import Article, ArticleSummary
 
 
@@ -75,6 +76,65 @@ def relevance_md(summary: ArticleSummary) -> str:
     return f"**Relevance:** {how}" + (f". {md_escape(reason, one_line=True)}" if reason else "")
 
 
+# a yes/no question's stance on a card, in words
+STANCE_TEXT = {
+    "supporting": "supporting (its finding says yes)",
+    "contradicting": "contradicting (its finding says no)",
+    "mixed": "mixed (yes in part, no in part)",
+    "not answering": "not answering (neither yes nor no)",
+}
+
+
+def stance_md(summary: ArticleSummary) -> str:
+    """The article's answer to a yes/no question; "" when the question is not one."""
+    if summary.stance is None:
+        return ""
+    if summary.stance == "not judged":
+        why = "relevance from retrieval scores" if summary.relevance_source == "retrieval" else "the model gave none"
+        return f"**Stance:** not judged ({why})"
+    return f"**Stance:** {STANCE_TEXT[summary.stance]}"
+
+
+# the stances the chart shows (the others are in the tally's line)
+CHART_STANCES = ("supporting", "contradicting", "mixed")
+
+
+def agreement_chart(agreement: Agreement | None) -> dict[str, Any] | None:
+    """A Vega-Lite spec (data inline) of a yes/no question's tally: one horizontal bar per stance,
+    stacked by design, strongest level first; None when there is nothing to draw (not a yes/no
+    question, stances not judged, or no article supports, contradicts or is mixed)."""
+    if agreement is None or not agreement.judged:
+        return None
+    from clinfo.appraisal.design import DESIGNS
+
+    cells = [c for c in agreement.cells if c.stance in CHART_STANCES and c.count]
+    if not cells:
+        return None
+    label = {c.design: f"{c.design} (level {c.level})" if c.level else f"{c.design} (not graded)" for c in cells}
+    levels = {c.design: 99 if c.level is None else c.level for c in cells}
+    strongest_first = sorted(label, key=lambda kind: (levels[kind], DESIGNS.index(kind)))
+    rows = [
+        {"stance": c.stance, "design": label[c.design], "articles": c.count, "order": strongest_first.index(c.design)}
+        for c in cells
+    ]
+    return {
+        "data": {"values": rows},
+        "mark": {"type": "bar", "tooltip": True},
+        "height": {"step": 22},
+        "encoding": {
+            "y": {"field": "stance", "type": "nominal", "sort": list(CHART_STANCES), "title": None},
+            "x": {"field": "articles", "type": "quantitative", "title": "articles", "axis": {"tickMinStep": 1}},
+            "color": {
+                "field": "design",
+                "type": "nominal",
+                "sort": [label[k] for k in strongest_first],
+                "title": "design (level of evidence)",
+            },
+            "order": {"field": "order", "type": "ordinal"},
+        },
+    }
+
+
 def card_md(summary: ArticleSummary, n: int | None = None) -> str:
     """One relevant article: title, where it appeared, how its relevance was decided, and the
     structured summary fields the screening asked for (no others)."""
@@ -82,6 +142,9 @@ def card_md(summary: ArticleSummary, n: int | None = None) -> str:
     head = f"**{title_md(a)}**" if n is None else f"**\\[{n}\\] {title_md(a)}**"
     lines = [head + "  ", article_meta_md(a), ""]  # two trailing spaces: a line break, not a join
     lines += [relevance_md(summary), ""]
+    stance = stance_md(summary)
+    if stance:
+        lines += [stance, ""]
     labels = dict(SUMMARY_FIELDS)
     for name in requested_fields(summary):
         value = getattr(summary, name)

@@ -251,6 +251,72 @@ def citation_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
+# ---------------------------------------------------------------- evidence cited
+
+
+def _cited_design(answer: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any] | None:
+    """The design of a cited reference, as the answer recorded it (on the reference or on its
+    article); decided now for answers saved before designs were recorded."""
+    if isinstance(ref.get("design"), dict):
+        return ref["design"]
+    for summary in answer.get("article_summaries") or []:
+        article = summary.get("article") or {}
+        if article.get("pmid") == ref.get("pmid"):
+            if isinstance(article.get("design"), dict):
+                return article["design"]
+            from clinfo.models import Article
+
+            return Article.model_validate(article).design.model_dump()
+    return None
+
+
+def evidence_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The design mix of cited evidence: cited references counted by design kind and by level
+    (shares of all cited references), and, for yes/no questions, the stances tallied
+    (``Answer.agreement``) summed over answers."""
+    from clinfo.appraisal.agreement import STANCES
+    from clinfo.appraisal.design import DESIGNS
+
+    kinds: dict[str, int] = {}
+    levels: dict[str, int] = {}
+    stances = dict.fromkeys(STANCES, 0)
+    citing = tallied = 0
+    for r in answered:
+        answer = r["answer"]
+        cited = [ref for ref in answer.get("references") or [] if ref.get("cited")]
+        citing += bool(cited)
+        for ref in cited:
+            design = _cited_design(answer, ref) or {}
+            kind = design.get("kind") or "unknown"
+            kinds[kind] = kinds.get(kind, 0) + 1
+            level = str(design["level"]) if design.get("level") else "not graded"
+            levels[level] = levels.get(level, 0) + 1
+        agreement = answer.get("agreement")
+        if isinstance(agreement, dict) and agreement.get("judged"):
+            tallied += 1
+            for stance, count in (agreement.get("counts") or {}).items():
+                if stance in stances:
+                    stances[stance] += count
+    total = sum(kinds.values())
+    if not total and not tallied:
+        return None
+    order = [*DESIGNS, "unknown"]
+    mix = {k: kinds[k] for k in sorted(kinds, key=lambda k: order.index(k) if k in order else len(order))}
+    level_mix = {k: levels[k] for k in sorted(levels, key=lambda k: (k == "not graded", k))}
+    strong = sum(n for k, n in levels.items() if k in ("1", "2"))
+    return {
+        "questions": len(answered),
+        "answers_citing": citing,
+        "cited": total,
+        "design_mix": mix,
+        "design_share": {k: round(n / total, 4) for k, n in mix.items()} if total else {},
+        "level_mix": level_mix,
+        "level_1_2_share": round(strong / total, 4) if total else None,
+        "stance_questions": tallied,
+        "stances": stances if tallied else None,
+    }
+
+
 # ---------------------------------------------------------------- cost and speed
 
 
@@ -338,6 +404,7 @@ def metrics_from_records(
         "yesno": label_metrics(answered),
         "text": text_metrics(answered, with_bertscore),
         "citations": citation_metrics(answered),
+        "evidence": evidence_metrics(answered),
         "cost": cost_metrics(records, sessions or []),
     }
 

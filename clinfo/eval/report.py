@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clinfo.appraisal.agreement import STANCES
+from clinfo.appraisal.design import DESIGNS
 from clinfo.eval.metrics import CURVE_K, compute_metrics
 
 # (section, row label, path into the metrics dict, format)
@@ -38,6 +40,11 @@ ROWS: list[tuple[str, str, tuple[str, ...], str]] = [
     ("citations", "references per answer", ("citations", "references_per_answer"), ".2f"),
     ("citations", "answers with citations", ("citations", "answers_with_citations"), ".3f"),
     ("citations", "no-evidence answers", ("citations", "no_evidence_share"), ".3f"),
+    ("evidence", "cited references", ("evidence", "cited"), "d"),
+    ("evidence", "cited at level 1-2 (reviews, trials)", ("evidence", "level_1_2_share"), ".3f"),
+    *[("evidence", f"cited: {kind}", ("evidence", "design_share", kind), ".3f") for kind in (*DESIGNS, "unknown")],
+    ("evidence", "yes/no answers with a stance tally", ("evidence", "stance_questions"), "d"),
+    *[("evidence", f"stance: {stance}", ("evidence", "stances", stance), "d") for stance in STANCES],
     ("cost", "LLM calls per question", ("cost", "llm_calls_per_question"), ".1f"),
     ("cost", "tokens per question", ("cost", "tokens_per_question"), ".0f"),
     ("cost", "source requests per question", ("cost", "source_requests_per_question"), ".1f"),
@@ -121,6 +128,12 @@ def _run_markdown(name: str, metrics: dict[str, Any], config: dict[str, Any], pl
         for gold, row in zip(conf["rows_gold"], conf["matrix"]):
             parts.append(f"| {gold} | " + " | ".join(str(v) for v in row) + " |")
         parts.append("")
+    evidence = metrics.get("evidence")
+    if evidence and evidence.get("cited"):
+        parts += ["## Design mix of cited evidence", "", "| design | cited | share |", "|---|---|---|"]
+        for kind, count in evidence["design_mix"].items():
+            parts.append(f"| {kind} | {count} | {evidence['design_share'][kind]:.3f} |")
+        parts.append("")
     text = metrics.get("text")
     if text and text.get("bertscore_note"):
         parts += [f"BERTScore: {text['bertscore_note']}", ""]
@@ -179,6 +192,13 @@ def _plots(run_dir: Path, metrics: dict[str, Any], walls: list[float]) -> list[s
                 ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black")
         ax.set(xlabel="predicted", ylabel="gold", title=f"accuracy {yesno['accuracy']:.2f}")
         save(fig, "confusion.png")
+    evidence = metrics.get("evidence")
+    if evidence and evidence.get("cited"):
+        mix = evidence["design_mix"]
+        fig, ax = plt.subplots(figsize=(5, 0.6 + 0.3 * len(mix)))
+        ax.barh(list(mix)[::-1], list(mix.values())[::-1])
+        ax.set(xlabel="cited references", title="Design mix of cited evidence")
+        save(fig, "design_mix.png")
     if walls:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.hist(walls, bins=min(30, max(5, len(walls) // 3)))

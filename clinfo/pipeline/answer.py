@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from clinfo.appraisal.agreement import tally
+from clinfo.appraisal.yes_no import is_yes_no_question
 from clinfo.llm.base import TokenCallback
 from clinfo.models import Answer, Reference
 from clinfo.pipeline.plan import plan_queries
@@ -67,14 +69,17 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
         if on_token is not None:
             on_token(answer.synthesis)
     else:
+        if is_yes_no_question(run.question):
+            # stances read by the model only when it screened; retrieval scores leave them "not judged"
+            answer.agreement = tally(relevant, judged=screening.decided_by == BY_LLM)
         run.emit("synthesize", "writing the synthesis", articles=len(relevant))
         with run.timed("synthesize"):
             if settings.synthesis_mode == "extractive":
-                written = extractive_synthesis(run.question, relevant, len(summaries))
+                written = extractive_synthesis(run.question, relevant, len(summaries), answer.agreement)
                 if on_token is not None:
                     on_token(written.text)
             else:
-                written = await synthesize(run, relevant, on_token)
+                written = await synthesize(run, relevant, on_token, answer.agreement)
         answer.synthesis, answer.tldr = written.text, written.tldr
         answer.references = [
             Reference(

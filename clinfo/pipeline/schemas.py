@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from clinfo.appraisal.agreement import JUDGED_STANCES
+
 # plan: several PubMed queries for one question
 QUERIES_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -42,3 +44,12 @@ RELEVANCE_SCHEMA: dict[str, Any] = {
     "required": ["relevant", "score", "reason"],
     "additionalProperties": False,
 }
+
+
+def with_stance(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` plus the article's stance on a yes/no question (clinfo.appraisal.agreement)."""
+    return {
+        **schema,
+        "properties": {**schema["properties"], "stance": {"type": "string", "enum": list(JUDGED_STANCES)}},
+        "required": [*schema["required"], "stance"],
+    }

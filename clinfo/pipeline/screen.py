@@ -12,13 +12,24 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from clinfo.appraisal.agreement import parse_stance
+from clinfo.appraisal.yes_no import is_yes_no_question
 from clinfo.errors import LLMError, LLMUnavailable
 from clinfo.jsonout import parse_json
 from clinfo.models import Article, ArticleSummary
 from clinfo.pipeline.run import QuestionRun
-from clinfo.pipeline.schemas import RELEVANCE_SCHEMA, SCREEN_SCHEMA, SUMMARY_FIELDS
+from clinfo.pipeline.schemas import RELEVANCE_SCHEMA, SCREEN_SCHEMA, SUMMARY_FIELDS, with_stance
 
 BY_LLM = "the LLM's judgement"
+
+# asked of a yes/no question's screening; empty otherwise, so other questions' prompts (and their
+# cached replies) are unchanged
+STANCE_INSTRUCTION = (
+    "\nThe question asks whether something is so. Say what this article's own finding answers:"
+    ' "supporting" (yes), "contradicting" (no), "mixed" (yes in part, no in part) or "not answering"'
+    " (neither way)."
+)
+STANCE_FIELD = ', "stance": "<supporting, contradicting, mixed or not answering>"'
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ async def screen_article(run: QuestionRun, rank: int, article: Article) -> Artic
     stops the run.
     """
     settings = run.settings
+    stance = is_yes_no_question(run.question)
     values = {
         "question": run.question,
         "title": article.title or "(no title)",
@@ -75,10 +87,13 @@ async def screen_article(run: QuestionRun, rank: int, article: Article) -> Artic
         "year": article.year or "year unknown",
         "publication_types": ", ".join(article.publication_types) or "not stated",
         "abstract": _clip(article.abstract, settings.screen_abstract_chars),
+        "stance_instruction": STANCE_INSTRUCTION if stance else "",
+        "stance_field": STANCE_FIELD if stance else "",
     }
     requested = [k for k in SUMMARY_FIELDS if k != "reason"] if settings.summarize else []
     try:
         schema = SCREEN_SCHEMA if settings.summarize else RELEVANCE_SCHEMA
+        schema = with_stance(schema) if stance else schema
         text = await run.call_llm("screen", "screen_article", values, schema, 500 if settings.summarize else 150)
     except LLMUnavailable:
         raise
@@ -96,6 +111,7 @@ async def screen_article(run: QuestionRun, rank: int, article: Article) -> Artic
             reason="the LLM's judgement could not be read",
             rank=rank,
             fields_requested=requested,
+            stance="not judged" if stance else None,
         )
     assert isinstance(data, dict)
     fields = {k: _field_text(data.get(k)) for k in SUMMARY_FIELDS if settings.summarize or k == "reason"}
@@ -106,6 +122,8 @@ async def screen_article(run: QuestionRun, rank: int, article: Article) -> Artic
         rank=rank,
         relevance_source="llm",
         fields_requested=requested,
+        # a stance the reply left out or garbled is "not judged", never guessed
+        stance=(parse_stance(data.get("stance")) or "not judged") if stance else None,
         **fields,
     )
 
@@ -152,6 +170,8 @@ async def screen_by_retrieval(run: QuestionRun, articles: list[Article]) -> Scre
                 " (pip install 'clinfo[local]')"
             )
     verdicts = relevance.judge(run.question, articles, similarity=similarity, threshold=settings.relevance_threshold)
+    # no model read the findings: a yes/no question's stances are "not judged", said so in the answer
+    stance = "not judged" if is_yes_no_question(run.question) else None
     summaries = [
         ArticleSummary(
             article=a,
@@ -161,6 +181,7 @@ async def screen_by_retrieval(run: QuestionRun, articles: list[Article]) -> Scre
             rank=rank,
             relevance_source="retrieval",
             fields_requested=[],
+            stance=stance,
         )
         for rank, (a, v) in enumerate(zip(articles, verdicts))
     ]

@@ -6,6 +6,14 @@ reference list as it streams, :mod:`clinfo.pipeline.citations`) and a one-line T
 relevant abstract that best answer the question (:mod:`clinfo.pipeline.quotes`); nothing in it
 is generated text. Citation numbers follow the relevance ranking: article ``n`` of the list
 given is reference ``[n]``.
+
+The evidence blocks reach the LLM strongest design first (:func:`strongest_first`), each still
+under its rank number: a block's number is its citation number and its place in the reference
+list, so numbers stay the ranking's whatever order the prompt shows them in, and a design
+classifier that changes does not renumber an answer. The context budget still keeps the best
+ranked articles. For a yes/no question the prompts also get the tally of stances by design
+(:mod:`clinfo.appraisal.agreement`): the synthesis must say when the evidence disagrees, and the
+TL;DR hedges to the strongest design among the articles that support or contradict.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from clinfo.appraisal.agreement import JUDGED_STANCES, Agreement, design_order, design_phrase, tally
 from clinfo.llm.base import TokenCallback
 from clinfo.models import ArticleSummary
 from clinfo.pipeline.citations import CitationFilter
@@ -45,11 +54,13 @@ def evidence_blocks(run: QuestionRun, relevant: list[ArticleSummary]) -> list[st
     used = 0
     for n, s in enumerate(relevant, start=1):
         a = s.article
+        stance = f"Answer to the question: {s.stance}.\n" if s.stance in JUDGED_STANCES else ""
         block = (
             f"[{n}] {a.title} ({a.journal or 'journal unknown'}, {a.year or 'n.d.'}). "
+            f"Level of evidence: {design_phrase(a.design.kind, a.design.level)}. "
             f"Design: {s.design or 'not reported'}; sample size: {s.sample_size or 'not reported'}; "
             f"population: {s.population or 'not reported'}; risk of bias: {s.risk_of_bias or 'not reported'}.\n"
-            f"Findings: {s.summary or s.reason}"
+            f"{stance}Findings: {s.summary or s.reason}"
         )
         if blocks and used + len(block) > run.settings.synthesis_context_chars:
             run.warn(
@@ -61,14 +72,72 @@ def evidence_blocks(run: QuestionRun, relevant: list[ArticleSummary]) -> list[st
     return blocks
 
 
-async def synthesize(run: QuestionRun, relevant: list[ArticleSummary], on_token: TokenCallback | None) -> Synthesis:
+def strongest_first(given: list[ArticleSummary]) -> list[int]:
+    """Indexes of ``given`` (numbered in rank order) in the order their blocks reach the LLM:
+    strongest design first (level, then design), rank order among equals."""
+    return sorted(range(len(given)), key=lambda i: (design_order(given[i].article.design), i))
+
+
+def agreement_note(agreement: Agreement | None) -> str:
+    """The tally for the synthesis prompt, with what to do about disagreement ("" when the
+    question is not yes/no)."""
+    if agreement is None:
+        return ""
+    if not agreement.judged:
+        return (
+            "\n\nAgreement: not judged (relevance was decided from retrieval scores); do not claim the"
+            " articles agree or disagree."
+        )
+    note = f"\n\nAgreement on the question, as each article was classed at screening: {agreement.summary}."
+    if agreement.disagreement:
+        note += (
+            "\nThe evidence disagrees: say so plainly in the first paragraph, and say which designs support"
+            " and which contradict."
+        )
+    return note
+
+
+def strength_note(given: list[ArticleSummary], agreement: Agreement | None) -> str:
+    """The strongest design for the TL;DR's hedge: among the articles that support or contradict
+    when stances were judged, among all the articles given otherwise."""
+    if agreement is not None and agreement.judged:
+        if agreement.strongest_design is None:
+            return f"\n\nNo article's finding supports or contradicts the question ({agreement.summary})."
+        strongest = design_phrase(agreement.strongest_design, agreement.strongest_level)
+        note = f"\n\nStrongest design among the articles that support or contradict: {strongest}."
+        note += f" Tally: {agreement.summary}."
+        if agreement.disagreement:
+            note += " The evidence disagrees."
+        return note
+    if not given:
+        return ""
+    best = min((s.article.design for s in given), key=design_order)
+    return f"\n\nStrongest design among these articles: {design_phrase(best.kind, best.level)}."
+
+
+async def synthesize(
+    run: QuestionRun,
+    relevant: list[ArticleSummary],
+    on_token: TokenCallback | None,
+    agreement: Agreement | None = None,
+) -> Synthesis:
     """The relevant articles, best first -> the LLM's synthesis and TL;DR (two calls in parallel).
 
     The synthesis streams to ``on_token`` with its citations already checked; removed citations
     are counted in the trace. An empty synthesis is replaced by the article summaries, cited.
+    ``agreement`` (a yes/no question's tally) reaches both prompts, counted over the articles given.
     """
     blocks = evidence_blocks(run, relevant)
-    values = {"question": run.question, "articles": "\n\n".join(blocks), "count": len(blocks)}
+    given = relevant[: len(blocks)]
+    if agreement is not None and len(given) < len(relevant):
+        agreement = tally(given, judged=agreement.judged)
+    values = {
+        "question": run.question,
+        "articles": "\n\n".join(blocks[i] for i in strongest_first(given)),
+        "count": len(blocks),
+        "agreement": agreement_note(agreement),
+        "strength": strength_note(given, agreement),
+    }
     citations = CitationFilter(len(blocks))
     streamed = False
 
@@ -107,11 +176,14 @@ async def synthesize(run: QuestionRun, relevant: list[ArticleSummary], on_token:
     return Synthesis(text=text, tldr=tldr, cited=citations.cited, used=len(blocks))
 
 
-def extractive_synthesis(question: str, relevant: list[ArticleSummary], screened: int) -> Synthesis:
+def extractive_synthesis(
+    question: str, relevant: list[ArticleSummary], screened: int, agreement: Agreement | None = None
+) -> Synthesis:
     """The relevant articles, best first (``screened``: how many were screened) -> a synthesis
     written by code, for models too small to write one: from each of the first
     ``EXTRACTIVE_MAX`` articles, the sentences that best answer the question, quoted and cited.
-    Nothing in it is generated text; the TL;DR says so."""
+    Nothing in it is generated text; the TL;DR says so, names the strongest design quoted and, for
+    a yes/no question whose stances were not judged (``agreement``), says that too."""
     from clinfo.pipeline.quotes import best_quote
 
     used = relevant[:EXTRACTIVE_MAX]
@@ -125,12 +197,17 @@ def extractive_synthesis(question: str, relevant: list[ArticleSummary], screened
         quote = best_quote(question, s.article)
         where = ", ".join(dict.fromkeys(x.label.title() for x in quote.sentences if x.label))
         lines.append(f"- {quote.text.rstrip()}{f' ({where})' if where else ''} [{n}]")
-    designs = [pt for s in used for pt in s.article.publication_types]
-    strong = sum(pt in ("Randomized Controlled Trial", "Meta-Analysis", "Systematic Review") for pt in designs)
+    designs = [s.article.design for s in used]
+    # level 1-2: systematic reviews, meta-analyses and randomised trials, as decided by code
+    strong = sum(d.level is not None and d.level <= 2 for d in designs)
+    best = min(designs, key=design_order)
     judged = "match the question closely enough to count as relevant" if by_retrieval else "were judged relevant"
+    unjudged = agreement is not None and not agreement.judged
     tldr = (
         f"{len(relevant)} of {screened} screened articles {judged}"
-        f" ({strong} trial(s) or systematic review(s) among those quoted); no synthesis was generated,"
-        " so weigh the quoted sentences yourself."
+        f" ({strong} trial(s) or systematic review(s) among those quoted; strongest design quoted:"
+        f" {design_phrase(best.kind, best.level)}); no synthesis was generated"
+        + (", and no finding was classed as supporting or contradicting the question" if unjudged else "")
+        + ", so weigh the quoted sentences yourself."
     )
     return Synthesis(text="\n".join(lines), tldr=tldr, cited=list(range(1, len(used) + 1)), used=len(used))
