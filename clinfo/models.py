@@ -120,6 +120,22 @@ class Reference(BaseModel):
     url: str
     title: str = ""
     cited: bool = False  # whether the synthesis cites it (every listed article was given to the LLM)
+    # notices NLM links to the article that do not remove it from the evidence: "expression of
+    # concern (PMID 123)", "erratum (PMID 456)" (clinfo.appraisal.evidence_status.flags)
+    flags: list[str] = Field(default_factory=list)
+
+
+class SetAside(BaseModel):
+    """A retrieved record that was neither screened nor cited because it is not evidence
+    (clinfo.appraisal.evidence_status): ``kind`` "retracted" or the publication kind ("retraction
+    notice", "letter", ...), ``reason`` in words, ``notices`` the PMIDs of the retraction notices
+    (retracted work) or of the records a notice is about."""
+
+    pmid: str
+    title: str = ""
+    kind: str
+    reason: str
+    notices: list[str] = Field(default_factory=list)
 
 
 class QueryRecord(BaseModel):
@@ -144,6 +160,7 @@ class Trace(BaseModel):
     source_requests: int = 0
     articles_found: int = 0
     articles_without_abstract: int = 0
+    articles_set_aside: int = 0  # retrieved but not evidence (retracted, notices, letters...): Answer.set_aside
     articles_screened: int = 0
     invalid_citations_removed: int = 0
     invalid_queries: int = 0
@@ -179,6 +196,8 @@ class Answer(BaseModel):
     references: list[Reference] = Field(default_factory=list)
     article_summaries: list[ArticleSummary] = Field(default_factory=list)
     irrelevant_articles: list[ArticleSummary] = Field(default_factory=list)
+    # retrieved records that are not evidence, with why: never screened, never cited
+    set_aside: list[SetAside] = Field(default_factory=list)
     no_evidence: bool = False
     # For a yes/no question with relevant evidence: the stances tallied by design; None otherwise.
     agreement: Agreement | None = None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from clinfo.models import Answer, Reference
+    from clinfo.models import Answer, Reference, SetAside
 
 DISCLAIMER = (
     "clinfo supports clinicians and researchers in finding and reading evidence; it does not diagnose, "
@@ -29,7 +29,7 @@ PUBMED = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 AGREEMENT_LABEL = "Agreement (yes/no question)"
 
 # The parts of an answer in reading order; answer_markdown shows all but the disclaimer unless told.
-SECTIONS = ("question", "tldr", "agreement", "synthesis", "references", "searches", "trace", "disclaimer")
+SECTIONS = ("question", "tldr", "agreement", "synthesis", "references", "set_aside", "searches", "trace", "disclaimer")
 DEFAULT_SECTIONS = SECTIONS[:-1]
 
 # Characters that start inline constructs anywhere in a line: emphasis, code, links and images,
@@ -103,13 +103,32 @@ def linked_text(text: str, references: Sequence[Reference]) -> str:
 
 # ---------------------------------------------------------------- the parts of an answer
 def reference_line(ref: Reference, *, escape: bool = False) -> str:
+    # an expression of concern or erratum on the article travels with its reference
+    notices = "; ".join(ref.flags)
     if not escape:
-        return f"{ref.n}. {ref.citation} <{ref.url}>"
+        return f"{ref.n}. {ref.citation} <{ref.url}>" + (f" [NLM notice: {notices}]" if notices else "")
     label = f"PMID {ref.pmid}"
     line = f"\\[{ref.n}\\] {md_escape(ref.citation, one_line=True)} {link_md(md_escape(label), pubmed_url(ref.pmid))}"
+    if notices:
+        line += f" **NLM notice:** {md_escape(notices, one_line=True)}"
     if not ref.cited:
         line += " _(given to the LLM, not cited in the text)_"
     return line
+
+
+def set_aside_line(item: SetAside, *, escape: bool = False) -> str:
+    """``PMID 31031480: retracted (retraction notice PMID 34092875) — title``."""
+    title = " ".join(item.title.split())
+    if not escape:
+        return f"- PMID {item.pmid}: {item.reason}" + (f" — {title}" if title else "")
+    label = link_md(md_escape(f"PMID {item.pmid}"), pubmed_url(item.pmid))
+    return f"- {label}: {md_escape(item.reason, one_line=True)}" + (
+        f" — {md_escape(title, one_line=True)}" if title else ""
+    )
+
+
+def set_aside_markdown(answer: Answer, *, escape: bool = False) -> str:
+    return "\n".join(set_aside_line(item, escape=escape) for item in answer.set_aside)
 
 
 def references_markdown(answer: Answer, *, escape: bool = False) -> str:
@@ -132,7 +151,9 @@ def trace_line(answer: Answer) -> str:
     cost = "cost unknown" if t.cost_usd is None else f"${t.cost_usd:.4f}"
     search = f" · search: {', '.join(t.search_modes)}" if t.search_modes else ""
     return (
-        f"{t.articles_found} articles found, {t.articles_screened} screened, {len(answer.article_summaries)} relevant"
+        f"{t.articles_found} articles found, "
+        + (f"{t.articles_set_aside} set aside as not evidence, " if t.articles_set_aside else "")
+        + f"{t.articles_screened} screened, {len(answer.article_summaries)} relevant"
         f" · {t.llm_calls} LLM calls ({t.llm_cache_hits} cached), {t.prompt_tokens + t.completion_tokens} tokens,"
         f" {cost} · {t.total_seconds:.1f} s{search}"
     )
@@ -165,6 +186,8 @@ def answer_markdown(
     parts["synthesis"] = linked_text(answer.synthesis, answer.references) if escape else answer.synthesis
     if answer.references:
         parts["references"] = f"{sub} References\n\n" + references_markdown(answer, escape=escape)
+    if answer.set_aside:
+        parts["set_aside"] = f"{sub} Set aside (not evidence)\n\n" + set_aside_markdown(answer, escape=escape)
     if answer.queries:
         parts["searches"] = f"{sub} Searches\n\n" + searches_markdown(answer, escape=escape)
     parts["trace"] = f"_{md_escape(trace_line(answer)) if escape else trace_line(answer)}_"

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from clinfo.appraisal.design import DesignKind
+from clinfo.appraisal.evidence_status import PublicationKind
 from clinfo.dates import parse_date
 from clinfo.errors import ConfigError, InvalidArgument
 
@@ -115,6 +116,11 @@ class Settings(BaseSettings):
         "llm",
         description="extractive: quote the sentences of each relevant abstract that best answer the question,"
         " cited, instead of an LLM synthesis",
+    )
+    admit_publication_kinds: list[PublicationKind] = Field(
+        default_factory=list,
+        description="publication kinds screened and cited as evidence although they report no study of their own"
+        " (set aside by default, listed in the answer with why); retracted work is never admitted, whatever this says",
     )
     num_queries: int = Field(3, ge=1, le=10, description="PubMed queries the planner writes per question")
     results_per_query: int = Field(20, ge=1, le=500, description="search results kept per query")

@@ -12,7 +12,7 @@ from clinfo.render import doi_url, link_md, md_escape, pubmed_url
 
 if TYPE_CHECKING:
     from clinfo.appraisal.agreement import Agreement
-    from clinfo.models import Article, ArticleSummary
+    from clinfo.models import Article, ArticleSummary, SetAside
 
 
 def article_meta_md(article: Article) -> str:
@@ -135,12 +135,34 @@ def agreement_chart(agreement: Agreement | None) -> dict[str, Any] | None:
     }
 
 
+def notices_md(article: Article) -> str:
+    """A banner line for the expressions of concern and errata NLM links to a kept article; ""
+    when there are none (retracted work never gets a card: it is set aside)."""
+    from clinfo.appraisal.evidence_status import flags
+
+    found = flags(article)
+    if not found:
+        return ""
+    return "⚠️ " + " · ".join(f"**{md_escape(f.text[:1].upper() + f.text[1:], one_line=True)}**" for f in found)
+
+
+def set_aside_md(item: SetAside) -> str:
+    """A record set aside as not evidence: title, PMID link and why."""
+    title = md_escape(item.title, one_line=True) if item.title.strip() else "_(untitled)_"
+    pmid = link_md(md_escape(f"PMID {item.pmid}"), pubmed_url(item.pmid))
+    return f"**{title}** ({pmid})  \n{md_escape(item.reason[:1].upper() + item.reason[1:], one_line=True)}"
+
+
 def card_md(summary: ArticleSummary, n: int | None = None) -> str:
-    """One relevant article: title, where it appeared, how its relevance was decided, and the
-    structured summary fields the screening asked for (no others)."""
+    """One relevant article: title, where it appeared, any notice NLM links to it (expression of
+    concern, erratum), how its relevance was decided, and the structured summary fields the
+    screening asked for (no others)."""
     a = summary.article
     head = f"**{title_md(a)}**" if n is None else f"**\\[{n}\\] {title_md(a)}**"
     lines = [head + "  ", article_meta_md(a), ""]  # two trailing spaces: a line break, not a join
+    banner = notices_md(a)
+    if banner:
+        lines += [banner, ""]
     lines += [relevance_md(summary), ""]
     stance = stance_md(summary)
     if stance:

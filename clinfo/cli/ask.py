@@ -55,7 +55,11 @@ def ask(
         if as_json:
             out.write(answer.to_json() + "\n")
         elif stream:  # the synthesis is out already: the rest of the answer below it
-            out.write("\n\n\n" + answer_markdown(answer, sections=("tldr", "agreement", "references", "trace")) + "\n")
+            out.write(
+                "\n\n\n"
+                + answer_markdown(answer, sections=("tldr", "agreement", "references", "set_aside", "trace"))
+                + "\n"
+            )
         else:
             out.write(answer_markdown(answer) + "\n")
         out.flush()

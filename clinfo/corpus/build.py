@@ -41,15 +41,17 @@ from typing import IO, Any
 from clinfo.corpus.lexical import ANALYZER, LexicalWriter, lexical_dir
 from clinfo.corpus.store import (
     _DDL,
+    CORRECTIONS_DDL,
     SCHEMA_VERSION,
     _check_schema,
     article_to_row,
     codec_for,
     corpus_codec,
+    link_rows,
     packaged_dict,
 )
 from clinfo.errors import CorpusError, MalformedResponse, one_line
-from clinfo.models import AbstractSection, Article
+from clinfo.models import AbstractSection, Article, Correction
 
 __all__ = ["BuildSummary", "build_index", "input_files"]
 
@@ -86,6 +88,26 @@ def _str_list(value: Any) -> list[str] | None:
     return None
 
 
+def _json_corrections(value: Any) -> list[Correction] | None:
+    """``[{"ref_type": "RetractionIn", "pmid": "34092875", "source": "..."}, ...]`` (NLM's
+    CommentsCorrections; ``pmid`` and ``source`` optional)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return None
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("ref_type"), str) or not item["ref_type"].strip():
+            return None
+        pmid, source = item.get("pmid"), item.get("source") or ""
+        if isinstance(pmid, int) and not isinstance(pmid, bool):
+            pmid = str(pmid)
+        if not (pmid is None or (isinstance(pmid, str) and pmid.strip().isdigit())) or not isinstance(source, str):
+            return None
+        out.append(Correction(ref_type=item["ref_type"].strip(), pmid=pmid.strip() if pmid else None, source=source))
+    return out
+
+
 def _jsonl_article(obj: Any) -> Article | str:
     if not isinstance(obj, dict):
         return "not a JSON object"
@@ -98,6 +120,7 @@ def _jsonl_article(obj: Any) -> Article | str:
         _str_list(obj.get("publication_types")),
         _str_list(obj.get("authors")),
     )
+    corrections = _json_corrections(obj.get("corrections"))
     title, journal, year, doi = obj.get("title") or "", obj.get("journal") or "", obj.get("year"), obj.get("doi")
     if isinstance(year, str) and year.strip().isdigit():
         year = int(year)
@@ -106,6 +129,7 @@ def _jsonl_article(obj: Any) -> Article | str:
         or mesh is None
         or ptypes is None
         or authors is None
+        or corrections is None
         or not isinstance(title, str)
         or not isinstance(journal, str)
         or not (year is None or (isinstance(year, int) and not isinstance(year, bool)))
@@ -122,6 +146,7 @@ def _jsonl_article(obj: Any) -> Article | str:
         mesh=mesh,
         publication_types=ptypes,
         authors=authors,
+        corrections=corrections,
     )
 
 
@@ -216,19 +241,22 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int, c
 
     Rows are ``(pmid, seq, year, body, title, abstract, mesh, pubtype)``: the docs row, then the
     texts the lexical index needs, so compression runs here, in parallel, and the single writer
-    neither compresses nor decompresses."""
+    neither compresses nor decompresses. ``links`` has ``(pmid, [(ref_type, other_pmid, source)])``
+    for every record read, abstract or not (the ``corrections`` table)."""
     reader: _CountingReader | None = None
     error: str | None = None
     rows: list[tuple[Any, ...]] = []
     deletes: list[int] = []
+    links: list[tuple[int, list[tuple[str, int, str]]]] = []
     skipped: Counter[str] = Counter()
     seen = 0
     item_no = 0
 
     def flush() -> None:
-        nonlocal rows, deletes, skipped, seen
-        out.put(("batch", file_id, item_no, rows, deletes, dict(skipped), seen, reader.count if reader else 0))
-        rows, deletes, skipped, seen = [], [], Counter(), 0
+        nonlocal rows, deletes, links, skipped, seen
+        nbytes = reader.count if reader else 0
+        out.put(("batch", file_id, item_no, rows, deletes, dict(skipped), seen, nbytes, links))
+        rows, deletes, links, skipped, seen = [], [], [], Counter(), 0
 
     try:
         codec = codec_for(codec_dict)
@@ -254,6 +282,9 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int, c
                 skipped[item] += 1
             elif isinstance(item, Article):
                 seen += 1
+                pmid = item.pmid.strip()
+                if pmid.isdigit() and 0 < int(pmid) < 2**63:
+                    links.append((int(pmid), link_rows(item)))
                 row = article_to_row(item, file_id)
                 if isinstance(row, str):
                     skipped[row] += 1
@@ -270,7 +301,7 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int, c
     except Exception as exc:  # a bug must not hang the writer waiting for "done"
         error = f"{Path(path).name}: {type(exc).__name__}: {one_line(str(exc), 200)}"
     finally:
-        if rows or deletes or skipped or seen:
+        if rows or deletes or links or skipped or seen:
             flush()
         out.put(("done", file_id, error, reader.count if reader else 0))
         if reader is not None:
@@ -330,14 +361,31 @@ def _create_or_open_for_write(out: Path) -> tuple[sqlite3.Connection, bool]:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT INTO meta VALUES ('generation', '0')")
             conn.execute("INSERT INTO meta VALUES ('analyzer', ?)", (ANALYZER,))
+            # every file's CommentsCorrections links are kept (RecordStore.corrections_state)
+            conn.execute("INSERT INTO meta VALUES ('corrections', '1')")
             conn.execute("INSERT INTO codec VALUES (1, 'zstd-dict', ?)", (packaged_dict(),))
             conn.execute("COMMIT")
         else:
             _check_schema(conn, out)
+            _add_corrections_table(conn)
     except sqlite3.DatabaseError as exc:
         raise CorpusError(f"{out} exists and is not a clinfo corpus ({one_line(exc)})") from None
     _tune_for_writing(conn)
     return conn, fresh
+
+
+def _add_corrections_table(conn: sqlite3.Connection) -> None:
+    """A corpus built before clinfo kept NLM's links gets the table for the files still to come;
+    the files it ingested before keep none (meta has no 'corrections' key, readers say so)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='corrections'").fetchone():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    for ddl in CORRECTIONS_DDL:
+        conn.execute(ddl)
+    # a corpus with no file ingested yet misses nothing
+    if conn.execute("SELECT count(*) FROM files").fetchone()[0] == 0:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('corrections', '1')")
+    conn.execute("COMMIT")
 
 
 def _tune_for_writing(conn: sqlite3.Connection) -> None:
@@ -394,6 +442,7 @@ class _Writer:
         deletes: list[int],
         skipped: dict[str, int],
         seen: int,
+        links: list[tuple[int, list[tuple[str, int, str]]]] = (),  # type: ignore[assignment]
     ) -> None:
         conn, s = self.conn, self.summary
         s.citations_read += seen
@@ -404,6 +453,8 @@ class _Writer:
         try:
             if rows:
                 added = self._rows(rows, removed)
+            if links:
+                self._links(file_id, links)
             if deletes:
                 self._deletes(file_id, deletes, removed)
             if removed or added:
@@ -505,7 +556,41 @@ class _Writer:
             self.changed = True
         return list(fresh.values())
 
+    def _links(self, seq: int, links: list[tuple[int, list[tuple[str, int, str]]]]) -> None:
+        """Each record's links replace those of its earlier version (a later file's win, as in docs).
+
+        A version without links that replaces one with links leaves a marker row (``ref_type`` '')
+        so an earlier version arriving afterwards from a parallel worker is still refused."""
+        stored: dict[int, int] = {}
+        pmids = list({p for p, _ in links})
+        for i in range(0, len(pmids), 900):
+            chunk = pmids[i : i + 900]
+            q = f"SELECT pmid, max(seq) FROM corrections WHERE pmid IN ({','.join('?' * len(chunk))}) GROUP BY pmid"
+            stored.update(self.conn.execute(q, chunk).fetchall())
+        batch: dict[int, list[tuple[int, int, str, int, str]]] = {}
+        for pmid, items in links:
+            tomb = self.tombstones.get(pmid)
+            if tomb is not None and tomb > seq:
+                continue
+            old = stored.get(pmid)
+            if old is not None and old > seq:
+                continue
+            if old is not None and pmid not in batch:
+                self.conn.execute("DELETE FROM corrections WHERE pmid=?", (pmid,))
+            if items:
+                batch[pmid] = [(pmid, seq, t, other, src) for t, other, src in items]
+            elif old is not None:
+                batch[pmid] = [(pmid, seq, "", 0, "")]
+            else:
+                continue
+            stored[pmid] = seq
+        if batch:
+            self.conn.executemany(
+                "INSERT INTO corrections VALUES (?,?,?,?,?)", [r for rs in batch.values() for r in rs]
+            )
+
     def _deletes(self, file_id: int, pmids: list[int], removed: list[int]) -> None:
+        self.conn.executemany("DELETE FROM corrections WHERE pmid=? AND seq<=?", [(p, file_id) for p in pmids])
         existing = self._existing(pmids)
         for pmid in pmids:
             old_seq = existing.pop(pmid, None)
@@ -677,8 +762,8 @@ def _finish_file(conn: sqlite3.Connection, file_id: int, error: str | None, summ
 def _handle(msg: tuple[Any, ...], writer: _Writer, summary: BuildSummary, bar: _Progress) -> int | None:
     """Apply one worker message; returns the file id when that file is finished."""
     if msg[0] == "batch":
-        _, file_id, upto, rows, deletes, skipped, seen, nbytes = msg
-        writer.apply(file_id, upto, rows, deletes, skipped, seen)
+        _, file_id, upto, rows, deletes, skipped, seen, nbytes, links = msg
+        writer.apply(file_id, upto, rows, deletes, skipped, seen, links)
         bar.update(file_id, nbytes, summary.citations_read)
         return None
     _, file_id, error, nbytes = msg

@@ -16,6 +16,14 @@ Layout (``SCHEMA_VERSION`` 3):
   (``clinfo.corpus.lexical``, a Tantivy directory beside this file) last committed. A build adds
   to it in the same transaction as the change and empties it only after the lexical index has
   committed, so a killed build leaves exactly the PMIDs to redo; the next build replays them.
+* ``corrections``: NLM's CommentsCorrections links that name another PMID, for every record read
+  (with an abstract or not), with the file (``seq``) of the version that made them: a retraction
+  notice in a later update file marks the record it retracts without touching it, and notices
+  often have no abstract, so are not in ``docs``. A later version of a record replaces its links;
+  ``DeleteCitation`` clears them. ``RecordStore.fetch`` adds to each record the reverse of the
+  links other records make to it (``RetractionOf`` -> ``RetractionIn``). Corpora built before the
+  table existed lack it, or lack the links of their earlier files (``meta`` has no
+  ``corrections`` key then): see ``RecordStore.corrections_state``.
 * ``meta``: schema version, generation (bumped by every build that changes articles), analyzer
   of the lexical index.
 
@@ -37,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clinfo.errors import CorpusError, one_line
-from clinfo.models import AbstractSection, Article
+from clinfo.models import AbstractSection, Article, Correction
 
 if TYPE_CHECKING:
     from clinfo.dates import DateRange
@@ -52,6 +60,7 @@ __all__ = [
     "corpus_codec",
     "corpus_info",
     "doc_texts",
+    "link_rows",
 ]
 
 SCHEMA_VERSION = 3
@@ -78,7 +87,31 @@ _DDL = [
         dict BLOB NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS deleted (pmid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS lexical_pending (pmid INTEGER PRIMARY KEY)",
+    """CREATE TABLE IF NOT EXISTS corrections (
+        pmid INTEGER NOT NULL,           -- the record that makes the link
+        seq INTEGER NOT NULL,            -- files.id of that record's version
+        ref_type TEXT NOT NULL,          -- NLM's RefType; '' marks a version without links
+        other_pmid INTEGER NOT NULL,     -- the record it names (0 with ref_type '')
+        source TEXT NOT NULL DEFAULT '')""",
+    "CREATE INDEX IF NOT EXISTS corrections_pmid ON corrections (pmid)",
+    "CREATE INDEX IF NOT EXISTS corrections_other ON corrections (other_pmid)",
 ]
+CORRECTIONS_DDL = _DDL[-3:]
+
+# A link one record makes about another, and the link the other record gets from it: a retraction
+# notice says RetractionOf the article, which PubMed shows on the article as RetractionIn.
+REVERSE_LINKS = {
+    "RetractionOf": "RetractionIn",
+    "RetractedandRepublishedFrom": "RetractedandRepublishedIn",
+    "ExpressionOfConcernFor": "ExpressionOfConcernIn",
+    "ErratumFor": "ErratumIn",
+    "CommentOn": "CommentIn",
+    "UpdateOf": "UpdateIn",
+    "RepublishedFrom": "RepublishedIn",
+    "CorrectedandRepublishedFrom": "CorrectedandRepublishedIn",
+    "ReprintOf": "ReprintIn",
+}
+REVERSE_LINKS.update({v: k for k, v in list(REVERSE_LINKS.items())})
 
 _DOC_COLS = "pmid, seq, year, body"
 # A plain row (what ``article_to_row`` returns; the docs row of schema v2):
@@ -213,6 +246,8 @@ def article_to_row(article: Article, seq: int = 0) -> tuple[Any, ...] | str:
         extra["authors"] = article.authors
     if article.doi:
         extra["doi"] = article.doi
+    if article.corrections:
+        extra["corrections"] = [[c.ref_type, c.pmid or "", _squash(c.source)] for c in article.corrections]
     return (
         int(pmid),
         seq,
@@ -243,7 +278,18 @@ def row_to_article(row: Sequence[Any]) -> Article:
         doi=extra.get("doi"),
         mesh=mesh.split("\n") if mesh else [],
         publication_types=pubtype.split("\n") if pubtype else [],
+        corrections=[Correction(ref_type=t, pmid=p or None, source=src) for t, p, src in extra.get("corrections", [])],
     )
+
+
+def link_rows(article: Article) -> list[tuple[str, int, str]]:
+    """``(ref_type, other_pmid, source)`` of the article's links that name another PMID (the
+    ``corrections`` table's rows for it)."""
+    return [
+        (c.ref_type, int(c.pmid), _squash(c.source))
+        for c in article.corrections
+        if c.pmid and c.pmid.isdigit() and 0 < int(c.pmid) < 2**63
+    ]
 
 
 # -------------------------------------------------------------------------------- opening a corpus
@@ -314,6 +360,17 @@ class RecordStore:
         self.path = path
         self._n: int | None = None
         self.codec = corpus_codec(conn)
+        self._links = (
+            conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='corrections'").fetchone() is not None
+        )
+
+    @property
+    def corrections_state(self) -> str:
+        """Whether links are kept: "complete" (every file's), "partial" (files ingested before clinfo kept them
+        lack theirs) or "missing" (no links at all: built before the ``corrections`` table)."""
+        if not self._links:
+            return "missing"
+        return "complete" if self.meta("corrections") == "1" else "partial"
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], readonly: bool = True) -> RecordStore:
@@ -368,9 +425,33 @@ class RecordStore:
                 found[row[0]] = row
         out, seen = [], set()
         unpack = self.codec.unpack
+        inbound = self._inbound(list(found)) if self._links else {}
         for pmid in ids:
             if pmid in found and pmid not in seen:
                 seen.add(pmid)
                 _, year, body = found[pmid]
-                out.append(row_to_article((pmid, year, *unpack(body))))
+                article = row_to_article((pmid, year, *unpack(body)))
+                if pmid in inbound:
+                    known = {(c.ref_type, c.pmid) for c in article.corrections}
+                    for link in inbound[pmid]:
+                        if (link.ref_type, link.pmid) not in known:
+                            known.add((link.ref_type, link.pmid))
+                            article.corrections.append(link)
+                out.append(article)
+        return out
+
+    def _inbound(self, pmids: list[int]) -> dict[int, list[Correction]]:
+        """PMID -> the links other records make to it, as the record itself would show them
+        (a notice's RetractionOf becomes the record's RetractionIn naming the notice)."""
+        out: dict[int, list[Correction]] = {}
+        for i in range(0, len(pmids), 500):
+            chunk = pmids[i : i + 500]
+            q = (
+                "SELECT other_pmid, ref_type, pmid FROM corrections"
+                f" WHERE other_pmid IN ({','.join('?' * len(chunk))}) ORDER BY seq, rowid"
+            )
+            for other, ref_type, by in self.conn.execute(q, chunk):
+                reverse = REVERSE_LINKS.get(ref_type)
+                if reverse and other != by:
+                    out.setdefault(other, []).append(Correction(ref_type=reverse, pmid=str(by)))
         return out

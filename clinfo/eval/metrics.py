@@ -224,10 +224,34 @@ def inline_citations(text: str) -> list[int]:
     return numbers
 
 
+def not_evidence_cited(answer: dict[str, Any]) -> tuple[int, int]:
+    """(retracted, other non-evidence) among an answer's references: records listed as set aside,
+    or whose article is not evidence by :func:`clinfo.appraisal.evidence_status.evidence_status`
+    with nothing admitted. Both must be 0."""
+    from clinfo.appraisal.evidence_status import evidence_status
+    from clinfo.models import Article
+
+    articles = {(s.get("article") or {}).get("pmid"): s.get("article") for s in answer.get("article_summaries") or []}
+    aside = {item.get("pmid"): item.get("kind") for item in answer.get("set_aside") or []}
+    retracted = other = 0
+    for ref in answer.get("references") or []:
+        pmid = ref.get("pmid")
+        kind = aside.get(pmid)
+        if kind is None and isinstance(articles.get(pmid), dict):
+            status = evidence_status(Article.model_validate(articles[pmid]))
+            kind = None if status.evidence else status.kind
+        if kind == "retracted":
+            retracted += 1
+        elif kind is not None:
+            other += 1
+    return retracted, other
+
+
 def citation_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not answered:
         return None
     total = valid = 0
+    retracted = non_evidence = 0
     refs_per_answer = []
     citing = 0
     for r in answered:
@@ -238,6 +262,8 @@ def citation_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
         valid += sum(1 for n in cites if 1 <= n <= n_refs)
         refs_per_answer.append(n_refs)
         citing += bool(cites)
+        bad = not_evidence_cited(answer)
+        retracted, non_evidence = retracted + bad[0], non_evidence + bad[1]
     return {
         "questions": len(answered),
         "inline_citations": total,
@@ -248,6 +274,10 @@ def citation_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
         "invalid_citations_removed": sum(
             (r["answer"].get("trace") or {}).get("invalid_citations_removed", 0) for r in answered
         ),
+        # references that are retracted work, or notices, letters and the like (must be 0 and 0)
+        "retracted_cited": retracted,
+        "non_evidence_cited": retracted + non_evidence,
+        "set_aside_per_answer": round(_mean([len(r["answer"].get("set_aside") or []) for r in answered]) or 0.0, 3),
     }
 
 

@@ -1,8 +1,10 @@
-"""The steps of one question in order: plan -> search -> fetch -> prefilter -> screen -> synthesise -> Answer."""
+"""The steps of one question in order: plan -> search -> fetch -> set aside what is not evidence -> prefilter ->
+screen -> synthesise -> Answer."""
 
 from __future__ import annotations
 
 from clinfo.appraisal.agreement import tally
+from clinfo.appraisal.evidence_status import flags
 from clinfo.appraisal.yes_no import is_yes_no_question
 from clinfo.llm.base import TokenCallback
 from clinfo.models import Answer, Reference
@@ -10,6 +12,7 @@ from clinfo.pipeline.plan import plan_queries
 from clinfo.pipeline.run import QuestionRun
 from clinfo.pipeline.screen import BY_LLM, screen
 from clinfo.pipeline.search import fetch, prefilter, search
+from clinfo.pipeline.set_aside import set_aside, summary_line
 from clinfo.pipeline.synthesis import NO_EVIDENCE_TLDR, extractive_synthesis, synthesize
 
 
@@ -39,6 +42,9 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
     with run.timed("fetch"):
         articles = await fetch(run, found.fused)
     run.emit("fetch", f"{len(articles)} records fetched", count=len(articles))
+    articles, answer.set_aside = set_aside(run, articles)
+    if answer.set_aside:
+        run.emit("set_aside", summary_line(answer.set_aside), count=len(answer.set_aside))
     with run.timed("prefilter"):
         candidates = prefilter(run, found.fused, articles)
     run.emit("prefilter", f"{len(candidates)} candidates kept for screening", count=len(candidates))
@@ -65,6 +71,15 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
             f"No relevant evidence found. {len(found.fused)} articles were retrieved and {len(summaries)} screened"
             f" for this question; {judged}, so no synthesis was written."
         )
+        if answer.set_aside:
+            aside = summary_line(answer.set_aside)
+            answer.synthesis = (
+                f"No relevant evidence found. {len(found.fused)} articles were retrieved for this question;"
+                f" {aside} and {len(summaries)} screened; {judged}, so no synthesis was written."
+                if summaries
+                else f"No relevant evidence found. {len(found.fused)} articles were retrieved for this question;"
+                f" {aside}, and no other record had an abstract to screen, so no synthesis was written."
+            )
         answer.tldr = NO_EVIDENCE_TLDR
         if on_token is not None:
             on_token(answer.synthesis)
@@ -89,6 +104,7 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
                 url=s.article.url,
                 title=s.article.title,
                 cited=n in written.cited,
+                flags=[f.text for f in flags(s.article)],
             )
             for n, s in enumerate(relevant[: written.used], start=1)
         ]

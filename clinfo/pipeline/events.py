@@ -9,8 +9,8 @@ from typing import Any
 
 @dataclass
 class Event:
-    """Progress of one question, for CLIs and apps: ``stage`` is plan, search, fetch,
-    prefilter, screen, synthesize or done."""
+    """Progress of one question, for CLIs and apps: ``stage`` is plan, search, fetch, set_aside
+    (only when a record was set aside), prefilter, screen, synthesize or done."""
 
     stage: str
     message: str

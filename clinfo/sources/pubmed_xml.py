@@ -27,7 +27,7 @@ from xml.sax.saxutils import unescape
 from lxml import etree
 
 from clinfo.errors import MalformedResponse, one_line
-from clinfo.models import AbstractSection, Article
+from clinfo.models import AbstractSection, Article, Correction
 
 __all__ = ["DeletedCitations", "parse_efetch", "iter_pubmed_xml"]
 
@@ -179,6 +179,28 @@ def _entrez_doi(*id_lists: Any) -> str | None:
     return None
 
 
+# "Cites" (a record's reference list, in newer DTDs) is no notice about the record, and long.
+_NOT_CORRECTIONS = frozenset({"Cites"})
+
+
+def _correction(ref_type: str | None, source: str, pmid: str) -> Correction | None:
+    ref_type = _squash(ref_type)
+    if not ref_type or ref_type in _NOT_CORRECTIONS:
+        return None
+    return Correction(ref_type=ref_type, pmid=pmid if pmid.isdigit() else None, source=source)
+
+
+def _entrez_corrections(items: Any) -> list[Correction]:
+    out = []
+    for item in items or []:
+        link = _correction(
+            getattr(item, "attributes", {}).get("RefType"), _etext(item.get("RefSource")), _etext(item.get("PMID"))
+        )
+        if link is not None:
+            out.append(link)
+    return out
+
+
 def _from_entrez_article(rec: Any) -> Article | None:
     mc = rec.get("MedlineCitation") or {}
     pmid = _etext(mc.get("PMID"))
@@ -205,6 +227,7 @@ def _from_entrez_article(rec: Any) -> Article | None:
         ),
         mesh=[m for m in (_etext(h.get("DescriptorName")) for h in mc.get("MeshHeadingList") or []) if m],
         publication_types=[p for p in (_etext(p) for p in art.get("PublicationTypeList") or []) if p],
+        corrections=_entrez_corrections(mc.get("CommentsCorrectionsList")),
     )
 
 
@@ -317,6 +340,16 @@ _X_AUTHOR_PARTS = _xpath(
 )
 _X_MESH = _xpath("MedlineCitation/MeshHeadingList/MeshHeading/DescriptorName/text()")
 _X_PUBTYPES = _xpath("MedlineCitation/Article/PublicationTypeList/PublicationType/text()")
+_X_CORRECTIONS = _xpath("MedlineCitation/CommentsCorrectionsList/CommentsCorrections")
+
+
+def _lcorrections(el: Any) -> list[Correction]:
+    out = []
+    for item in _X_CORRECTIONS(el):
+        link = _correction(item.get("RefType"), _lfind(item, "RefSource"), _lfind(item, "PMID"))
+        if link is not None:
+            out.append(link)
+    return out
 
 
 def _first_text(xpath: Any, el: Any) -> str:
@@ -355,7 +388,7 @@ def _from_element(el: Any) -> Article | None:
         return None
     arts = _X_ARTICLE(el)
     if not arts:
-        return Article(pmid=pmid)
+        return Article(pmid=pmid, corrections=_lcorrections(el))
     art = arts[0]
     dois = [d for d in (" ".join(t.split()) for t in _X_DOI(el)) if d]
     return Article(
@@ -368,6 +401,7 @@ def _from_element(el: Any) -> Article | None:
         doi=dois[0] if dois else None,
         mesh=[m for m in (" ".join(t.split()) for t in _X_MESH(el)) if m],
         publication_types=[p for p in (" ".join(t.split()) for t in _X_PUBTYPES(el)) if p],
+        corrections=_lcorrections(el),
     )
 
 
