@@ -191,7 +191,7 @@ def test_tally_by_design_and_level() -> None:
     assert agreement.disagreement
     assert agreement.summary == (
         "2 support (1 meta-analysis, 1 randomised trial), 1 contradicts (1 cohort study),"
-        " 1 does not answer it either way (1 case report/series), 1 not judged (1 other design)"
+        " 1 does not answer it either way (1 case report/series), 1 without a stance from the model (1 other design)"
     )
     # the strongest design is taken among those that support or contradict only
     one_side = tally([summaries[1], summaries[3]])
@@ -282,7 +282,7 @@ def test_missing_or_odd_stance_is_not_judged_and_said_so() -> None:
     answer, _ = ask(YES_NO, screen=odd)
     assert {s.stance for s in answer.article_summaries} == {"not judged"}
     assert answer.agreement is not None and answer.agreement.judged
-    assert answer.agreement.summary.startswith("4 not judged")
+    assert answer.agreement.summary.startswith("4 without a stance from the model (1 meta-analysis")
 
 
 def test_small_preset_says_stance_not_judged() -> None:

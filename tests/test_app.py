@@ -68,7 +68,7 @@ def scripted(model: str, settings: Any) -> Any:
     BACKENDS.append(model)
     if model == "down":
         return DownLLM()
-    plan = {"ok": Q1, "followup": Q_FOLLOW, "untitled": Q_UNTITLED}[model]
+    plan = {"ok": Q1, "followup": Q_FOLLOW, "untitled": Q_UNTITLED, "stance": Q1}[model]
     judge = (
         (lambda title: "cardiology" not in title.lower())
         if model == "untitled"
@@ -78,12 +78,23 @@ def scripted(model: str, settings: Any) -> Any:
         {
             "plan": json.dumps({"queries": [plan]}),
             "broaden": json.dumps({"query": plan}),
-            "screen": screen_reply(judge),
+            "screen": with_stance(screen_reply(judge)) if model == "stance" else screen_reply(judge),
             "synthesize": "Magnesium improved sleep in one trial [1]. A cohort agrees [2].",
             "tldr": "Limited evidence suggests magnesium may modestly improve sleep.",
         },
         spec=f"apptest:{model}",
     )
+
+
+def with_stance(reply: Any) -> Any:
+    """A screening reply that also classes the finding: the RCT supports, the other record contradicts."""
+
+    def staged(request: Any) -> str:
+        data = json.loads(reply(request))
+        data["stance"] = "supporting" if "RCT" in data["reason"] else "contradicting"
+        return json.dumps(data)
+
+    return staged
 
 
 class DownLLM:
@@ -852,3 +863,41 @@ def test_operator_config_errors_are_one_line(app_env: Path, monkeypatch: pytest.
         config.write_text(text)
         at = start()
         assert len(at.error) == 1 and expected in at.error[0].value.replace("\\", ""), at.error[0].value
+
+
+def test_yes_no_answer_shows_the_agreement_chart_and_card_stances(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLINFO_LLM", "apptest:stance")
+    monkeypatch.setenv("CLINFO_APP_LLMS", "apptest:stance")
+    at = ask(start(), QUESTION)
+
+    (chart,) = at.get("vega_lite_chart")
+    spec = json.loads(chart.proto.spec)
+    assert spec["encoding"]["y"]["sort"] == ["supporting", "contradicting", "mixed"]
+    assert spec["encoding"]["x"]["field"] == "articles" and spec["encoding"]["color"]["field"] == "design"
+    from streamlit import dataframe_util
+
+    data = dataframe_util.convert_arrow_bytes_to_pandas_df(chart.proto.data.data)
+    assert sorted(zip(data["stance"], data["articles"])) == [("contradicting", 1), ("supporting", 1)]
+    # the tally's line, with the chart above the answer: before the TL;DR in the assistant's message
+    (tally,) = [c.value for c in at.caption if c.value.startswith("**Agreement (yes/no question):**")]
+    assert "1 supports (" in tally and "1 contradicts (" in tally
+
+    def in_order(node: Any) -> list[str]:
+        return [node.type] + [t for child in getattr(node, "children", {}).values() for t in in_order(child)]
+
+    kinds = in_order(at.chat_message[1])
+    assert kinds.index("vega_lite_chart") < kinds.index("info")  # st.info holds the TL;DR
+    cards = relevant_cards(at)
+    assert "**Stance:** supporting (its finding says yes)" in cards
+    assert "**Stance:** contradicting (its finding says no)" in cards
+    # the tally is stored with the answer
+    stored = stored_turns(app_env)[0].answer
+    assert stored.agreement is not None and stored.agreement.counts["supporting"] == 1
+
+
+def test_open_question_shows_no_agreement(app_env: Path) -> None:
+    at = ask(start(), FOLLOW_UP)
+    assert len(at.get("vega_lite_chart")) == 0
+    assert not [c for c in at.caption if c.value.startswith("**Agreement")]

@@ -81,7 +81,7 @@ _VERBS: dict[str, tuple[str, str]] = {
     "contradicting": ("contradicts", "contradict"),
     "mixed": ("mixed", "mixed"),
     "not answering": ("does not answer it either way", "do not answer it either way"),
-    "not judged": ("not judged", "not judged"),
+    "not judged": ("without a stance from the model", "without a stance from the model"),
 }
 
 NOT_JUDGED = (
