@@ -149,6 +149,20 @@ class StepTiming(BaseModel):
     seconds: float
 
 
+class StudyFilterNote(BaseModel):
+    """The study filter a question ran with (:mod:`clinfo.appraisal.filters`), so a reader knows the
+    evidence was restricted: what it admitted, how the source applied it, and how many records it left out."""
+
+    designs: list[str] = Field(default_factory=list)  # the designs admitted; empty: every design
+    humans_only: bool = False
+    label: str = ""  # "randomised trials or systematic reviews; human studies only"
+    # what was added after each PubMed query ("AND (...) NOT (animals[mh] NOT humans[mh])"); "" where the
+    # source filtered on each record's derived design itself (a local corpus)
+    pubmed: str = ""
+    # retrieved records whose design (decided by code) or species is outside the filter: never screened
+    left_out: int = 0
+
+
 class Trace(BaseModel):
     steps: list[StepTiming] = Field(default_factory=list)
     llm_calls: int = 0
@@ -169,6 +183,7 @@ class Trace(BaseModel):
     # The ranking(s) the source ran, as its results named them ("bm25", "dense", "hybrid (score
     # fusion)"), in order first seen; empty where the source has no choice of ranking (PubMed).
     search_modes: list[str] = Field(default_factory=list)
+    study_filter: StudyFilterNote | None = None  # None: no design or species filter
     warnings: list[str] = Field(default_factory=list)
 
     @property

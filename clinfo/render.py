@@ -136,8 +136,24 @@ def references_markdown(answer: Answer, *, escape: bool = False) -> str:
     return ("  \n" if escape else "\n").join(reference_line(r, escape=escape) for r in answer.references)
 
 
+def study_filter_line(answer: Answer, *, escape: bool = False) -> str:
+    """What the evidence was restricted to (``trace.study_filter``), how, and what it left out; "" when unrestricted."""
+    f = answer.trace.study_filter
+    if f is None:
+        return ""
+    how = "PubMed syntax added to each query, then" if f.pubmed else "on"
+    n = f.left_out
+    text = (
+        f"Restricted to {f.label} ({how} each record's design as decided by code;"
+        f" {n} retrieved record{'s' * (n != 1)} outside the filter left out)."
+    )
+    line = md_escape(text, one_line=True) if escape else text
+    return line + (f" Added to each PubMed query: `{' '.join(f.pubmed.replace('`', '').split())}`" if f.pubmed else "")
+
+
 def searches_markdown(answer: Answer, *, escape: bool = False) -> str:
-    lines = []
+    restricted = study_filter_line(answer, escape=escape)
+    lines = [restricted, ""] if restricted else []
     for q in answer.queries:
         # a backtick would end the code span early; the query keeps its words
         query = " ".join(q.query.replace("`", "").split())
@@ -150,6 +166,8 @@ def trace_line(answer: Answer) -> str:
     t = answer.trace
     cost = "cost unknown" if t.cost_usd is None else f"${t.cost_usd:.4f}"
     search = f" · search: {', '.join(t.search_modes)}" if t.search_modes else ""
+    if t.study_filter is not None:
+        search += f" · restricted to {t.study_filter.label} ({t.study_filter.left_out} left out)"
     return (
         f"{t.articles_found} articles found, "
         + (f"{t.articles_set_aside} set aside as not evidence, " if t.articles_set_aside else "")

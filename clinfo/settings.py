@@ -275,7 +275,8 @@ def _config_error(exc: ValidationError) -> ConfigError:
     value = first.get("input")
     shown = "" if isinstance(value, dict) or "key" in where else f"={value!r}"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return ConfigError(f"invalid setting {where}{shown}: {first.get('msg', 'invalid')}{more}")
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")  # a validator's own words
+    return ConfigError(f"invalid setting {where}{shown}: {message}{more}")
 
 
 def load_settings(**overrides: Any) -> Settings:

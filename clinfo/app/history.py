@@ -53,6 +53,8 @@ PUBLIC_CONFIG = (
     "prefilter_k",
     "results_per_query",
     "num_queries",
+    "designs",
+    "humans_only",
     "followups",
 )
 

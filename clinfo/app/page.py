@@ -24,9 +24,10 @@ import streamlit as st
 from clinfo.app import export, view
 from clinfo.app.history import Conversation, HistoryStore, Turn, Viewer, default_db_path, found_articles
 from clinfo.app.runner import FOLLOWUP_LABELS, Engine, QuestionRun, error_message, settings_key
+from clinfo.appraisal.design import DESIGNS
 from clinfo.errors import ClinfoError
 from clinfo.redact import key_status, secret_values
-from clinfo.render import DISCLAIMER, linked_text, md_escape, references_markdown
+from clinfo.render import DISCLAIMER, linked_text, md_escape, references_markdown, study_filter_line
 
 if TYPE_CHECKING:
     from clinfo.models import Answer
@@ -342,6 +343,21 @@ def sidebar(base: Settings) -> dict[str, Any]:
         step=1,
         key="date_window_years",
     )
+    designs = sb.multiselect(
+        "Only these study designs",
+        list(DESIGNS),
+        default=list(base.designs or []),
+        key="designs",
+        placeholder="every design",
+        help="decided by code from PubMed's publication types and MeSH, or the abstract where NLM has not indexed"
+        " the record; PubMed is searched with publication-type and text-word filters (CLINFO_DESIGNS)",
+    )
+    humans_only = sb.checkbox(
+        "Human studies only",
+        value=base.humans_only,
+        key="humans_only",
+        help="leaves out records MeSH tags as animal-only, and animal or in-vitro designs (CLINFO_HUMANS_ONLY)",
+    )
     prefilter_k = sb.slider(
         "Articles screened per question",
         min_value=1,
@@ -377,6 +393,8 @@ def sidebar(base: Settings) -> dict[str, Any]:
         "base_url": base_url,
         "restriction_date": end if isinstance(end, dt.date) else None,
         "date_window_years": int(years) or None,
+        "designs": list(designs) or None,
+        "humans_only": bool(humans_only),
         "prefilter_k": int(prefilter_k),
         "results_per_query": int(results_per_query),
         "followups": followups,
@@ -453,6 +471,8 @@ def show_answer(answer: Answer, key: str, expanded: bool) -> None:
                 st.markdown(view.set_aside_md(item))
     if answer.queries or answer.trace.warnings:
         with st.expander("Searches and warnings"):
+            if answer.trace.study_filter is not None:
+                st.caption(study_filter_line(answer, escape=True))
             for q in answer.queries:
                 st.code(q.query, language=None)
                 st.caption(md_escape(f"{q.hits} hits" + (f" · {q.note}" if q.note else "")))

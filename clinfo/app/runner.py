@@ -30,6 +30,7 @@ from clinfo.errors import ClinfoError, one_line
 from clinfo.redact import redact
 
 if TYPE_CHECKING:
+    from clinfo.appraisal.filters import StudyFilter
     from clinfo.models import Answer, Article
     from clinfo.pipeline import ClinfoAI
     from clinfo.settings import Settings
@@ -76,11 +77,18 @@ class ConversationSource:
     def stats(self) -> SourceStats:
         return self.inner.stats if self.inner is not None else self._stats
 
-    async def search(self, query: str, *, limit: int = 20, dates: DateRange | None = None) -> SearchResult:
-        from clinfo.sources.base import SearchResult
+    @property
+    def filters_on_design(self) -> bool:
+        return bool(getattr(self.inner, "filters_on_design", False))
 
+    async def search(
+        self, query: str, *, limit: int = 20, dates: DateRange | None = None, studies: StudyFilter | None = None
+    ) -> SearchResult:
+        from clinfo.sources.base import SearchResult, search_studies
+
+        # the conversation's own articles are checked against the study filter after fetch, as every record is
         if self.inner is not None:
-            result = await self.inner.search(query, limit=limit, dates=dates)
+            result = await search_studies(self.inner, query, limit=limit, dates=dates, studies=studies)
         else:
             result = SearchResult(query=query, pmids=[], count=0)
         new = set(result.pmids)
@@ -93,6 +101,7 @@ class ConversationSource:
             translation=result.translation,
             warnings=list(result.warnings),
             mode=getattr(result, "mode", None),  # the ranking the inner source ran, for the answer's trace
+            left_out=list(getattr(result, "left_out", [])),
         )
 
     async def fetch(self, pmids: Sequence[str]) -> list[Article]:

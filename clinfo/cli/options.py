@@ -1,7 +1,7 @@
 """Options shared by the commands that run the pipeline or open a source, declared once.
 
 ``ask`` and ``eval run`` take the same pipeline options (LLM, source, search mode, server URL,
-query and screening sizes, prompts, cache). They are declared here once as the fields of
+query and screening sizes, prompts, cache, study designs and species). They are declared here once as the fields of
 :class:`PipelineOptions`; a command asks for them with a ``opts: PipelineOptions`` parameter
 and :func:`pipeline_options`, and :func:`settings_overrides` is the one place that maps option
 values to :class:`~clinfo.settings.Settings` fields.
@@ -33,6 +33,13 @@ RESULTS_PER_QUERY_OPT = typer.Option(None, "--results-per-query", help="Results 
 PREFILTER_K_OPT = typer.Option(None, "--prefilter-k", help="Articles screened by the LLM per question.")
 PROMPT_DIR_OPT = typer.Option(None, "--prompt-dir", help="Directory of prompt overrides.")
 NO_CACHE_OPT = typer.Option(False, "--no-cache", help="Bypass the on-disk cache.")
+DESIGN_OPT = typer.Option(
+    None,
+    "--design",
+    help="Only evidence of this study design (repeatable): randomised-trial, systematic-review, meta-analysis,"
+    " cohort, ... or a group: trials-and-reviews, reviews, trials, observational (env CLINFO_DESIGNS)",
+)
+HUMANS_ONLY_OPT = typer.Option(False, "--humans-only", help="Only human studies (env CLINFO_HUMANS_ONLY).")
 
 
 def settings_overrides(
@@ -46,6 +53,8 @@ def settings_overrides(
     prefilter_k: int | None = None,
     prompt_dir: Path | None = None,
     no_cache: bool = False,
+    designs: list[str] | None = None,
+    humans_only: bool = False,
 ) -> dict[str, Any]:
     """Command-line values as ``Settings`` overrides; an option left out (None) keeps the setting,
     so the environment and the preset still decide it."""
@@ -60,6 +69,9 @@ def settings_overrides(
         "prompt_dir": prompt_dir,
         # --no-cache turns the cache off; its absence must not turn it on over CLINFO_USE_CACHE
         "use_cache": False if no_cache else None,
+        "designs": list(designs) if designs else None,
+        # like --no-cache: the flag's absence leaves CLINFO_HUMANS_ONLY in force
+        "humans_only": True if humans_only else None,
     }
     return {k: v for k, v in values.items() if v is not None}
 
@@ -81,6 +93,8 @@ class PipelineOptions:
     prefilter_k: int | None = _option(None, PREFILTER_K_OPT)
     prompt_dir: Path | None = _option(None, PROMPT_DIR_OPT)
     no_cache: bool = _option(False, NO_CACHE_OPT)
+    designs: list[str] | None = _option(None, DESIGN_OPT)
+    humans_only: bool = _option(False, HUMANS_ONLY_OPT)
 
     def overrides(self) -> dict[str, Any]:
         """These options as ``Settings`` overrides (see :func:`settings_overrides`)."""

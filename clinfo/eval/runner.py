@@ -185,6 +185,13 @@ def run_config(settings: Settings, dataset: Dataset, limit: int | None, seed: in
     }
 
 
+def _default(key: str) -> Any:
+    field = Settings.model_fields.get(key)
+    if field is None or field.default_factory is not None:
+        return None
+    return field.default
+
+
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two run configs in a way that changes the answers."""
     diffs = []
@@ -197,8 +204,10 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             diffs.append(f"{key} {old.get(key)!r} -> {new.get(key)!r}")
     old_s, new_s = old.get("settings") or {}, new["settings"]
     for key in sorted(set(old_s) | set(new_s)):
-        if key not in RESUMABLE_SETTINGS and old_s.get(key) != new_s.get(key):
-            diffs.append(f"{key} {old_s.get(key)!r} -> {new_s.get(key)!r}")
+        # a setting added since the old run started ran there at its default
+        before = old_s[key] if key in old_s else _default(key)
+        if key not in RESUMABLE_SETTINGS and before != new_s.get(key):
+            diffs.append(f"{key} {before!r} -> {new_s.get(key)!r}")
     return diffs
 
 

@@ -19,7 +19,7 @@ from clinfo.llm.registry import create_llm
 from clinfo.models import Answer
 from clinfo.pipeline.answer import answer_question
 from clinfo.pipeline.events import EventCallback
-from clinfo.pipeline.inputs import check_ignore, check_question, check_restriction_date
+from clinfo.pipeline.inputs import check_ignore, check_question, check_restriction_date, check_studies
 from clinfo.pipeline.run import QuestionRun
 from clinfo.settings import Settings
 from clinfo.sources import DateRange, Source, create_source
@@ -66,14 +66,18 @@ class ClinfoAI:
         *,
         restriction_date: dt.date | str | None = None,
         ignore: str | int | Iterable[str | int] | None = None,
+        designs: str | Iterable[str] | None = None,
+        humans_only: bool | None = None,
         on_event: EventCallback | None = None,
         on_token: TokenCallback | None = None,
     ) -> Answer:
         """Answer ``question``. ``on_token`` receives the synthesis as it streams (citations
-        already checked); ``on_event`` receives progress :class:`~clinfo.pipeline.events.Event`s."""
+        already checked); ``on_event`` receives progress :class:`~clinfo.pipeline.events.Event`s.
+        ``designs`` / ``humans_only`` restrict this question's evidence (default: the settings')."""
         settings = self.settings
         text = check_question(question, settings.max_question_chars)
         ignored = check_ignore(ignore)
+        studies = check_studies(settings, designs, humans_only)
         end = check_restriction_date(restriction_date) or settings.restriction_date
         dates = DateRange.ending(end, settings.date_window_years)
         cache = open_cache(settings)
@@ -81,7 +85,7 @@ class ClinfoAI:
         source = self._source or create_source(settings.source, settings, cache=cache)
         self._in_flight += 1
         try:
-            run = QuestionRun(settings, llm, source, text, dates, ignored, on_event)
+            run = QuestionRun(settings, llm, source, text, dates, ignored, on_event, studies)
             return await answer_question(run, on_token)
         finally:
             self._in_flight -= 1

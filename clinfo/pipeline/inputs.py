@@ -1,4 +1,5 @@
-"""Checks of what a caller passes to one question: the question, the PMIDs to ignore, the cut-off date.
+"""Checks of what a caller passes to one question: the question, the PMIDs to ignore, the cut-off date,
+the study filter.
 
 Each bad value is one typed error (InvalidQuestion / InvalidArgument) with a one-line message.
 """
@@ -9,6 +10,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from clinfo.appraisal.filters import StudyFilter
 from clinfo.dates import parse_date
 from clinfo.errors import InvalidArgument, InvalidQuestion
 
@@ -46,3 +48,17 @@ def check_restriction_date(value: Any) -> dt.date | None:
         return parse_date(value)
     except ValueError as exc:
         raise InvalidArgument(f"restriction_date: {exc}") from None
+
+
+def check_studies(settings: Any, designs: Any = None, humans_only: Any = None) -> StudyFilter:
+    """The question's study filter: ``designs`` / ``humans_only`` where given, else the settings';
+    InvalidArgument names an unknown design."""
+    if humans_only is not None and not isinstance(humans_only, bool):
+        raise InvalidArgument(f"humans_only: expected true or false, not {humans_only!r}")
+    try:
+        return StudyFilter.of(
+            settings.designs if designs is None else designs,
+            settings.humans_only if humans_only is None else humans_only,
+        )
+    except ValueError as exc:
+        raise InvalidArgument(f"designs: {exc}") from None

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from clinfo.appraisal.filters import StudyFilter
 from clinfo.llm.base import LLM, LLMRequest, TokenCallback
-from clinfo.models import StepTiming, Trace
+from clinfo.models import StepTiming, StudyFilterNote, Trace
 from clinfo.pipeline.events import Event, EventCallback
 from clinfo.prompts import load_prompt
 from clinfo.settings import Settings
@@ -35,6 +36,7 @@ class QuestionRun:
         dates: DateRange | None = None,
         ignore: frozenset[str] = frozenset(),
         on_event: EventCallback | None = None,
+        studies: StudyFilter | None = None,
     ) -> None:
         self.settings = settings
         self.llm = llm
@@ -47,6 +49,19 @@ class QuestionRun:
         # one bound on the LLM calls in flight for this question, whichever step makes them
         self.llm_slots = asyncio.Semaphore(settings.max_concurrency)
         self.searched: set[str] = set()  # every query sent to the source, so none is sent twice
+        # designs and species the evidence is restricted to (default: the settings'), and the
+        # PMIDs it left out (passed over by the source, or dropped after fetch on their design)
+        self.studies = studies if studies is not None else StudyFilter.from_settings(settings)
+        self.left_out: set[str] = set()
+        if self.studies.active:
+            # a source that decides on each record's derived design needs no PubMed syntax
+            natively = getattr(source, "filters_on_design", False)
+            self.trace.study_filter = StudyFilterNote(
+                designs=list(self.studies.designs or ()),
+                humans_only=self.studies.humans_only,
+                label=self.studies.label,
+                pubmed="" if natively else self.studies.pubmed(),
+            )
 
     def emit(self, stage: str, message: str, **data: Any) -> None:
         """Send a progress :class:`Event` to the caller's callback, if any."""

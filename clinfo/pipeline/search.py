@@ -16,6 +16,7 @@ from clinfo.corpus.hybrid import rrf
 from clinfo.models import Article, QueryRecord
 from clinfo.pipeline.plan import broaden_query
 from clinfo.pipeline.run import QuestionRun
+from clinfo.sources.base import search_studies
 from clinfo.terms import search_words
 
 
@@ -40,7 +41,8 @@ async def search_query(run: QuestionRun, query: str) -> QueryResult:
     """One query -> the source's ranked PMIDs (within the run's date window); after zero hits,
     the broader query's (unless the ``keywords`` planner wrote it: nothing is broader)."""
     limit = run.settings.results_per_query + len(run.ignore)
-    result = await run.source.search(query, limit=limit, dates=run.dates)
+    result = await search_studies(run.source, query, limit=limit, dates=run.dates, studies=run.studies)
+    run.left_out.update(getattr(result, "left_out", ()))
     records = [QueryRecord(query=query, hits=result.count)]
     mode = getattr(result, "mode", None)  # a plug-in source's result may predate SearchResult.mode
     if mode and mode not in run.trace.search_modes:
@@ -58,7 +60,8 @@ async def search_query(run: QuestionRun, query: str) -> QueryResult:
     if broader is None:
         return QueryResult(records, [])
     run.searched.add(broader.query)
-    result = await run.source.search(broader.query, limit=limit, dates=run.dates)
+    result = await search_studies(run.source, broader.query, limit=limit, dates=run.dates, studies=run.studies)
+    run.left_out.update(getattr(result, "left_out", ()))
     records.append(QueryRecord(query=broader.query, hits=result.count, note=broader.note))
     return QueryResult(records, result.pmids)
 
@@ -73,9 +76,31 @@ async def search(run: QuestionRun, queries: list[str]) -> SearchOutcome:
 
 
 async def fetch(run: QuestionRun, fused: list[str]) -> list[Article]:
-    """The fused PMIDs -> their records from the source, ignored PMIDs left out."""
+    """The fused PMIDs -> their records from the source, ignored PMIDs and records outside the
+    run's study filter left out."""
     articles = await run.source.fetch(fused) if fused else []
-    return [a for a in articles if a.pmid not in run.ignore]
+    return keep_studies(run, [a for a in articles if a.pmid not in run.ignore])
+
+
+def keep_studies(run: QuestionRun, articles: list[Article]) -> list[Article]:
+    """The records whose design (``Article.design``, decided by code) passes the run's study filter.
+
+    PubMed's text words over-match (a cohort that ``randomly`` sampled its participants), and a
+    plug-in source may ignore the filter: what the answer screens obeys it all the same. The
+    records left out are counted in ``trace.study_filter.left_out``.
+    """
+    studies, note = run.studies, run.trace.study_filter
+    if not studies.active:
+        return articles
+    kept = []
+    for article in articles:
+        if studies.admits(article):
+            kept.append(article)
+        else:
+            run.left_out.add(article.pmid)
+    if note is not None:
+        note.left_out = len(run.left_out - run.ignore)
+    return kept
 
 
 def bm25_rank(query: str, documents: Sequence[str]) -> list[int]:

@@ -39,6 +39,7 @@ from clinfo.errors import ConfigError, CorpusError, one_line
 from clinfo.sources.base import DateRange, SearchResult, SourceStats
 
 if TYPE_CHECKING:
+    from clinfo.appraisal.filters import StudyFilter
     from clinfo.models import Article
 
 __all__ = ["LocalSource", "MODES"]
@@ -115,14 +116,24 @@ class LocalSource:
 
     # ------------------------------------------------------------------ Source protocol
 
-    def search_sync(self, query: str, *, limit: int = 20, dates: DateRange | None = None) -> SearchResult:
+    # a study filter is decided on each record's derived design (``_search_studies``), not through PubMed syntax
+    filters_on_design = True
+
+    def search_sync(
+        self, query: str, *, limit: int = 20, dates: DateRange | None = None, studies: StudyFilter | None = None
+    ) -> SearchResult:
         """``search`` without the event loop (the CLI's ``--stdin`` loop, benchmarks)."""
         self.stats.requests += 1
+        if studies is not None and studies.active:
+            return self._guard(self._search_studies, query, limit, dates, studies)
         return self._guard(self._search, query, limit, dates)
 
-    async def search(self, query: str, *, limit: int = 20, dates: DateRange | None = None) -> SearchResult:
-        """PMIDs for a PubMed-syntax query or plain text, best first."""
-        return await asyncio.to_thread(self.search_sync, query, limit=limit, dates=dates)
+    async def search(
+        self, query: str, *, limit: int = 20, dates: DateRange | None = None, studies: StudyFilter | None = None
+    ) -> SearchResult:
+        """PMIDs for a PubMed-syntax query or plain text, best first; ``studies`` keeps only the
+        records whose design and species it admits."""
+        return await asyncio.to_thread(self.search_sync, query, limit=limit, dates=dates, studies=studies)
 
     def fetch_sync(self, pmids: Sequence[str]) -> list[Article]:
         self.stats.requests += 1
@@ -143,6 +154,68 @@ class LocalSource:
         self._local = threading.local()
 
     # ------------------------------------------------------------------ ranking
+
+    # A study filter examines the ranking this many times deeper than ``limit`` at first (at least
+    # STUDY_MIN_DEPTH records), widening by the same factor until ``limit`` records pass, the ranking
+    # ends, or STUDY_MAX_DEPTH records were examined (a few ms per hundred records: fetch + design).
+    STUDY_OVERFETCH = 4
+    STUDY_MIN_DEPTH = 100
+    STUDY_MAX_DEPTH = 5000
+
+    def _search_studies(self, query: str, limit: int, dates: DateRange | None, studies: StudyFilter) -> SearchResult:
+        """The ranking of ``query`` with the records outside ``studies`` taken out, order and scores kept.
+
+        Publication types and MeSH are stored with each record, and the design decided from them
+        (or from title and abstract where NLM has not indexed the record) is the one the answer
+        shows, so the filter is decided on ``Article.design`` rather than on index fields: a
+        ``[pt]`` clause would lose the trials NLM has not typed yet. ``left_out``: the records
+        passed over above the last one kept.
+        """
+        if limit <= 0:
+            return self._search(query, limit, dates)
+        admitted: dict[str, bool] = {}
+        depth = max(limit * self.STUDY_OVERFETCH, self.STUDY_MIN_DEPTH)
+        while True:
+            result = self._search(query, depth, dates)
+            new = [p for p in result.pmids if p not in admitted]
+            if new:
+                found = {a.pmid: a for a in self._store().fetch(new)}
+                admitted.update((p, p in found and studies.admits(found[p])) for p in new)
+            exhausted = len(result.pmids) < depth
+            passing = sum(admitted[p] for p in result.pmids)
+            if passing >= limit or exhausted or depth >= self.STUDY_MAX_DEPTH:
+                break
+            depth = min(depth * self.STUDY_OVERFETCH, self.STUDY_MAX_DEPTH)
+        kept: list[int] = []
+        left_out: list[str] = []
+        for i, p in enumerate(result.pmids):
+            if len(kept) == limit:
+                break
+            if admitted[p]:
+                kept.append(i)
+            else:
+                left_out.append(p)
+        warnings = list(result.warnings)
+        if exhausted:
+            count = passing
+        else:
+            # the share of the examined ranking that passed, applied to the whole (an estimate)
+            count = max(len(kept), round(result.count * passing / max(len(result.pmids), 1)))
+            if len(kept) < limit:
+                warnings.append(
+                    f"study filter: {passing} of the top {len(result.pmids):,} records are {studies.label};"
+                    " deeper ones were not examined"
+                )
+        return SearchResult(
+            result.query,
+            [result.pmids[i] for i in kept],
+            count,
+            f"{result.translation} [study filter: {studies.label}]",
+            warnings,
+            [result.scores[i] for i in kept] if result.scores else [],
+            result.mode,
+            left_out,
+        )
 
     def _search(self, query: str, limit: int, dates: DateRange | None) -> SearchResult:
         tr = translate(query)  # never raises: text that is not PubMed syntax is searched as words

@@ -39,6 +39,7 @@ from clinfo.sources.pubmed_xml import parse_efetch
 from clinfo.sources.rate_limit import SpacedRate
 
 if TYPE_CHECKING:
+    from clinfo.appraisal.filters import StudyFilter
     from clinfo.cache import Cache
     from clinfo.settings import Settings
 
@@ -144,10 +145,16 @@ class PubMedSource:
         self._rate = _shared_rate(settings, requests_per_second or rate_for(settings))
 
     # ------------------------------------------------------------------ Source API
-    async def search(self, query: str, *, limit: int = 20, dates: DateRange | None = None) -> SearchResult:
+    async def search(
+        self, query: str, *, limit: int = 20, dates: DateRange | None = None, studies: StudyFilter | None = None
+    ) -> SearchResult:
+        """``studies``: its PubMed form is added to the term (:meth:`StudyFilter.apply`), so the
+        result (and ``SearchResult.query``) is the restricted search."""
         query = (query or "").strip()
         if not query:
             raise QuerySyntaxError("empty PubMed query")
+        if studies is not None:
+            query = studies.apply(query)
         params: dict[str, str] = {
             "db": "pubmed",
             "term": query,

@@ -28,9 +28,15 @@ What it serves (``esearch.fcgi`` and ``efetch.fcgi`` under ``base_url``, GET or 
   ``shared/data/pubmed-baseline/pubmed21n1298.xml.gz`` (default 3000, loaded once per process)
   plus every record in ``shared/fixtures/eutils/pubmed*.xml``. Unknown PMIDs are left out.
 * **esearch** — NCBI-format XML (``Count``, ``RetMax``, ``RetStart``, ``IdList``,
-  ``TranslationSet``, ``QueryTranslation``) from a simple match: boolean operators and
-  ``[field]`` tags are dropped, every remaining word must occur in title or abstract, hits
-  are ranked by total occurrences (ties: higher PMID first). ``retmax``/``retstart`` page it;
+  ``TranslationSet``, ``QueryTranslation``) from a simple match: a term is evaluated as a boolean
+  expression, as PubMed does (upper-case ``AND``/``OR``/``NOT`` left to right, no precedence,
+  parentheses group, adjacent terms ANDed). A leaf's words must all occur in title or abstract
+  (a quoted phrase as consecutive words, ``word*`` as a prefix), except ``[pt]`` (one of the
+  record's publication types) and ``[mh]``/``[majr]`` (one of its MeSH descriptors), matched
+  whole and case-insensitively: unlike PubMed, MeSH and publication types are not exploded.
+  Hits are ranked by how many of the words outside NOT, ``[pt]`` and ``[mh]`` they contain, then
+  by total occurrences (ties: higher PMID first). A term that does not parse falls back to
+  every word required. ``retmax``/``retstart`` page it;
   ``datetype=pdat`` with ``mindate``/``maxdate`` filters on publication year. No match gives
   a zero-hit answer shaped like NCBI's (``ErrorList``/``WarningList``). The recorded NCBI
   answers are replayed verbatim for their own terms: ``biopython`` (esearch1.xml),
@@ -124,6 +130,12 @@ _ARTICLE_YEAR = re.compile(rb"<ArticleDate[^>]*>\s*<Year>(\d{4})")
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 _FIELD_TAG = re.compile(r"\[[^\]]*\]")
 _OPERATORS = {"and", "or", "not"}
+_PUBTYPE = re.compile(rb"<PublicationType\b[^>]*>([^<]*)</PublicationType>")
+_DESCRIPTOR = re.compile(rb"<DescriptorName\b[^>]*>([^<]*)</DescriptorName>")
+# the boolean term language: parentheses, quoted phrases and bare words, each with an optional [tag]
+_TERM_TOKEN = re.compile(r'\s*(?:(\()|(\))|"([^"]*)"\s*(\[[^\]]*\])?|([^\s()"\[]+)\s*(\[[^\]]*\])?)')
+_META_TAGS = {"pt": "pubtypes", "publication type": "pubtypes", "mh": "mesh", "mesh": "mesh", "mesh terms": "mesh",
+              "majr": "mesh", "mesh major topic": "mesh"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,13 @@ class Record:
     xml: bytes  # the record exactly as in the source file
     year: int | None
     words: Mapping[str, int]  # lower-cased word -> occurrences in title + abstract
+    text: str = ""  # " w1 w2 ... " the title + abstract words in order, for phrases
+    pubtypes: frozenset[str] = frozenset()  # lower-cased publication types
+    mesh: frozenset[str] = frozenset()  # lower-cased MeSH descriptor names
+
+
+def _names(pattern: re.Pattern[bytes], raw: bytes) -> frozenset[str]:
+    return frozenset(" ".join(v.decode("utf-8", "replace").lower().split()) for v in pattern.findall(raw))
 
 
 def _record(raw: bytes) -> Record | None:
@@ -141,7 +160,16 @@ def _record(raw: bytes) -> Record | None:
     text = " ".join(_MARKUP.sub(" ", t.decode("utf-8", "replace")) for _, t in _TEXT.findall(raw))
     y = _PUBYEAR.search(raw) or _ARTICLE_YEAR.search(raw)
     year = int(next(g for g in y.groups() if g)) if y else None
-    return Record(m.group(1).decode(), raw, year, collections.Counter(_WORD.findall(text.lower())))
+    words = _WORD.findall(text.lower())
+    return Record(
+        m.group(1).decode(),
+        raw,
+        year,
+        collections.Counter(words),
+        f" {' '.join(words)} ",
+        _names(_PUBTYPE, raw),
+        _names(_DESCRIPTOR, raw),
+    )
 
 
 def _baseline_records(limit: int) -> Iterator[bytes]:
@@ -216,6 +244,95 @@ def query_words(term: str) -> list[str]:
     return [w for w in dict.fromkeys(words) if w not in _OPERATORS]
 
 
+@dataclass(frozen=True)
+class _Leaf:
+    text: str
+    tag: str  # lower-cased field tag without brackets; "" when untagged
+    quoted: bool
+
+    def words(self) -> list[str]:
+        return [w for w in _WORD.findall(self.text.lower()) if w not in _OPERATORS]
+
+    def matches(self, rec: Record) -> bool:
+        field = _META_TAGS.get(self.tag.split(":")[0].strip())
+        if field is not None:
+            return " ".join(self.text.lower().split()) in getattr(rec, field)
+        words = self.words()
+        if not words:
+            return False
+        if self.quoted and len(words) > 1:
+            return f" {' '.join(words)} " in rec.text
+        if self.text.endswith("*") and len(words) == 1:
+            return f" {words[0]}" in rec.text
+        return all(w in rec.words for w in words)
+
+
+def _parse_term(term: str) -> tuple[Any, list[str]] | None:
+    """(expression, ranking words) for a term, or None when it does not parse. An expression is a
+    ``_Leaf`` or ``(op, left, right)``; ranking words come from leaves outside NOT, [pt] and [mh]."""
+    tokens: list[tuple[str, Any]] = []
+    pos, term = 0, term.strip()
+    while pos < len(term):
+        m = _TERM_TOKEN.match(term, pos)
+        if not m or m.end() == pos:
+            return None
+        pos = m.end()
+        lpar, rpar, quoted, qtag, word, wtag = m.groups()
+        if lpar or rpar:
+            tokens.append((lpar or rpar, None))
+        elif quoted is not None:
+            tokens.append(("leaf", _Leaf(quoted, (qtag or "[]")[1:-1].lower(), True)))
+        elif word in ("AND", "OR", "NOT"):
+            tokens.append(("op", word))
+        elif wtag or _Leaf(word, "", False).words():  # a lone lower-case "and"/"or" is a stopword, as in PubMed
+            tokens.append(("leaf", _Leaf(word, (wtag or "[]")[1:-1].lower(), False)))
+    ranking: list[str] = []
+
+    def expr(i: int, negated: bool) -> tuple[Any, int]:
+        node, i = unit(i, negated)
+        while i < len(tokens) and tokens[i][0] != ")":
+            op = "AND"
+            if tokens[i][0] == "op":
+                op, i = tokens[i][1], i + 1
+            right, i = unit(i, negated ^ (op == "NOT"))
+            node = (op, node, right)
+        return node, i
+
+    def unit(i: int, negated: bool) -> tuple[Any, int]:
+        if i >= len(tokens):
+            raise ValueError("term ends early")
+        kind, value = tokens[i]
+        if kind == "(":
+            node, i = expr(i + 1, negated)
+            if i >= len(tokens) or tokens[i][0] != ")":
+                raise ValueError("unbalanced parentheses")
+            return node, i + 1
+        if kind != "leaf":
+            raise ValueError(f"unexpected {kind}")
+        if not negated and value.tag.split(":")[0].strip() not in _META_TAGS:
+            ranking.extend(value.words())
+        return value, i + 1
+
+    try:
+        node, end = expr(0, False)
+    except ValueError:
+        return None
+    if end != len(tokens):
+        return None
+    return node, list(dict.fromkeys(ranking))
+
+
+def _evaluate(node: Any, rec: Record) -> bool:
+    if isinstance(node, _Leaf):
+        return node.matches(rec)
+    op, left, right = node
+    if op == "AND":
+        return _evaluate(left, rec) and _evaluate(right, rec)
+    if op == "OR":
+        return _evaluate(left, rec) or _evaluate(right, rec)
+    return _evaluate(left, rec) and not _evaluate(right, rec)
+
+
 class EUtilsServer(ThreadedServer):
     """Real HTTP on 127.0.0.1 with real PubMed records; see the module docstring."""
 
@@ -286,8 +403,9 @@ class EUtilsServer(ThreadedServer):
         words = query_words(term)
         if not words:
             return []
-        # "a OR b OR c" (the pipeline's question-words fallback) matches any word; anything else all
-        any_word = " OR " in term and " AND " not in term
+        parsed = _parse_term(term)
+        if parsed is not None:
+            node, words = parsed
         scored = []
         for rec in self.corpus.values():
             if min_year is not None and (rec.year is None or rec.year < min_year):
@@ -295,7 +413,7 @@ class EUtilsServer(ThreadedServer):
             if max_year is not None and (rec.year is None or rec.year > max_year):
                 continue
             counts = [rec.words.get(w, 0) for w in words]
-            if any(counts) if any_word else all(counts):
+            if _evaluate(node, rec) if parsed is not None else all(counts):
                 scored.append((sum(c > 0 for c in counts), sum(counts), int(rec.pmid)))
         scored.sort(reverse=True)
         return [str(row[-1]) for row in scored]
