@@ -901,3 +901,28 @@ def test_open_question_shows_no_agreement(app_env: Path) -> None:
     at = ask(start(), FOLLOW_UP)
     assert len(at.get("vega_lite_chart")) == 0
     assert not [c for c in at.caption if c.value.startswith("**Agreement")]
+
+
+# ---------------------------------------------------------------- study filters
+def test_design_and_humans_filters_reach_the_pipeline_and_the_turn(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clinfo.appraisal.filters import StudyFilter
+
+    monkeypatch.setenv("CLINFO_HUMANS_ONLY", "true")
+    at = start()
+    assert at.sidebar.checkbox(key="humans_only").value is True  # the environment's default
+    assert at.sidebar.multiselect(key="designs").value == []
+    at.sidebar.multiselect(key="designs").set_value(["randomised trial", "systematic review"])
+    ask(at, QUESTION)
+    searched = [query for query, _, _ in SOURCES[-1].searches]
+    # a source that takes no filter searches the filter's PubMed form after the planned query (and
+    # after the broader one its zero hits led to)
+    studies = StudyFilter(("systematic review", "randomised trial"), True)
+    assert searched[0] == studies.apply(Q1) and all(q.endswith(studies.pubmed()) for q in searched)
+    turn = stored_turns(app_env)[-1]
+    assert turn.config["designs"] == ["randomised trial", "systematic review"] and turn.config["humans_only"] is True
+    assert turn.answer is not None and turn.answer.trace.study_filter.humans_only
+    label = "systematic reviews or randomised trials; human studies only"
+    assert turn.answer.trace.study_filter.label == label
+    assert any(f"restricted to {label}" in c.value for c in at.caption)
