@@ -93,7 +93,7 @@ def _sample(name: str, field: FieldInfo) -> tuple[str, Any]:
     """An environment value for ``field`` other than its default, and what Settings makes of it."""
     annotation = field.annotation
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    kind = args[0] if args and typing.get_origin(annotation) is not typing.Literal else annotation
+    kind = args[0] if args and typing.get_origin(annotation) not in (typing.Literal, list) else annotation
     default = field.get_default(call_default_factory=True)
     if typing.get_origin(annotation) is typing.Literal:
         choice = next(c for c in typing.get_args(annotation) if c != default)
