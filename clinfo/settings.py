@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     eutils_base_url: str = Field(DEFAULT_EUTILS, description="E-utilities endpoint (a mirror, a proxy, tests)")
     eutils_rate_scope: Literal["host", "process"] = Field(
         "host",
-        description="who shares NCBI's request budget (3/s, 10/s with a key): every process on this host "
-        "(a slot file in the cache directory) or this process only",
+        description="who shares NCBI's request budget (3/s, 10/s with a key): host, every process on this host (a slot"
+        " file in the cache directory) or, with a PostgreSQL database_url, on every host sharing that database; or"
+        " process, this process only",
     )
 
     # --- cache and prompts
@@ -81,6 +82,29 @@ class Settings(BaseSettings):
         description="on-disk cache of E-utilities responses and LLM completions; the demo index",
     )
     use_cache: bool = Field(True, description="read and write that cache (--no-cache on the command line: false)")
+    cache_ttl_search: float = Field(
+        86400.0, ge=0, description="seconds a cached E-utilities search result is reused (new articles show after it)"
+    )
+    cache_ttl_records: float = Field(
+        604800.0,
+        ge=0,
+        description="seconds a cached PubMed record is reused (corrections and retractions show after it)",
+    )
+    cache_ttl_llm: float = Field(
+        2592000.0,
+        ge=0,
+        description="seconds a cached LLM completion is reused (same request, server and model; hosted models change"
+        " under one name)",
+    )
+    cache_max_mb: float = Field(
+        1024.0, gt=0, description="size cap of the cache (MB); beyond it the oldest entries are evicted"
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="where shared state lives: unset, SQLite files under cache_dir; sqlite:///path.db, one SQLite file;"
+        " postgresql://user:password@host/db, one database for several app hosts (conversations, caches and the NCBI"
+        " request budget per API key; extra [postgres]); its password is never shown",
+    )
     prompt_dir: Path | None = Field(
         None, description="directory of prompt overrides (any of prompts/*.toml); files not there keep the default"
     )
@@ -197,6 +221,16 @@ class Settings(BaseSettings):
 
         return list(design_kinds(v)) or None  # its ValueError names the value and the choices
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: SecretStr | None) -> SecretStr | None:
+        from clinfo.store.url import parse_database_url
+
+        if v is None or not v.get_secret_value().strip():
+            return None
+        parse_database_url(v.get_secret_value())  # its ValueError never quotes the URL
+        return v
+
     @field_validator("eutils_base_url")
     @classmethod
     def _slash(cls, v: str) -> str:
@@ -207,6 +241,10 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json", exclude={"openai_api_key", "ncbi_api_key"})
         data["openai_api_key_set"] = self.openai_api_key is not None
         data["ncbi_api_key_set"] = self.ncbi_api_key is not None
+        if self.database_url is not None:
+            from clinfo.store.url import safe_database_url
+
+            data["database_url"] = safe_database_url(self.database_url.get_secret_value())
         return data
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -273,7 +311,7 @@ def _config_error(exc: ValidationError) -> ConfigError:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
     value = first.get("input")
-    shown = "" if isinstance(value, dict) or "key" in where else f"={value!r}"
+    shown = "" if isinstance(value, dict) or "key" in where or "database_url" in where else f"={value!r}"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     message = str(first.get("msg", "invalid")).removeprefix("Value error, ")  # a validator's own words
     return ConfigError(f"invalid setting {where}{shown}: {message}{more}")

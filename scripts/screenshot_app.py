@@ -119,7 +119,7 @@ def seed_history(question: str, env: dict[str, str]) -> str:
     """Runs the pipeline here and stores its answer where the app will read it; returns the
     conversation's link token."""
     os.environ.update(env)
-    from clinfo.app.history import HistoryStore, Viewer, default_db_path
+    from clinfo.app.history import Viewer, open_history
     from clinfo.pipeline import ClinfoAI
     from clinfo.redact import secret_values
     from clinfo.settings import load_settings
@@ -127,7 +127,7 @@ def seed_history(question: str, env: dict[str, str]) -> str:
     settings = load_settings()
     print(f"answering in-process with {settings.llm} over {settings.source} …", file=sys.stderr)
     answer = ClinfoAI(settings=settings).forward(question)
-    store = HistoryStore(default_db_path(settings), secret_values(settings))
+    store = open_history(settings, secret_values(settings))
     conversation = store.new_conversation(Viewer(session="screenshot-seed"), question)
     store.add(conversation.id, question, answer=answer, config={"llm": settings.llm, "source": settings.source})
     return conversation.token

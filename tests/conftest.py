@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.llama_server",
     "tests.support.eutils",
     "tests.support.eval_data",
+    "tests.support.postgres",
 ]

@@ -112,6 +112,11 @@ def _sample(name: str, field: FieldInfo) -> tuple[str, Any]:
         choice = typing.get_args(item)[0] if typing.get_origin(item) is typing.Literal else "probe"
         return json.dumps([choice]), [choice]
     if kind is SecretStr:
+        if name == "database_url":  # a secret that must also be a database URL
+            return (
+                "postgresql://probe:probe-secret-value@db.example/x",
+                "postgresql://probe:probe-secret-value@db.example/x",
+            )
         return "probe-secret-value", "probe-secret-value"
     if kind is Path:
         return "/tmp/clinfo-probe", Path("/tmp/clinfo-probe")

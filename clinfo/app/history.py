@@ -1,4 +1,4 @@
-"""The app's conversation history: one SQLite file, so a reload or a restart keeps the chat.
+"""The app's conversation history, in a database, so a reload or a restart keeps the chat.
 
 The file holds conversations, each with its turns. A turn stores the question, the Answer as
 JSON (or the one-line error when the run failed) and the public part of the run's configuration.
@@ -14,9 +14,10 @@ Who sees what is decided here, by :class:`Viewer`:
   so a reload reopens it), plus the one conversation a version-1 file is migrated into (version 1
   had a single conversation that every tab shared, so nothing new is exposed).
 
-The file is ``$CLINFO_APP_DB`` if set, else ``app_history.db`` under the cache directory.
-Connections are opened per operation, because Streamlit serves each browser session from its
-own thread and a sqlite3 connection must stay in the thread that made it.
+The database is ``database_url`` when set (PostgreSQL: one history for several app hosts), else
+the SQLite file ``$CLINFO_APP_DB``, else ``app_history.db`` under the cache directory
+(:func:`open_history`). :class:`clinfo.store.Database` gives each operation its own transaction,
+on either backend, with the same SQL.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ import datetime as dt
 import json
 import os
 import secrets as _secrets
-import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clinfo.errors import ClinfoError
 from clinfo.redact import redact
+from clinfo.store import Database, StoreError, Transaction, configured_url
 
 if TYPE_CHECKING:
     from clinfo.models import Answer, Article
@@ -58,31 +59,33 @@ PUBLIC_CONFIG = (
     "followups",
 )
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+# {id}: each backend's auto-numbered key (clinfo.store.Database.ddl); "user" is quoted, being
+# a reserved word in PostgreSQL
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS conversations (
+    id       {id},
     token    TEXT NOT NULL UNIQUE,
-    user     TEXT,
+    "user"   TEXT,
     session  TEXT,
     created  TEXT NOT NULL,
     title    TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS turns (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+)""",
+    """CREATE TABLE IF NOT EXISTS turns (
+    id              {id},
+    conversation_id BIGINT NOT NULL REFERENCES conversations(id),
     created         TEXT NOT NULL,
     question        TEXT NOT NULL,
     answer_json     TEXT,
     error           TEXT,
-    config_json     TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS conversations_owner ON conversations(user, session);
-CREATE INDEX IF NOT EXISTS turns_conversation ON turns(conversation_id, id);
-"""
+    config_json     TEXT NOT NULL DEFAULT '{{}}'
+)""",
+    'CREATE INDEX IF NOT EXISTS conversations_owner ON conversations("user", session)',
+    "CREATE INDEX IF NOT EXISTS turns_conversation ON turns(conversation_id, id)",
+)
 
 
 class HistoryError(ClinfoError):
-    """The history file cannot be opened, read or written."""
+    """The history database cannot be opened, read or written."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,11 @@ def default_db_path(settings: Settings) -> Path:
     return Path(override).expanduser() if override else Path(settings.cache_dir) / "app_history.db"
 
 
+def open_history(settings: Settings, secrets: Iterable[str] = ()) -> HistoryStore:
+    """The history ``settings`` name: ``database_url`` when set, else :func:`default_db_path`."""
+    return HistoryStore(configured_url(settings) or default_db_path(settings), secrets)
+
+
 def public_config(values: dict[str, Any]) -> dict[str, Any]:
     from urllib.parse import urlsplit, urlunsplit
 
@@ -153,53 +161,50 @@ def _visible(viewer: Viewer, opened: Iterable[int] = ()) -> tuple[str, list[Any]
 
 
 class HistoryStore:
+    """Conversations and turns in a SQLite file (a path, or ``sqlite:///...``) or a PostgreSQL
+    database (``postgresql://...``)."""
+
     def __init__(self, path: Path | str, secrets: Iterable[str] = ()) -> None:
-        self.path = Path(path)
+        # "clear" must remove the text from a SQLite file, not only mark its pages free
+        self.db = Database(path, timeout=10.0, sqlite_pragmas=("secure_delete = ON",))
+        self.path = self.db.path  # the SQLite file; None for PostgreSQL
         self.secrets = list(secrets)
         self._init()
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self, write: bool = False) -> Iterator[Transaction]:
+        """One transaction: committed on success, rolled back on error."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(sqlite3.connect(self.path, timeout=10)) as conn:
-                # "clear" must remove the text from the file, not only mark its pages free
-                conn.execute("PRAGMA secure_delete = ON")
-                with conn:  # one transaction: committed on success, rolled back on error
-                    yield conn
-        except sqlite3.Error as exc:
-            raise HistoryError(f"conversation history {self.path}: {exc}") from None
-        except OSError as exc:
-            raise HistoryError(f"conversation history {self.path}: {exc.strerror or exc}") from None
+            with self.db.transaction(write=write) as tx:
+                yield tx
+        except StoreError as exc:
+            raise HistoryError(f"conversation history {exc.label}: {exc.detail}") from None
 
     def _init(self) -> None:
+        if self.db.kind == "postgresql":
+            try:
+                self.db.ensure_schema("history", SCHEMA_VERSION, _SCHEMA)
+            except StoreError as exc:
+                raise HistoryError(f"conversation history {exc.label}: {exc.detail}") from None
+            return
         with self._db() as conn:
             # the page makes a store on every rerun: a file already current costs one read, no lock
             if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
                 return
-        with self._db() as conn:
-            # DDL and the v1 migration in one explicit transaction: several sessions may open a
-            # v1 file at once, and a half-migrated file must never be left behind
-            conn.isolation_level = None
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise HistoryError(
-                        f"conversation history {self.path} was written by a newer clinfo (schema {version}); "
-                        f"set {ENV_DB} to another file"
-                    )
-                if version == 1:
-                    _migrate_v1(conn)
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        # DDL and the v1 migration in one transaction under the write lock: several sessions may
+        # open a v1 file at once, and a half-migrated file must never be left behind
+        with self._db(write=True) as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise HistoryError(
+                    f"conversation history {self.db.label} was written by a newer clinfo (schema {version}); "
+                    f"set {ENV_DB} to another file"
+                )
+            if version == 1:
+                _migrate_v1(conn)
+            for statement in _SCHEMA:
+                conn.execute(self.db.ddl(statement))
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _clean(self, text: str | None) -> str | None:
         return None if text is None else redact(text, self.secrets)
@@ -210,11 +215,13 @@ class HistoryStore:
         created = _now()
         clean_title = self._clean(title_of(title)) or ""
         with self._db() as conn:
-            cur = conn.execute(
-                "INSERT INTO conversations (token, user, session, created, title) VALUES (?, ?, ?, ?, ?)",
-                (token, viewer.user, viewer.session, created, clean_title),
+            cid = int(
+                conn.execute(
+                    'INSERT INTO conversations (token, "user", session, created, title) VALUES (?, ?, ?, ?, ?)'
+                    " RETURNING id",
+                    (token, viewer.user, viewer.session, created, clean_title),
+                ).fetchone()[0]
             )
-            cid = int(cur.lastrowid or 0)
         return Conversation(id=cid, token=token, user=viewer.user, created=created, title=clean_title)
 
     def conversations(self, viewer: Viewer, opened: Iterable[int] = ()) -> list[Conversation]:
@@ -283,12 +290,13 @@ class HistoryStore:
             self._clean(json.dumps(public_config(config or {}), sort_keys=True)),
         )
         with self._db() as conn:
-            cur = conn.execute(
-                "INSERT INTO turns (conversation_id, created, question, answer_json, error, config_json) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                row,
+            return int(
+                conn.execute(
+                    "INSERT INTO turns (conversation_id, created, question, answer_json, error, config_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    row,
+                ).fetchone()[0]
             )
-            return int(cur.lastrowid or 0)
 
     def turns(self, conversation_id: int) -> list[Turn]:
         from clinfo.models import Answer
@@ -320,7 +328,7 @@ class HistoryStore:
             return int(conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
 
 
-def _migrate_v1(conn: sqlite3.Connection) -> None:
+def _migrate_v1(conn: Transaction) -> None:
     """Version 1 had one table of turns, one conversation for every tab: its turns become one
     conversation of no user and no session, which anonymous viewers keep seeing."""
     conn.execute(
@@ -331,11 +339,11 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     first = conn.execute("SELECT created, question FROM turns ORDER BY id LIMIT 1").fetchone()
     if first is None:
         return
-    cur = conn.execute(
-        "INSERT INTO conversations (token, user, session, created, title) VALUES (?, NULL, NULL, ?, ?)",
+    (cid,) = conn.execute(
+        "INSERT INTO conversations (token, user, session, created, title) VALUES (?, NULL, NULL, ?, ?) RETURNING id",
         (_secrets.token_urlsafe(18), first[0], title_of(first[1])),
-    )
-    conn.execute("UPDATE turns SET conversation_id = ?", (cur.lastrowid,))
+    ).fetchone()
+    conn.execute("UPDATE turns SET conversation_id = ?", (cid,))
 
 
 def found_articles(turns: Iterable[Turn]) -> list[Article]:

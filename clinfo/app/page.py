@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from clinfo.app import export, view
-from clinfo.app.history import Conversation, HistoryStore, Turn, Viewer, default_db_path, found_articles
+from clinfo.app.history import Conversation, HistoryStore, Turn, Viewer, found_articles, open_history
 from clinfo.app.runner import FOLLOWUP_LABELS, Engine, QuestionRun, error_message, settings_key
 from clinfo.appraisal.design import DESIGNS
 from clinfo.errors import ClinfoError
@@ -70,7 +70,7 @@ def _page() -> None:
     st.info(DISCLAIMER, icon="⚕️")
     base = load_settings()  # a bad CLINFO_* value stops here, as one line
     secrets = secret_values(base)
-    store = HistoryStore(default_db_path(base), secrets)
+    store = open_history(base, secrets)  # database_url, else CLINFO_APP_DB, else the cache dir's file
     conversation = open_conversation(store, viewer)
     conversations_box = st.sidebar.container()  # filled last, so it lists a conversation just started
     choices = sidebar(base)

@@ -211,7 +211,7 @@ class QuestionRun:
             loop.close()
 
     async def _answer(self) -> Answer:
-        from clinfo.cache import open_cache
+        from clinfo.cache import note_problem, open_cache
         from clinfo.sources import create_source  # plug-in sources too (clinfo.sources.register)
 
         s = self.settings
@@ -230,6 +230,7 @@ class QuestionRun:
                 )
             finally:
                 await source.aclose()
+            note_problem(answer.trace, cache)  # the source's cache; the LLM's is noted by aforward
             if source.reused:
                 self.messages.put(
                     ("note", f"{len(source.reused)} articles from earlier in the conversation were considered.")

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from clinfo.cache import open_cache
+from clinfo.cache import note_problem, open_cache
 from clinfo.llm.base import LLM, TokenCallback, with_cache
 from clinfo.llm.registry import create_llm
 from clinfo.models import Answer
@@ -86,7 +86,9 @@ class ClinfoAI:
         self._in_flight += 1
         try:
             run = QuestionRun(settings, llm, source, text, dates, ignored, on_event, studies)
-            return await answer_question(run, on_token)
+            answer = await answer_question(run, on_token)
+            note_problem(answer.trace, cache)  # a cache that failed was left out: said once
+            return answer
         finally:
             self._in_flight -= 1
             if self._source is None:

@@ -32,11 +32,15 @@ from tenacity import (
     wait_random,
 )
 
+from clinfo.cache import RECORDS as CACHE_RECORDS
+from clinfo.cache import SEARCH as CACHE_SEARCH
 from clinfo.errors import MalformedResponse, QuerySyntaxError, SourceError, SourceUnavailable, one_line
 from clinfo.models import Article
 from clinfo.sources.base import DateRange, SearchResult, SourceStats
 from clinfo.sources.pubmed_xml import parse_efetch
 from clinfo.sources.rate_limit import SpacedRate
+from clinfo.store import Database, configured_url, parse_database_url
+from clinfo.store.budget import SharedSlot, budget_name
 
 if TYPE_CHECKING:
     from clinfo.appraisal.filters import StudyFilter
@@ -51,7 +55,6 @@ T = TypeVar("T")
 EFETCH_BATCH = 200  # NCBI's advice for efetch id lists; larger lists risk 414s and slow answers
 ESEARCH_MAX = 10000  # esearch refuses retmax beyond this
 MAX_RETRY_AFTER = 60.0  # honour Retry-After up to here; a longer ask is better answered with an error
-CACHE_NAMESPACE = "eutils"
 _OPEN_START = "1800/01/01"  # NCBI needs both mindate and maxdate
 _OPEN_END = "3000/12/31"
 
@@ -62,20 +65,37 @@ def rate_for(settings: Settings) -> float:
 
 
 # One budget per (endpoint, rate) in the process, whatever the thread or event loop.
-_RATES: dict[tuple[str, float, str | None], SpacedRate] = {}
+_RATES: dict[tuple[str, float, str | None, str | None], SpacedRate] = {}
 _RATES_LOCK = threading.Lock()
+BUDGET_DB_TIMEOUT = 2.0  # seconds a request waits for the shared budget's database before using the host's
 
 
 def _shared_rate(settings: Settings, per_second: float) -> SpacedRate:
-    state_file = None
+    state_file, slot = None, None
     if settings.eutils_rate_scope == "host":
         digest = hashlib.sha256(f"{settings.eutils_base_url} {per_second}".encode()).hexdigest()[:16]
         state_file = Path(settings.cache_dir) / "rate" / f"eutils-{digest}.slot"
-    key = (settings.eutils_base_url, per_second, str(state_file) if state_file else None)
+        slot = _database_slot(settings)
+    key = (
+        settings.eutils_base_url,
+        per_second,
+        str(state_file) if state_file else None,
+        f"{slot.db.url.url} {slot.budget}" if slot else None,
+    )
     with _RATES_LOCK:
         if key not in _RATES:
-            _RATES[key] = SpacedRate(per_second, state_file)
+            _RATES[key] = SpacedRate(per_second, state_file, shared=slot)
         return _RATES[key]
+
+
+def _database_slot(settings: Settings) -> SharedSlot | None:
+    """With a PostgreSQL ``database_url``, the API key's budget that every host using it shares
+    (the host's slot file stays the fallback while the database cannot be reached)."""
+    url = configured_url(settings)
+    if url is None or parse_database_url(url).kind != "postgresql":
+        return None
+    key = settings.ncbi_api_key.get_secret_value() if settings.ncbi_api_key is not None else None
+    return SharedSlot(Database(url, timeout=BUDGET_DB_TIMEOUT), budget_name(settings.eutils_base_url, key))
 
 
 class _Transient(Exception):
@@ -334,14 +354,20 @@ class PubMedSource:
     def _cache_get(self, request: dict[str, str]) -> bytes | None:
         if self.cache is None:
             return None
-        value = self.cache.get(CACHE_NAMESPACE, request)
+        value = self.cache.get(*self._cache_entry(request))
         if value is not None:
             self.stats.cache_hits += 1
         return value
 
     def _cache_set(self, request: dict[str, str], value: str) -> None:
         if self.cache is not None:
-            self.cache.set(CACHE_NAMESPACE, request, value)
+            self.cache.set(*self._cache_entry(request), value)
+
+    def _cache_entry(self, request: dict[str, str]) -> tuple[str, dict[str, str]]:
+        # Searches and records have their own lifetimes; the server is part of the key, so a
+        # mirror's or a test server's answers are never served as NCBI's.
+        namespace = CACHE_SEARCH if request.get("endpoint") == "esearch" else CACHE_RECORDS
+        return namespace, {**request, "server": self.base_url}
 
 
 def _describe(params: dict[str, str]) -> dict[str, str | int]:

@@ -8,8 +8,9 @@ concurrent loops would each get the full rate.
 
 The budget is the time of the last granted start. A request may start once an interval has
 passed since then; it takes the start under a lock (and, with ``state_file``, under ``flock`` on
-a small file holding that time, so every process on the host shares it), else sleeps for the
-rest of the interval and asks again. Granting at the moment of the start, rather than handing
+a small file holding that time, so every process on the host shares it; with ``shared``, from a
+row in PostgreSQL that every host sharing the database reads, :mod:`clinfo.store.budget`), else
+sleeps for the rest of the interval and asks again. Granting at the moment of the start, rather than handing
 out future slots, keeps a task that wakes late (a busy event loop, a starved thread) from
 starting right before the next one. Taking a start costs microseconds, so the lock never blocks
 an event loop for longer than that.
@@ -26,12 +27,19 @@ import struct
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clinfo.store.database import StoreError
+
+if TYPE_CHECKING:
+    from clinfo.store.budget import SharedSlot
 
 __all__ = ["SpacedRate"]
 
 log = logging.getLogger(__name__)
 
 _STAMP = struct.Struct("<d")
+SHARED_RETRY = 30.0  # seconds before a database that failed is asked again
 
 
 class SpacedRate:
@@ -43,34 +51,62 @@ class SpacedRate:
     inside one second.
     """
 
-    def __init__(self, per_second: float, state_file: Path | None = None, headroom: float = 0.1) -> None:
+    def __init__(
+        self,
+        per_second: float,
+        state_file: Path | None = None,
+        headroom: float = 0.1,
+        shared: SharedSlot | None = None,
+    ) -> None:
         if per_second <= 0 or headroom < 0:
             raise ValueError("per_second must be positive and headroom not negative")
         self.interval = (1.0 + headroom) / per_second
         self.state_file = state_file
+        # the budget in a database that processes on several hosts share (clinfo.store.budget);
+        # while it cannot be reached, the host's slot file stands in
+        self.shared = shared
+        self._shared_retry = -math.inf
         self._lock = threading.Lock()
-        self._last = -math.inf  # wall-clock seconds: the one clock processes share
+        self._last = -math.inf  # time.monotonic() of this process's last start: a clock set back cannot stall it
 
     def try_acquire(self) -> float:
         """Takes a start now and returns 0.0, or returns the seconds to wait before asking again."""
         with self._lock:
-            now = time.time()
+            now = time.monotonic()
+            wait = self._last + self.interval - now
+            if wait > 0:
+                return wait
+            if self.shared is not None and now >= self._shared_retry:
+                try:
+                    wait = self.shared.try_take(self.interval)
+                except StoreError as exc:
+                    log.warning("shared request budget unavailable (%s): limiting by this host's budget", exc)
+                    self._shared_retry = now + SHARED_RETRY
+                else:
+                    if wait > 0:
+                        return wait
+                    self._last = now
+                    return 0.0
+            wall = time.time()  # the slot file's clock: the one every process on the host reads
             fd = self._open_shared()
             try:
-                last = max(self._last, self._read_shared(fd, now) if fd is not None else -math.inf)
-                wait = last + self.interval - now
+                wait = (self._read_shared(fd, wall) if fd is not None else -math.inf) + self.interval - wall
                 if wait > 0:
                     return wait
                 self._last = now
                 if fd is not None:
-                    os.pwrite(fd, _STAMP.pack(now), 0)
+                    os.pwrite(fd, _STAMP.pack(wall), 0)
                 return 0.0
             finally:
                 if fd is not None:
                     os.close(fd)  # releases the flock
 
     async def acquire(self) -> None:
-        while (wait := self.try_acquire()) > 0:
+        while True:
+            # a database round trip would block the event loop: it is made on a worker thread
+            wait = await asyncio.to_thread(self.try_acquire) if self.shared is not None else self.try_acquire()
+            if wait <= 0:
+                return
             await asyncio.sleep(wait)
 
     # ---------------------------------------------------------------- the host-wide stamp file
