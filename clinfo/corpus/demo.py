@@ -34,7 +34,7 @@ def _demo_data() -> Path:
 
 
 def demo_corpus_path(settings: Settings) -> Path:
-    """The demo corpus, ready, in ``settings.cache_dir``: ``corpus/demo-<digest>-v<schema>/corpus.db``
+    """The demo corpus, ready, in ``settings.cache_dir``: ``corpus/demo-<digest>-v<schema>-links/corpus.db``
     with its lexical index beside it, built on first use.
 
     The folder name carries a digest of the packaged data and the schema version, so an upgrade
@@ -46,7 +46,8 @@ def demo_corpus_path(settings: Settings) -> Path:
     vectors = vectors if all(p.is_file() for p in vectors) else []
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in [data, *vectors])).hexdigest()[:16]
     folder = Path(settings.cache_dir) / "corpus"
-    target = folder / f"demo-{digest}-v{SCHEMA_VERSION}"
+    # "-links": built since corpora keep NLM's CommentsCorrections links (an older demo index would warn)
+    target = folder / f"demo-{digest}-v{SCHEMA_VERSION}-links"
     db = target / "corpus.db"
     if db.is_file():
         return db
