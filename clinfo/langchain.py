@@ -22,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - depends on the extra
 
 from pydantic import ConfigDict
 
+from clinfo.appraisal.evidence_status import evidence_status, flags
 from clinfo.models import Answer, Article
 from clinfo.pipeline import run_sync
 from clinfo.settings import load_settings
@@ -42,6 +43,8 @@ def article_document(article: Article, score: float | None = None) -> Document:
         "citation": article.citation,
         "mesh": article.mesh,
         "publication_types": article.publication_types,
+        # expressions of concern and errata NLM links to the article (clinfo.appraisal.evidence_status)
+        "notices": [f.text for f in flags(article)],
     }
     if score is not None:
         metadata["score"] = score
@@ -49,7 +52,11 @@ def article_document(article: Article, score: float | None = None) -> Document:
 
 
 class ClinfoRetriever(BaseRetriever):
-    """Documents (one per article, PMID in metadata) for a PubMed-syntax or plain-text query."""
+    """Documents (one per article, PMID in metadata) for a PubMed-syntax or plain-text query.
+
+    What is not evidence is left out, as the pipeline sets it aside: retracted work always;
+    retraction notices, errata, comments, letters, editorials and news unless the setting
+    ``admit_publication_kinds`` admits their kind (so fewer than ``k`` documents may come back)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -70,7 +77,8 @@ class ClinfoRetriever(BaseRetriever):
             if own:
                 await source.aclose()
         scores = dict(zip(result.pmids, getattr(result, "scores", None) or []))
-        return [article_document(a, scores.get(a.pmid)) for a in articles]
+        admit = settings.admit_publication_kinds
+        return [article_document(a, scores.get(a.pmid)) for a in articles if evidence_status(a, admit).evidence]
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return run_sync(self._search(query))

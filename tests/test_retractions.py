@@ -341,6 +341,7 @@ def test_offline_small_preset_sets_the_retracted_trial_and_its_notice_aside(mirr
     assert ai.settings.screening == "retrieval" and ai.settings.synthesis_mode == "extractive"
     answer = ai.forward(QUESTION)
     assert answer.trace.llm_calls == 0
+    assert not any("correction links" in w for w in answer.trace.warnings)  # a corpus built today keeps them
     assert_set_aside_not_cited(answer)
     # what is left is real evidence on the question: an on-topic trial is quoted, not the retracted one
     assert not answer.no_evidence and answer.references[0].pmid in RELATED
@@ -481,3 +482,12 @@ def test_flags_show_on_reference_and_card_and_eval_counts_what_must_not_be_cited
     metrics = metrics_from_records(records, with_bertscore=False)
     assert (metrics["citations"]["retracted_cited"], metrics["citations"]["non_evidence_cited"]) == (1, 2)
     assert "| retracted or non-evidence records cited (must be 0) | 2 |" in markdown_table([("run", metrics)])
+
+
+def test_the_langchain_retriever_leaves_out_what_is_not_evidence(mirror: Path) -> None:
+    from clinfo.langchain import ClinfoRetriever
+
+    docs = ClinfoRetriever(source=f"local:{mirror}", k=10).invoke("erector spinae plane block cholecystectomy")
+    pmids = [d.metadata["pmid"] for d in docs]
+    assert pmids and not {RETRACTED, NOTICE} & set(pmids)
+    assert RELATED[0] in pmids and all(d.metadata["notices"] == [] for d in docs)
