@@ -295,3 +295,17 @@ def test_cli_ask_and_eval_take_the_filter(small_corpus: Path, tmp_path: Path, mo
         prediction["answer"]["trace"]["study_filter"]["label"]
         == "systematic reviews or randomised trials; human studies only"
     )
+
+
+def test_an_eval_run_from_before_the_filter_settings_resumes_unless_they_change() -> None:
+    from clinfo.eval.runner import config_differences
+
+    def config(**settings) -> dict:
+        return {"dataset": {"sha256": "abc", "format": "jsonl"}, "limit": None, "seed": 0, "settings": settings}
+
+    old = config(llm="openai:x")  # written before designs and humans_only existed
+    assert config_differences(old, config(llm="openai:x", designs=None, humans_only=False)) == []
+    assert config_differences(old, config(llm="openai:x", designs=["cohort"], humans_only=True)) == [
+        "designs None -> ['cohort']",
+        "humans_only False -> True",
+    ]
