@@ -491,3 +491,77 @@ def test_the_langchain_retriever_leaves_out_what_is_not_evidence(mirror: Path) -
     pmids = [d.metadata["pmid"] for d in docs]
     assert pmids and not {RETRACTED, NOTICE} & set(pmids)
     assert RELATED[0] in pmids and all(d.metadata["notices"] == [] for d in docs)
+
+
+# ------------------------------------------------------------------ the app
+
+
+def _app_llm(model: str, settings: object) -> ScriptedLLM:
+    return ScriptedLLM(
+        {
+            "plan": json.dumps({"queries": ["magnesium sleep"]}),
+            "screen": screen_reply(lambda title: True),
+            "synthesize": "Magnesium improved sleep [1].",
+            "tldr": "One trial suggests magnesium may improve sleep.",
+        },
+        spec=f"retractiontest:{model}",
+    )
+
+
+def _app_source(arg: str, settings: object) -> object:
+    from tests.support.scripted import MemorySource, make_article
+
+    concern = [Correction(ref_type="ExpressionOfConcernIn", pmid="901")]
+    articles = [
+        make_article("101", "Magnesium and sleep in elderly: an RCT", "Magnesium improved sleep.", corrections=concern),
+        make_article(
+            "105",
+            "Magnesium and sleep: a retracted trial",
+            "Magnesium cured insomnia.",
+            publication_types=["Journal Article", "Retracted Publication"],
+            corrections=[Correction(ref_type="RetractionIn", pmid="106")],
+        ),
+        make_article(
+            "106",
+            "Retraction: Magnesium and sleep",
+            "This retracts PMID 105.",
+            publication_types=["Retraction of Publication"],
+        ),
+        make_article(
+            "107", "Magnesium for sleep? A reply", "We disagree with the authors.", publication_types=["Letter"]
+        ),
+    ]
+    return MemorySource({"magnesium sleep": ["105", "101", "106", "107"]}, articles)
+
+
+def test_the_app_lists_what_was_set_aside_and_shows_concerns_on_cards(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from clinfo.llm import register
+    from clinfo.sources import register as register_source
+
+    register("retractiontest", _app_llm)
+    register_source("retractiontest", _app_source)
+    monkeypatch.setenv("CLINFO_APP_DB", str(tmp_path / "history.db"))
+    monkeypatch.setenv("CLINFO_LLM", "retractiontest:ok")
+    monkeypatch.setenv("CLINFO_SOURCE", "retractiontest")
+    monkeypatch.setenv("CLINFO_USE_CACHE", "false")
+    for name in ("CLINFO_APP_PASSWORD", "CLINFO_APP_CONFIG", "CLINFO_APP_SOURCES", "CLINFO_APP_LLMS"):
+        monkeypatch.delenv(name, raising=False)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    at.chat_input[0].set_value("Does magnesium improve sleep in older adults?").run()
+    assert not at.exception, at.exception
+    labels = [e.label for e in at.main.expander]
+    (aside,) = [i for i, label in enumerate(labels) if "set aside" in label]
+    assert labels[aside].startswith("3 set aside")
+    listed = "\n".join(m.value for m in at.main.expander[aside].markdown)
+    assert "Retracted (retraction notice PMID 106)" in listed
+    assert "Retraction notice (publication type Retraction of Publication)" in listed
+    assert "Letter (publication type Letter)" in listed
+    (relevant,) = [i for i, label in enumerate(labels) if label.endswith(("relevant article", "relevant articles"))]
+    cards = "\n".join(m.value for m in at.main.expander[relevant].markdown)
+    assert "**Expression of concern (PMID 901)**" in cards and "retracted trial" not in cards
+    answer = "\n".join(m.value for m in at.chat_message[1].markdown)
+    assert "**NLM notice:** expression of concern (PMID 901)" in answer
