@@ -46,6 +46,10 @@ def test_clinfo_ask_json_on_real_servers(llama_server, eutils_server) -> None:
         assert not references and "No relevant evidence" in answer["synthesis"]
     else:
         assert references and answer["synthesis"].strip()
+        # a yes/no question: the server's replies, held to the schema's stance enum, are tallied
+        stances = [s["stance"] for s in answer["article_summaries"]]
+        assert set(stances) <= {"supporting", "contradicting", "mixed", "not answering", "not judged"}, stances
+        assert sum(answer["agreement"]["counts"].values()) == len(stances)
     trace = answer["trace"]
     assert trace["llm_calls"] >= 2 + len(screened) and trace["prompt_tokens"] > 0 and trace["completion_tokens"] > 0
     assert trace["cost_usd"] is None  # a local model has no public price
