@@ -42,6 +42,7 @@ DEFAULT_TTL = {SEARCH: 86400.0, RECORDS: 7 * 86400.0, LLM: 30 * 86400.0}
 DEFAULT_MAX_BYTES = 1024 * 2**20
 WARNING_PREFIX = "cache unavailable"
 FILE = "cache.sqlite3"  # under the cache directory, when no database_url is set
+TIMEOUT = 3.0  # seconds to wait for a lock or a connection before answering without the cache
 _SQLITE_PRAGMAS = ("journal_mode = WAL", "synchronous = NORMAL")
 _EVICT_TO = 0.9  # evict down to this share of the cap, so the next writes do not evict again at once
 _CHECK_AT_MOST = 8 * 2**20  # bytes a process writes between two size checks, whatever the cap
@@ -87,7 +88,7 @@ class Cache:
         ttl: Mapping[str, float] | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], float] = time.time,
-        timeout: float = 5.0,
+        timeout: float = TIMEOUT,
     ) -> None:
         self.enabled = enabled and where is not None
         # a file of clinfo's own may hold the table of the cache before lifetimes (keys without the
@@ -216,6 +217,6 @@ def open_cache(settings: Any, use_cache: bool | None = None) -> Cache:
     """The cache ``settings`` name: in ``database_url`` when set, else ``cache.sqlite3`` under ``cache_dir``."""
     enabled = settings.use_cache if use_cache is None else use_cache
     url = configured_url(settings)
-    where = Database(url, timeout=5.0, sqlite_pragmas=_SQLITE_PRAGMAS) if url else Path(settings.cache_dir) / FILE
+    where = Database(url, timeout=TIMEOUT, sqlite_pragmas=_SQLITE_PRAGMAS) if url else Path(settings.cache_dir) / FILE
     ttl = {SEARCH: settings.cache_ttl_search, RECORDS: settings.cache_ttl_records, LLM: settings.cache_ttl_llm}
     return Cache(where, enabled=enabled, ttl=ttl, max_bytes=int(settings.cache_max_mb * 2**20))

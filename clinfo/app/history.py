@@ -84,6 +84,9 @@ _SCHEMA = (
 )
 
 
+_PRAGMAS = ("secure_delete = ON",)
+
+
 class HistoryError(ClinfoError):
     """The history database cannot be opened, read or written."""
 
@@ -164,9 +167,9 @@ class HistoryStore:
     """Conversations and turns in a SQLite file (a path, or ``sqlite:///...``) or a PostgreSQL
     database (``postgresql://...``)."""
 
-    def __init__(self, path: Path | str, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, path: Path | str | Database, secrets: Iterable[str] = ()) -> None:
         # "clear" must remove the text from a SQLite file, not only mark its pages free
-        self.db = Database(path, timeout=10.0, sqlite_pragmas=("secure_delete = ON",))
+        self.db = path if isinstance(path, Database) else Database(path, timeout=5.0, sqlite_pragmas=_PRAGMAS)
         self.path = self.db.path  # the SQLite file; None for PostgreSQL
         self.secrets = list(secrets)
         self._init()
@@ -263,9 +266,9 @@ class HistoryStore:
         """Delete the conversations ``viewer`` owns: a user's, or an anonymous session's own. Those
         it merely opened by link stay: they are someone else's."""
         if viewer.user is not None:
-            where, args = "user = ?", [viewer.user]
+            where, args = '"user" = ?', [viewer.user]  # quoted: a bare user is CURRENT_USER in PostgreSQL
         else:
-            where, args = "user IS NULL AND session = ?", [viewer.session]
+            where, args = '"user" IS NULL AND session = ?', [viewer.session]
         with self._db() as conn:
             ids = [row[0] for row in conn.execute(f"SELECT id FROM conversations WHERE {where}", args)]
         self.delete(ids)

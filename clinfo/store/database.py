@@ -19,6 +19,7 @@ import atexit
 import os
 import sqlite3
 import threading
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -43,6 +44,8 @@ _TYPES = {
 _SCHEMA_LOCK = zlib.crc32(b"clinfo schema")
 _SCHEMA_TABLE = "CREATE TABLE IF NOT EXISTS clinfo_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
 
+DOWN_FOR = 30.0  # seconds an unreachable PostgreSQL server is not asked again
+_down: dict[str, tuple[float, str]] = {}  # URL -> (time.monotonic() until which it is not asked, why)
 _pools: dict[tuple[int, str], Any] = {}
 _pools_lock = threading.Lock()
 _schemas_ready: set[tuple[str, str, int]] = set()  # (PostgreSQL URL, component, version) checked by this process
@@ -143,11 +146,36 @@ class Database:
             import psycopg
         except ImportError:
             raise StoreError(self.label, "PostgreSQL needs psycopg: pip install 'clinfo[postgres]'") from None
+        from psycopg_pool import PoolTimeout
+
+        down = _down.get(self.url.url)
+        if down is not None and down[0] > time.monotonic():
+            raise StoreError(self.label, down[1])
         try:
             with self._pool().connection(timeout=self.timeout) as conn, conn.transaction():
                 yield Transaction(conn, "postgresql")
+        except PoolTimeout:
+            raise StoreError(self.label, self._why_no_connection()) from None
         except psycopg.Error as exc:
             raise self.error(exc) from None
+
+    def _why_no_connection(self) -> str:
+        """Why the pool gave no connection in time. The pool only says it timed out, so one direct
+        connection is tried for the server's own reason; a server that cannot be reached is not
+        asked again for DOWN_FOR seconds (every caller would otherwise wait ``timeout`` each time)."""
+        import psycopg
+
+        try:
+            psycopg.connect(self.url.url, connect_timeout=max(1, round(self.timeout))).close()
+        except psycopg.Error as exc:
+            why = f"{self.error(exc).detail} (not asked again for {DOWN_FOR:g} s)"
+            _down[self.url.url] = (time.monotonic() + DOWN_FOR, why)
+            with _pools_lock:  # its workers would retry in the background meanwhile; a new pool comes later
+                pool = _pools.pop((os.getpid(), self.url.url), None)
+            if pool is not None:
+                pool.close(timeout=0)
+            return why
+        return f"no free connection within {self.timeout:g} s (all {POOL_MAX} of this process's are in use)"
 
     def _pool(self) -> Any:
         from psycopg_pool import ConnectionPool
