@@ -27,7 +27,7 @@ import pytest
 from clinfo import Answer, ClinfoAI
 from clinfo.appraisal.evidence_status import PUBLICATION_KINDS, evidence_status, flags
 from clinfo.corpus.build import build_index
-from clinfo.corpus.store import RecordStore, article_to_row, row_to_article
+from clinfo.corpus.store import RecordStore, article_to_row, corpus_info, row_to_article
 from clinfo.eval.metrics import citation_metrics
 from clinfo.models import AbstractSection, Article, Correction
 from clinfo.render import answer_markdown
@@ -296,8 +296,10 @@ def test_a_corpus_built_before_the_links_table_still_reads_and_says_what_it_lack
     store = RecordStore.open(db)
     assert store.corrections_state == "missing" and store.fetch([RETRACTED])[0].corrections == []
     store.close()
+    assert corpus_info(db)["corrections"] == "missing"  # what 'clinfo index info' shows
     # a later file still brings its notices: the table is added for the files to come
     build_index([write_xml(tmp_path / "f2.xml", header, [without_abstract(real[NOTICE])])], db, progress=False)
+    assert corpus_info(db)["corrections"] == "partial"
     store = RecordStore.open(db)
     assert store.corrections_state == "partial"
     assert evidence_status(store.fetch([RETRACTED])[0]).kind == "retracted"

@@ -336,6 +336,16 @@ def _check_schema(conn: sqlite3.Connection, p: Path) -> None:
         )
 
 
+def _has_corrections(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='corrections'").fetchone() is not None
+
+
+def _corrections_state(conn: sqlite3.Connection, flag: str | None) -> str:
+    if not _has_corrections(conn):
+        return "missing"
+    return "complete" if flag == "1" else "partial"
+
+
 def corpus_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Counts and metadata of a corpus (articles, files, schema, generation)."""
     conn = open_corpus(path)
@@ -343,6 +353,8 @@ def corpus_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         info: dict[str, Any] = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         info["articles"] = conn.execute("SELECT count(*) FROM docs").fetchone()[0]
         info["lexical_pending"] = conn.execute("SELECT count(*) FROM lexical_pending").fetchone()[0]
+        # NLM's CommentsCorrections links (retraction notices...): complete, partial or missing
+        info["corrections"] = _corrections_state(conn, info.get("corrections"))
         info["files"] = [
             {"name": n, "complete": bool(c), "records": r, "error": e}
             for n, c, r, e in conn.execute("SELECT name, complete, records, error FROM files ORDER BY id")
@@ -360,17 +372,13 @@ class RecordStore:
         self.path = path
         self._n: int | None = None
         self.codec = corpus_codec(conn)
-        self._links = (
-            conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='corrections'").fetchone() is not None
-        )
+        self._links = _has_corrections(conn)
 
     @property
     def corrections_state(self) -> str:
         """Whether links are kept: "complete" (every file's), "partial" (files ingested before clinfo kept them
         lack theirs) or "missing" (no links at all: built before the ``corrections`` table)."""
-        if not self._links:
-            return "missing"
-        return "complete" if self.meta("corrections") == "1" else "partial"
+        return _corrections_state(self.conn, self.meta("corrections"))
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], readonly: bool = True) -> RecordStore:
