@@ -560,7 +560,10 @@ class _Writer:
         """Each record's links replace those of its earlier version (a later file's win, as in docs).
 
         A version without links that replaces one with links leaves a marker row (``ref_type`` '')
-        so an earlier version arriving afterwards from a parallel worker is still refused."""
+        so an earlier version arriving afterwards from a parallel worker is still refused. One case
+        stays open: a version without links applied *before* an earlier one with links (parallel
+        workers, no links stored yet) leaves nothing to compare with, so the earlier links are kept;
+        a marker row for every record without links would cost a row per citation for that rare case."""
         stored: dict[int, int] = {}
         pmids = list({p for p, _ in links})
         for i in range(0, len(pmids), 900):
