@@ -371,10 +371,15 @@ async def test_corrupted_corpus_pages_give_corpus_error(tmp_path: Path, small_co
 
 def test_sqlite_errors_are_not_leaked(small_corpus: Path) -> None:
     src = LocalSource(small_corpus)
-    src._store().conn.close()  # a connection that died under us
-    with pytest.raises(CorpusError):
-        src.fetch_sync(["1"])
+    with src.engine.records():  # a call in flight: the pool keeps what is given back
+        with src.engine.records() as store:
+            pmid = str(store.conn.execute("SELECT min(pmid) FROM docs").fetchone()[0])
+            store.conn.close()  # a connection that died under us, given back to the pool
+        with pytest.raises(CorpusError):
+            src.fetch_sync([pmid])
     assert not isinstance(CorpusError("x"), sqlite3.Error)
+    # the broken connection was dropped, not handed out again: the shared corpus still answers
+    assert [a.pmid for a in LocalSource(small_corpus).fetch_sync([pmid])] == [pmid]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

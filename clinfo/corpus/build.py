@@ -50,6 +50,7 @@ from clinfo.corpus.store import (
     link_rows,
     packaged_dict,
 )
+from clinfo.corpus.writelock import writes_corpus
 from clinfo.errors import CorpusError, MalformedResponse, one_line
 from clinfo.models import AbstractSection, Article, Correction
 
@@ -658,6 +659,7 @@ def _mp_context() -> Any:
     return mp.get_context("spawn")
 
 
+@writes_corpus("index build", "out", make_folder=True)
 def build_index(
     paths: Iterable[str | os.PathLike[str]],
     out: str | os.PathLike[str],

@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from clinfo.corpus.encoders import DEFAULT_MODEL, canonical_name, document_text, embed_tokens
 from clinfo.corpus.vectors import VectorStore, VectorWriter, as_float32, slug
-from clinfo.errors import ConfigError, CorpusError
+from clinfo.corpus.writelock import writes_corpus
+from clinfo.errors import ClinfoError, ConfigError, CorpusError, one_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -232,6 +233,7 @@ def default_m(dim: int, nbits: int = 4) -> int:
     return max(d for d in range(1, dim // 4 + 1) if dim % d == 0) if dim >= 4 else 1
 
 
+@writes_corpus("index import-vectors", "folder", vector_set=True)
 def build_dense_index(
     folder: str | os.PathLike[str],
     *,
@@ -557,8 +559,17 @@ class VectorIndex:
             index = faiss.read_index(str(folder / str(info.file)))
         except RuntimeError:  # replaced by a concurrent rebuild between reading the two files
             info = _read_info(folder) or info
-            index = faiss.read_index(str(folder / str(info.file)))
-        faiss.downcast_index(faiss.extract_index_ivf(index)).nprobe = info.nprobe
+            try:
+                index = faiss.read_index(str(folder / str(info.file)))
+            except RuntimeError as exc:  # missing or corrupt: FAISS says so in a multi-line message
+                raise CorpusError(
+                    f"the dense index {folder / str(info.file)} cannot be read ({one_line(exc, 120)}); rebuild it"
+                    f" with 'clinfo index import-vectors {folder.parent.with_suffix('')} --model {store.model}'"
+                ) from None
+        try:
+            faiss.downcast_index(faiss.extract_index_ivf(index)).nprobe = info.nprobe
+        except RuntimeError as exc:
+            raise CorpusError(f"the dense index in {folder} is not an IVF index ({one_line(exc, 120)})") from None
         return cls(store, info, index)
 
     @property
@@ -631,7 +642,12 @@ class DenseIndex:
                 + (f" --model {model}" if model else "")
                 + " or 'clinfo index import-vectors'"
             )
-        vindex = VectorIndex.open(folder)
+        try:
+            vindex = VectorIndex.open(folder)
+        except ClinfoError:
+            raise
+        except (OSError, ValueError, RuntimeError) as exc:  # a damaged file numpy or FAISS trips over
+            raise CorpusError(f"vector set {folder} cannot be read: {one_line(exc, 200)}") from None
         qmodel = query_model or vindex.store.query_model
         self = cls(Path(db_path), folder, vindex, row[0] if row else None, qmodel)
         # Only the question side is needed to search; loading it now fails at open, not mid-run.
@@ -721,6 +737,7 @@ class EmbedSummary:
         )
 
 
+@writes_corpus("index embed", "db_path")
 def embed_index(
     db_path: str | os.PathLike[str],
     model: str | None = None,

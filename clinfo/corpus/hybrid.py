@@ -15,7 +15,7 @@ imported by this module; the dense index is loaded only when a mode needs it.
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -191,9 +191,12 @@ def choose_mode(
     model: str | None = None,
     query_model: str | None = None,
     fusion: str = DEFAULT_FUSION,
+    open_dense: Callable[[], DenseIndex] | None = None,
 ) -> ModeChoice:
     """Resolve ``mode`` for one corpus. ``dense``/``hybrid`` fail (one line) without vectors or an
-    encoder; ``auto`` falls back to BM25 then, with a note when vectors exist but cannot be used."""
+    encoder, or when a vector file is missing or corrupt; ``auto`` falls back to BM25 then, with a
+    note when vectors exist but cannot be used. ``open_dense`` opens the dense index (default:
+    ``DenseIndex.open``; a shared corpus engine passes the one it keeps)."""
     if mode not in MODES:
         raise ConfigError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
     if fusion not in FUSIONS:
@@ -202,13 +205,17 @@ def choose_mode(
         return ModeChoice("bm25", fusion=fusion)
     from clinfo.corpus import dense
 
+    if open_dense is None:
+
+        def open_dense() -> DenseIndex:
+            return dense.DenseIndex.open(db_path, model, query_model=query_model)
+
     if mode in ("dense", "hybrid"):
-        index = dense.DenseIndex.open(db_path, model, query_model=query_model)
-        return ModeChoice(mode, index, fusion=fusion)  # type: ignore[arg-type]
-    if not dense.has_vectors(db_path, model):
-        return ModeChoice("bm25", fusion=fusion)
+        return ModeChoice(mode, open_dense(), fusion=fusion)  # type: ignore[arg-type]
     try:
-        index = dense.DenseIndex.open(db_path, model, query_model=query_model)
+        if not dense.has_vectors(db_path, model):
+            return ModeChoice("bm25", fusion=fusion)
+        index = open_dense()
     except ClinfoError as exc:
         note = f"search mode auto: dense vectors exist but cannot be used ({exc}); searching with BM25 only"
         return ModeChoice("bm25", None, [note], fusion=fusion)

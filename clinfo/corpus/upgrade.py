@@ -24,6 +24,7 @@ from pathlib import Path
 from clinfo.corpus.build import BuildSummary, _open_lexical, _Progress, _tune_for_writing, _Writer
 from clinfo.corpus.lexical import ANALYZER, lexical_dir
 from clinfo.corpus.store import _DDL, PLAIN_COLS, SCHEMA_VERSION, codec_for, packaged_dict
+from clinfo.corpus.writelock import writes_corpus
 from clinfo.errors import CorpusError, one_line
 
 __all__ = ["upgrade_corpus"]
@@ -50,6 +51,7 @@ def _version(p: Path) -> str:
     return version
 
 
+@writes_corpus("index upgrade", "path")
 def upgrade_corpus(path: str | os.PathLike[str], progress: bool = True) -> int:
     """Upgrade the corpus at ``path`` to the current schema; returns the articles its lexical index
     holds. Safe to re-run after a kill; a current corpus only gets pending lexical changes replayed."""

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clinfo.corpus.writelock import writes_corpus
 from clinfo.errors import CorpusError, one_line
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ class VectorStore:
             if self.rows == 0:
                 self._matrix = np.zeros((0, self.dim), dtype=self.dtype)
             else:
-                self._matrix = np.memmap(self.vector_file, dtype=self.dtype, mode="r", shape=(self.rows, self.dim))
+                self._matrix = self._map(self.vector_file, self.dtype, (self.rows, self.dim))
                 if random_access:
                     _advise_random(self._matrix)
         return self._matrix
@@ -142,8 +143,22 @@ class VectorStore:
             if self.rows == 0:
                 self._pmids = np.zeros(0, dtype=np.int64)
             else:
-                self._pmids = np.memmap(self.folder / "pmids.i64", dtype=np.int64, mode="r", shape=(self.rows,))
+                self._pmids = self._map(self.folder / "pmids.i64", "int64", (self.rows,))
         return self._pmids
+
+    def _map(self, path: Path, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+        """``path`` memory-mapped as ``shape``; a missing file or one shorter than the committed rows
+        (deleted, truncated, replaced) is a ``CorpusError`` in one line, not numpy's error."""
+        import numpy as np
+
+        try:
+            return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+        except (OSError, ValueError) as exc:
+            why = "is missing" if isinstance(exc, FileNotFoundError) else f"cannot be mapped ({one_line(exc)})"
+            raise CorpusError(
+                f"vector set {self.folder}: {path.name} {why}; its manifest counts {self.rows:,} rows;"
+                " import the vectors again ('clinfo index import-vectors' or 'clinfo index embed')"
+            ) from None
 
     def live_rows(self) -> np.ndarray:
         """Row numbers that hold the current vector of their PMID (the last row of each), ascending."""
@@ -492,6 +507,7 @@ class ImportSummary:
         return "; ".join(parts)
 
 
+@writes_corpus("index import-vectors", "db_path")
 def import_vectors(
     db_path: str | os.PathLike[str],
     pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],

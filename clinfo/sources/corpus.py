@@ -16,26 +16,23 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clinfo.corpus.engine import CorpusEngine, open_engine
 from clinfo.corpus.hybrid import (
     DEFAULT_FUSION,
     FUSION_DEPTH,
     HYBRID_K,
     MODES,
     SearchMode,
-    choose_mode,
     describe,
     fuse_hybrid,
     label,
 )
-from clinfo.corpus.lexical import LexicalIndex
 from clinfo.corpus.lexical_query import translate
-from clinfo.corpus.store import RecordStore
-from clinfo.errors import ConfigError, CorpusError, one_line
+from clinfo.errors import ClinfoError, ConfigError, CorpusError, one_line
 from clinfo.sources.base import DateRange, SearchResult, SourceStats
 
 if TYPE_CHECKING:
@@ -46,7 +43,13 @@ __all__ = ["LocalSource", "MODES"]
 
 
 class LocalSource:
-    """PMIDs and records from a local SQLite corpus."""
+    """PMIDs and records from a local SQLite corpus.
+
+    A source is cheap: it borrows the process's open corpus (``clinfo.corpus.engine``), so one
+    per question costs a few ``stat`` calls, and closing it leaves the corpus open for the
+    others. ``shared=False`` opens a private copy that ``close`` releases (how every source
+    worked before; benchmarks/corpus_sharing.py compares the two).
+    """
 
     def __init__(
         self,
@@ -59,30 +62,28 @@ class LocalSource:
         fusion: str = DEFAULT_FUSION,
         fusion_k: int = HYBRID_K,
         fusion_depth: int = FUSION_DEPTH,
+        shared: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         self.path = Path(path)
         self.name = name
+        self.requested_mode = mode
         self.mode: str = mode  # the mode searches run in: auto resolves to bm25 or hybrid below
         self.model = model
         self.fusion_k = fusion_k
         self.fusion_depth = fusion_depth
         self.stats = SourceStats()
-        self._local = threading.local()
-        self._stores: list[RecordStore] = []
-        self._lock = threading.Lock()
-        # Open now so a missing or incompatible corpus fails at construction, not mid-run.
-        store = self._store()
-        self._warnings: list[str] = []
-        pending = self._guard(store.pending)
-        if pending:
-            self._warnings.append(
-                f"the lexical index lacks {pending:,} recent changes (an interrupted build); "
-                f"re-run 'clinfo index build' with the same files to finish it"
-            )
-        self._lexical = LexicalIndex(self.path, store.meta("analyzer") or "")
-        choice = choose_mode(mode, self.path, model=model, query_model=query_model, fusion=fusion)
+        self.shared = shared
+        # Opened now so a missing or incompatible corpus fails at construction, not mid-run.
+        self.engine = self._guard(lambda: open_engine(self.path) if shared else CorpusEngine(self.path))
+        self._warnings: list[str] = list(self.engine.warnings)
+        self._lexical = self.engine.lexical
+        try:
+            choice = self.engine.choose(mode, model, query_model, fusion)
+        except BaseException:
+            self.close()
+            raise
         self.mode, self._dense, self.fusion = choice.mode, choice.dense, choice.fusion
         self.choice = choice
         self.mode_label = label(choice)  # what each result's ``mode`` says
@@ -94,15 +95,6 @@ class LocalSource:
 
     # ------------------------------------------------------------------ connections
 
-    def _store(self) -> RecordStore:
-        store = getattr(self._local, "store", None)
-        if store is None:
-            store = RecordStore.open(self.path)
-            with self._lock:
-                self._stores.append(store)
-            self._local.store = store
-        return store
-
     def _guard(self, func: Any, *args: Any) -> Any:
         try:
             return func(*args)
@@ -112,7 +104,7 @@ class LocalSource:
     @property
     def articles(self) -> int:
         """How many articles the corpus holds."""
-        return self._guard(lambda: self._store().size)
+        return self._guard(lambda: self.engine.size)
 
     # ------------------------------------------------------------------ Source protocol
 
@@ -137,7 +129,11 @@ class LocalSource:
 
     def fetch_sync(self, pmids: Sequence[str]) -> list[Article]:
         self.stats.requests += 1
-        return self._guard(lambda: self._store().fetch(list(pmids)))
+        return self._guard(self._fetch, list(pmids))
+
+    def _fetch(self, pmids: list[str]) -> list[Article]:
+        with self.engine.records() as store:
+            return store.fetch(pmids)
 
     async def fetch(self, pmids: Sequence[str]) -> list[Article]:
         """Full records in the order asked; PMIDs the corpus lacks are left out."""
@@ -147,11 +143,10 @@ class LocalSource:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            for store in self._stores:
-                store.close()
-            self._stores.clear()
-        self._local = threading.local()
+        """Nothing to release for a shared corpus (the next call still works); a private one closes."""
+        engine = getattr(self, "engine", None)
+        if engine is not None and not self.shared:
+            engine.close()
 
     # ------------------------------------------------------------------ ranking
 
@@ -179,7 +174,7 @@ class LocalSource:
             result = self._search(query, depth, dates)
             new = [p for p in result.pmids if p not in admitted]
             if new:
-                found = {a.pmid: a for a in self._store().fetch(new)}
+                found = {a.pmid: a for a in self._fetch(new)}
                 admitted.update((p, p in found and studies.admits(found[p])) for p in new)
             exhausted = len(result.pmids) < depth
             passing = sum(admitted[p] for p in result.pmids)
@@ -223,9 +218,12 @@ class LocalSource:
         if self.mode == "bm25":
             pmids, scores, count = self._lexical.search(tr, limit, dates)
             return SearchResult(query, [str(p) for p in pmids], count, tr.text, warnings, scores, self.mode_label)
-        store = self._store()
         depth = max(limit, self.fusion_depth) if self.mode == "hybrid" else limit
-        dense_ids, dense_scores = self._dense.search(query, depth, store, dates)
+        found = self._dense_search(query, depth, dates)
+        if isinstance(found, str):  # auto mode, and the dense index failed: BM25 alone, and say so
+            pmids, scores, count = self._lexical.search(tr, limit, dates)
+            return SearchResult(query, [str(p) for p in pmids], count, tr.text, [*warnings, found], scores, "bm25")
+        dense_ids, dense_scores = found
         warnings = warnings + self._dense.warnings()
         if self.mode == "dense":
             dense_pmids = [str(p) for p in dense_ids]
@@ -236,3 +234,17 @@ class LocalSource:
         translation = f"hybrid ({self.fusion} fusion): {tr.text} + dense"
         pmids = [str(p) for p in fused]
         return SearchResult(query, pmids, max(count, len(fused)), translation, warnings, scores, self.mode_label)
+
+    def _dense_search(self, query: str, depth: int, dates: DateRange | None) -> tuple[list[int], list[float]] | str:
+        """The dense ranking; where ``auto`` chose hybrid and it fails (a vector file damaged since the
+        corpus was opened), the warning to search with BM25 instead. An explicit dense or hybrid mode
+        raises ``CorpusError`` (one line)."""
+        try:
+            with self.engine.records() as store:
+                return self._dense.search(query, depth, store, dates)
+        except (ClinfoError, OSError, ValueError, RuntimeError) as exc:
+            if self.requested_mode != "auto":
+                if isinstance(exc, ClinfoError):
+                    raise
+                raise CorpusError(f"dense search over {self.path} failed: {one_line(exc)}") from None
+            return f"search mode auto: dense search failed ({one_line(exc)}); searching with BM25 only"
