@@ -189,6 +189,16 @@ def test_unparseable_screening_reply_is_counted_not_fatal() -> None:
     assert answer.references  # the other articles still answer
 
 
+def test_deeply_nested_replies_are_counted_unparseable_not_a_crash() -> None:
+    nested = "[" * 100_000 + "]" * 100_000  # Python's JSON parser raises RecursionError on it
+    deep_field = '{"relevant": true, "score": 9, "summary": ' + "[" * 500 + "]" * 500 + "}"
+    llm = make_llm(screen=[nested, deep_field, screen_reply(lambda t: "Magnesium" in t)])
+    answer = run(llm, make_source())
+    assert answer.trace.unparseable_llm_outputs == 2
+    assert sum("unreadable screening reply" in w for w in answer.trace.warnings) == 2
+    assert answer.trace.articles_screened == 3  # every candidate judged; the question was answered
+
+
 def test_empty_synthesis_falls_back_to_cited_summaries() -> None:
     answer = run(make_llm(synthesis=""), make_source())
     assert "Summary of Magnesium and sleep in elderly" in answer.synthesis and "[1]" in answer.synthesis
