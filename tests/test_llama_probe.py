@@ -112,3 +112,36 @@ def test_an_ordinary_load_error_is_left_to_the_loader_and_not_remembered(tmp_pat
     verdict = check(bad, tmp_path)  # the real child fails to load it: an error, not a crash
     assert verdict.ok and verdict.detail.startswith("check inconclusive")
     assert not list((tmp_path / "llama-probe").glob("*.json"))
+
+
+# A child that counts its runs, then stays busy past the check's time limit (a loaded host), or,
+# with `crash_default`, dies on SIGILL unless run without extra buffer types and is busy then.
+BUSY = """
+import os, signal, sys, time
+counter, crash_default = sys.argv[1], sys.argv[2] == "1"
+with open(counter, "a") as f:
+    f.write("x")
+if crash_default and "--no-extra-bufts" not in sys.argv:
+    os.kill(os.getpid(), signal.SIGILL)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("crash_default", [False, True])
+def test_a_check_that_times_out_is_not_a_verdict_and_is_not_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_default: bool
+) -> None:
+    import clinfo.llm.llama_probe as probe
+
+    monkeypatch.setattr(probe, "_TIMEOUT_S", 1.0)
+    counter = tmp_path / "runs"
+    busy = [sys.executable, "-c", BUSY, str(counter), "1" if crash_default else "0"]
+    verdict = check(default_model_path(), tmp_path, command=busy)  # no LLMError: the build is not condemned
+    assert (
+        verdict.ok and verdict.detail.startswith("check inconclusive") and "did not finish within 1 s" in verdict.detail
+    )
+    assert verdict.extra_bufts is not crash_default  # after a SIGILL, the plain kernels are the better guess
+    assert not list((tmp_path / "llama-probe").glob("*.json"))  # nothing remembered
+    healthy = [sys.executable, "-c", "pass"]  # the host is quiet again: the next check runs and decides
+    assert check(default_model_path(), tmp_path, command=healthy) == Verdict(ok=True)
+    assert len(list((tmp_path / "llama-probe").glob("*.json"))) == 1

@@ -12,7 +12,10 @@ can miss it). A dead process cannot explain itself, so the check runs in a short
 3. if that fails too, :class:`clinfo.errors.LLMError` says in one line how to rebuild.
 
 The verdict is kept in the cache directory, keyed by the llama.cpp libraries, the model file and
-the CPU's flags, so the child runs once per installation (about two seconds for SmolLM2).
+the CPU's flags, so the child runs once per installation (about two seconds for SmolLM2). A child
+that does not finish in time gives no verdict: on a busy host that says nothing about the build,
+so the check counts as inconclusive for this process and is not remembered (the next process
+checks again).
 """
 
 from __future__ import annotations
@@ -77,20 +80,26 @@ def _probe(model: Path, command: Sequence[str] | None) -> Verdict:
     if first is None:
         return Verdict(ok=True)
     if not first.crashed:
-        # an ordinary error (a file that is not a GGUF, say) is the loader's to report, in process
+        # an ordinary error (a file that is not a GGUF, say) is the loader's to report, in process;
+        # a timeout (a busy host) is no verdict on the build: both are tried again next time
         return Verdict(ok=True, detail=f"check inconclusive: {first.detail}")
     second = _run([*base, NO_EXTRA_BUFTS])
     if second is None:
         return Verdict(
             ok=True, extra_bufts=False, detail=f"default build {first.detail}; runs with extra buffer types off"
         )
+    if second.timed_out:  # the default build crashed; whether the plain kernels run is not known yet
+        return Verdict(
+            ok=True, extra_bufts=False, detail=f"check inconclusive: default build {first.detail}; {second.detail}"
+        )
     return Verdict(ok=False, detail=f"llama.cpp {first.detail}")
 
 
 @dataclass(frozen=True)
 class _Failure:
-    crashed: bool  # killed by a signal or hung: the build, not the input
+    crashed: bool  # killed by a signal: the build, not the input
     detail: str
+    timed_out: bool = False  # no verdict either way
 
 
 def _run(argv: list[str]) -> _Failure | None:
@@ -98,7 +107,7 @@ def _run(argv: list[str]) -> _Failure | None:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        return _Failure(True, f"did not evaluate a test prompt within {_TIMEOUT_S:.0f} s")
+        return _Failure(False, f"the check did not finish within {_TIMEOUT_S:g} s (a busy machine?)", timed_out=True)
     except OSError as exc:
         return _Failure(False, f"could not start the check ({exc.strerror or exc})")
     if done.returncode == 0:
