@@ -15,6 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from clinfo import Answer, ClinfoAI
 from clinfo.sources.rate_limit import SpacedRate
 from tests.support.common import REPO
@@ -117,3 +119,27 @@ def test_unwritable_stamp_file_falls_back_to_the_process(tmp_path: Path) -> None
     rate = SpacedRate(2.0, blocker / "sub" / "x.slot")  # parent is a file: cannot be created
     assert rate.try_acquire() == 0.0 and rate.interval - 0.05 < rate.try_acquire() <= rate.interval
     assert rate.state_file is None
+
+
+def test_a_clock_set_back_an_hour_does_not_make_requests_wait_an_hour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import clinfo.sources.rate_limit as rate_limit
+
+    class Clock:  # the wall clock, which an administrator or NTP can set back; the monotonic clock runs on
+        offset = 0.0
+        monotonic = staticmethod(time.monotonic)
+
+        def time(self) -> float:
+            return time.time() + self.offset
+
+    clock = Clock()
+    monkeypatch.setattr(rate_limit, "time", clock)
+    for state in (None, tmp_path / "rate" / "y.slot"):  # this process alone, and with the host's slot file
+        clock.offset = 0.0
+        rate = SpacedRate(3.0, state)
+        assert rate.try_acquire() == 0.0
+        clock.offset = -3600.0
+        assert 0 < rate.try_acquire() <= rate.interval  # the rest of one interval, not an hour
+        time.sleep(rate.interval)
+        assert rate.try_acquire() == 0.0
