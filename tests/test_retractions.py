@@ -283,6 +283,23 @@ def test_record_and_notice_parsed_in_parallel_workers(tmp_path: Path, real: dict
     assert [f.text for f in evidence_status(concern).flags] == [f"expression of concern (PMID {CONCERN_NOTICE})"]
 
 
+def test_an_earlier_version_applied_after_a_later_one_does_not_bring_its_links_back(
+    tmp_path: Path, real: dict[str, str], header: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import clinfo.corpus.build as build
+
+    # parallel workers deliver files in any order; force the later file's batch to come first
+    register = build._register_files
+    monkeypatch.setattr(build, "_register_files", lambda *args: list(reversed(register(*args))))
+    earlier = write_xml(tmp_path / "a.xml", header, [before_retraction(real[RETRACTED]), real[NOTICE]])
+    later = write_xml(tmp_path / "b.xml", header, [without_links(real[NOTICE])])
+    db = tmp_path / "mirror.db"
+    summary = build_index([earlier, later], db, progress=False, workers=0)
+    assert summary.skipped["superseded by a later file"] == 1
+    assert fetch_one(db, NOTICE).corrections == []
+    assert evidence_status(fetch_one(db, RETRACTED)).evidence
+
+
 def test_a_corpus_built_before_the_links_table_still_reads_and_says_what_it_lacks(
     tmp_path: Path, real: dict[str, str], header: str
 ) -> None:

@@ -561,23 +561,25 @@ class _Writer:
         """Each record's links replace those of its earlier version (a later file's win, as in docs).
 
         A version without links that replaces one with links leaves a marker row (``ref_type`` '')
-        so an earlier version arriving afterwards from a parallel worker is still refused. One case
-        stays open: a version without links applied *before* an earlier one with links (parallel
-        workers, no links stored yet) leaves nothing to compare with, so the earlier links are kept;
-        a marker row for every record without links would cost a row per citation for that rare case."""
+        so an earlier version arriving afterwards from a parallel worker is still refused; so is one
+        whose record a later file already stored in ``docs``. One case stays open: a version without
+        links and without an abstract applied *before* an earlier one with links leaves nothing to
+        compare with, so the earlier links are kept (a marker row for every such record would cost a
+        row per citation for that rare case)."""
         stored: dict[int, int] = {}
         pmids = list({p for p, _ in links})
         for i in range(0, len(pmids), 900):
             chunk = pmids[i : i + 900]
             q = f"SELECT pmid, max(seq) FROM corrections WHERE pmid IN ({','.join('?' * len(chunk))}) GROUP BY pmid"
             stored.update(self.conn.execute(q, chunk).fetchall())
+        docs = self._existing([p for p, items in links if items and p not in stored])
         batch: dict[int, list[tuple[int, int, str, int, str]]] = {}
         for pmid, items in links:
             tomb = self.tombstones.get(pmid)
             if tomb is not None and tomb > seq:
                 continue
             old = stored.get(pmid)
-            if old is not None and old > seq:
+            if (old is not None and old > seq) or docs.get(pmid, seq) > seq:
                 continue
             if old is not None and pmid not in batch:
                 self.conn.execute("DELETE FROM corrections WHERE pmid=?", (pmid,))
