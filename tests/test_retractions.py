@@ -32,6 +32,7 @@ from clinfo.eval.metrics import citation_metrics
 from clinfo.models import AbstractSection, Article, Correction
 from clinfo.render import answer_markdown
 from clinfo.settings import Settings
+from clinfo.sources.corpus import LocalSource
 from clinfo.sources.pubmed_xml import iter_pubmed_xml, parse_efetch
 from tests.support.corpus import (
     BASELINE_20,
@@ -314,8 +315,16 @@ def test_a_corpus_built_before_the_links_table_still_reads_and_says_what_it_lack
     assert store.corrections_state == "missing" and store.fetch([RETRACTED])[0].corrections == []
     store.close()
     assert corpus_info(db)["corrections"] == "missing"  # what 'clinfo index info' shows
+    source = LocalSource(db, shared=False)
+    warnings = source.search_sync("erector spinae", limit=5).warnings
+    source.close()
+    assert any("built before clinfo kept NLM's retraction and correction links:" in w for w in warnings)
     # a later file still brings its notices: the table is added for the files to come
     build_index([write_xml(tmp_path / "f2.xml", header, [without_abstract(real[NOTICE])])], db, progress=False)
+    source = LocalSource(db, shared=False)
+    warnings = source.search_sync("erector spinae", limit=5).warnings
+    source.close()
+    assert any("links for all its files:" in w for w in warnings)
     assert corpus_info(db)["corrections"] == "partial"
     store = RecordStore.open(db)
     assert store.corrections_state == "partial"
