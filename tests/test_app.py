@@ -411,6 +411,23 @@ def test_history_db_stores_answer_json(app_env: Path) -> None:
     assert json.loads(answer_json)["references"][0]["pmid"] == "101"
 
 
+def test_a_history_error_shows_one_line_under_the_answer_not_instead_of_it(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = start()
+
+    def locked(self: HistoryStore, *args: Any, **kwargs: Any) -> int:
+        raise sqlite3.OperationalError("database is locked\n(after 30 s)")
+
+    monkeypatch.setattr(HistoryStore, "add", locked)
+    ask(at, QUESTION)
+    ((role, body),) = [m for m in chat(at) if m[0] == "assistant"]
+    assert "Magnesium improved sleep in one trial" in body  # the answer already paid for is shown
+    (warning,) = [w.value for w in at.warning if "history" in w.value]
+    assert warning == "Not saved to your history: unexpected error (OperationalError): database is locked (after 30 s)"
+    assert stored_turns(app_env) == []
+
+
 # ---------------------------------------------------------------- the worker bridge, directly
 class SlowLLM(DownLLM):
     """Answers only after a long wait, unless cancelled first."""

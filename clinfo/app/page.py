@@ -567,9 +567,10 @@ def ask(
             expanded=False,
         )
         config = {**choices, "llm": settings.llm, "source": settings.source, "prefilter_k": settings.prefilter_k}
-        turn_id = store.add(conversation.id, question, answer=answer, config=config)
         with body.container():
-            show_answer(answer, key=f"turn{turn_id}", expanded=True)
+            # shown, then stored: a history that fails must not hide an answer already paid for
+            show_answer(answer, key=f"new-{conversation.id}-{len(turns)}", expanded=True)
+            save_turn(st, store, conversation, question, answer=answer, config=config)
     return conversation
 
 
@@ -577,7 +578,15 @@ def fail(
     where: Any, question: str, message: str, store: HistoryStore, conversation: Conversation, choices: dict[str, Any]
 ) -> None:
     where.error(md_escape(message))
-    store.add(conversation.id, question, error=message, config=choices)
+    save_turn(st, store, conversation, question, error=message, config=choices)  # st: an st.empty holds one element
+
+
+def save_turn(where: Any, store: HistoryStore, conversation: Conversation, question: str, **turn: Any) -> None:
+    """Stores a turn already shown; a history failure is one line under it, never in its place."""
+    try:
+        store.add(conversation.id, question, **turn)
+    except Exception as exc:  # the database is locked, full, unreachable: the answer stays on screen
+        where.warning(md_escape(f"Not saved to your history: {error_message(exc, store.secrets)}"))
 
 
 class _Live:
