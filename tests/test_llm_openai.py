@@ -363,12 +363,31 @@ async def test_a_server_that_does_not_answer_in_time_is_unavailable(stub: Any) -
         await run_stub(s.url, ask("hi"), llm_timeout=0.2)
 
 
-async def test_sdk_retries_transient_failures(stub: Any) -> None:
+async def test_transient_failures_are_retried(stub: Any) -> None:
     s = stub((503, {"error": {"message": "busy"}}), (200, reply("ok", {"prompt_tokens": 3, "completion_tokens": 1})))
     c = await run_stub(s.url, ask("hi"), llm_retries=1)
     assert c.text == "ok" and len(s.bodies) == 2
     # gpt-4o-mini is in the price table: 3 input and 1 output token
     assert c.cost_usd == pytest.approx((3 * 0.15 + 1 * 0.60) / 1e6)
+    # a streamed call is retried the same way, before any token reached the caller
+    s = stub((429, {"error": {"message": "slow down"}}), (200, [chunk("ok"), chunk(finish="stop")]))
+    tokens: list[str] = []
+    c = await run_stub(s.url, ask("hi"), tokens.append, llm_retries=1)
+    assert tokens == ["ok"] and c.text == "ok" and len(s.bodies) == 2 and s.bodies[1]["stream"] is True
+
+
+async def test_an_error_event_inside_a_stream_is_a_typed_error(stub: Any) -> None:
+    s = stub((200, [chunk("Hel"), {"error": {"message": f"overloaded, key {SECRET}"}}]))
+    tokens: list[str] = []
+    with pytest.raises(LLMError, match="overloaded") as info:
+        await run_stub(s.url, ask("hi"), tokens.append, openai_api_key=SECRET)
+    assert tokens == ["Hel"] and SECRET not in str(info.value) and "\n" not in str(info.value)
+
+
+async def test_a_reply_that_is_not_json_is_a_typed_error(stub: Any) -> None:
+    s = stub((200, "<html>proxy login</html>"))
+    with pytest.raises(LLMError, match="something other than a JSON object"):
+        await run_stub(s.url, ask("hi"))
 
 
 async def test_auto_falls_back_to_plain_text_when_every_format_is_refused(stub: Any) -> None:

@@ -1,7 +1,7 @@
 """A loopback OpenAI-compatible chat server with fixed latency, for benchmarks and runner tests.
 
 It speaks the real wire protocol (``POST /v1/chat/completions``, JSON or SSE streaming with
-usage, ``GET /v1/models``) so the real ``openai`` SDK and our backend run unchanged; only the
+usage, ``GET /v1/models``) so our OpenAI-compatible backend runs unchanged; only the
 text is canned, derived from the prompt so that queries hit and citations are in range.
 It is a stand-in for latency, not for model quality: the one real-model path is the llama.cpp
 server in ``tests/support/llama_server.py``.
