@@ -7,6 +7,7 @@ file present replaces the default of the same name.
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
 from dataclasses import dataclass
@@ -19,6 +20,20 @@ _PACKAGED = Path(__file__).parent / "prompts"  # inside an installed wheel
 _SOURCE_TREE = Path(__file__).parent.parent / "prompts"  # editable install / checkout
 
 STEPS = ("plan_queries", "repair_queries", "broaden_query", "screen_article", "synthesize", "tldr")
+
+
+# Outside text (titles, abstracts, journals, and what the LLM wrote from them) goes into the screening
+# and synthesis prompts between <article>...</article> or <evidence>...</evidence>, and their system
+# texts say that what is fenced is data, not instructions. A fence tag inside such text would close
+# the fence early, so that what follows reads as the prompt's own words: ``as_data`` defuses it.
+FENCE_TAGS = ("article", "evidence")
+_FENCE_TAG = re.compile(r"<(\s*/?\s*(?:article|evidence)\b)", re.IGNORECASE)
+
+
+def as_data(text: object) -> str:
+    """``text`` for a place between fence tags: every tag that could open or close a fence loses its
+    ``<`` (``</article>`` becomes ``‹/article>``), so the text cannot leave its fence."""
+    return _FENCE_TAG.sub("\u2039\\1", str(text))
 
 
 def default_prompt_dir() -> Path:

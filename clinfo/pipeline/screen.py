@@ -19,6 +19,7 @@ from clinfo.jsonout import parse_json
 from clinfo.models import Article, ArticleSummary
 from clinfo.pipeline.run import QuestionRun
 from clinfo.pipeline.schemas import RELEVANCE_SCHEMA, SCREEN_SCHEMA, SUMMARY_FIELDS, with_stance
+from clinfo.prompts import as_data
 
 BY_LLM = "the LLM's judgement"
 
@@ -82,11 +83,12 @@ async def screen_article(run: QuestionRun, rank: int, article: Article) -> Artic
     stance = is_yes_no_question(run.question)
     values = {
         "question": run.question,
-        "title": article.title or "(no title)",
-        "journal": article.journal or "unknown journal",
+        # the article's texts go between <article> fences in the prompt: a fence tag in them is defused
+        "title": as_data(article.title or "(no title)"),
+        "journal": as_data(article.journal or "unknown journal"),
         "year": article.year or "year unknown",
-        "publication_types": ", ".join(article.publication_types) or "not stated",
-        "abstract": _clip(article.abstract, settings.screen_abstract_chars),
+        "publication_types": as_data(", ".join(article.publication_types) or "not stated"),
+        "abstract": as_data(_clip(article.abstract, settings.screen_abstract_chars)),
         "stance_instruction": STANCE_INSTRUCTION if stance else "",
         "stance_field": STANCE_FIELD if stance else "",
     }

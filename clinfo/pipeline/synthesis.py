@@ -26,6 +26,7 @@ from clinfo.llm.base import TokenCallback
 from clinfo.models import ArticleSummary
 from clinfo.pipeline.citations import CitationFilter
 from clinfo.pipeline.run import QuestionRun
+from clinfo.prompts import as_data
 
 EXTRACTIVE_MAX = 5  # articles quoted in an extractive synthesis
 
@@ -67,7 +68,7 @@ def evidence_blocks(run: QuestionRun, relevant: list[ArticleSummary]) -> list[st
                 f"context budget reached: {len(relevant) - len(blocks)} relevant articles left out of the synthesis"
             )
             break
-        blocks.append(block)
+        blocks.append(as_data(block))  # between <evidence> fences in the prompt: a fence tag in it is defused
         used += len(block)
     return blocks
 
