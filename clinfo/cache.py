@@ -113,15 +113,14 @@ class Cache:
         key = cache_key(request)
         try:
             self._prepare()
-            with self.db.transaction() as tx:  # type: ignore[union-attr]
-                row = tx.execute(
-                    "SELECT value FROM clinfo_cache WHERE namespace = ? AND key = ? AND expires > ?",
-                    (namespace, key, self.clock()),
-                ).fetchone()
+            rows = self.db.query(  # type: ignore[union-attr]
+                "SELECT value FROM clinfo_cache WHERE namespace = ? AND key = ? AND expires > ?",
+                (namespace, key, self.clock()),
+            )
         except StoreError as exc:
             self._fail(exc)
             return None
-        return bytes(row[0]) if row else None
+        return bytes(rows[0][0]) if rows else None
 
     def set(self, namespace: str, request: Any, value: bytes | str) -> None:
         lifetime = self.ttl.get(namespace, DEFAULT_TTL[LLM])
@@ -175,8 +174,10 @@ class Cache:
             self._fail(exc)
 
     def close(self) -> None:
-        """Nothing to release (connections last one transaction, or belong to the process's pool);
-        kept so that callers can say when they are done."""
+        """Close the SQLite connection (PostgreSQL's belong to the process's pool). The cache
+        stays usable: the next call opens it again."""
+        if self.db is not None:
+            self.db.close()
 
     # ------------------------------------------------------------ internals
     def _prepare(self) -> None:

@@ -83,15 +83,15 @@ class Settings(BaseSettings):
     )
     use_cache: bool = Field(True, description="read and write that cache (--no-cache on the command line: false)")
     cache_ttl_search: float = Field(
-        86400.0, ge=0, description="seconds a cached E-utilities search result is reused (new articles show after it)"
+        86400, ge=0, description="seconds a cached E-utilities search result is reused (new articles show after it)"
     )
     cache_ttl_records: float = Field(
-        604800.0,
+        604800,
         ge=0,
         description="seconds a cached PubMed record is reused (corrections and retractions show after it)",
     )
     cache_ttl_llm: float = Field(
-        2592000.0,
+        2592000,
         ge=0,
         description="seconds a cached LLM completion is reused (same request, server and model; hosted models change"
         " under one name)",
@@ -145,6 +145,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="publication kinds screened and cited as evidence although they report no study of their own"
         " (set aside by default, listed in the answer with why); retracted work is never admitted, whatever this says",
+    )
+    claim_check: Literal["mark", "recheck", "off"] = Field(
+        "mark",
+        description="match each synthesis sentence that cites [n] with the cited abstracts' sentences"
+        " (clinfo.claims): mark marks the sentences no cited abstract supports; recheck also asks the LLM once"
+        " to rewrite or drop them, given the abstracts' best sentences; off skips the check",
     )
     num_queries: int = Field(3, ge=1, le=10, description="PubMed queries the planner writes per question")
     results_per_query: int = Field(20, ge=1, le=500, description="search results kept per query")

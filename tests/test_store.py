@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from clinfo.errors import ConfigError
+from clinfo.eval.datasets import Dataset, EvalItem
+from clinfo.eval.runner import run_config
 from clinfo.redact import redact, secret_values
 from clinfo.settings import Settings, load_settings
 from clinfo.store import Database, StoreError, open_database, parse_database_url, safe_database_url
@@ -124,6 +127,9 @@ def test_the_setting_keeps_its_password_out_of_configs_errors_and_reprs(monkeypa
     assert settings.database_url.get_secret_value() == url
     assert settings.public_dict()["database_url"] == "postgresql://clinfo@db.example/clinfo"
     assert PG_PASSWORD not in repr(settings) and PG_PASSWORD not in str(settings.public_dict())
+    data = Dataset(path="q.jsonl", format="jsonl", sha256="0" * 64, items=[EvalItem(id="1", question="q?")])
+    config = json.dumps(run_config(settings, data, None, 0, 1))  # an eval run's config.json
+    assert "@db.example/clinfo" in config and PG_PASSWORD not in config
     assert PG_PASSWORD in secret_values(settings) and PG_PASSWORD in secret_values()  # from the environment too
     assert redact(f"FATAL: password {PG_PASSWORD} rejected", secret_values()) == "FATAL: password [redacted] rejected"
     monkeypatch.setenv("CLINFO_DATABASE_URL", f"postgresq://clinfo:{PG_PASSWORD}@db.example/clinfo")  # a typo

@@ -29,7 +29,7 @@ from typing import Any
 
 from clinfo.errors import ClinfoError, ConfigError, InvalidArgument, LLMUnavailable, SourceUnavailable, one_line
 from clinfo.eval.datasets import LABELS, Dataset, EvalItem, load_dataset
-from clinfo.redact import redact
+from clinfo.redact import redact, secret_values
 from clinfo.settings import Settings
 
 PREDICTIONS = "predictions.jsonl"
@@ -54,6 +54,11 @@ RESUMABLE_SETTINGS = frozenset(
         "ncbi_tool",
         "cache_dir",
         "use_cache",
+        "cache_ttl_search",
+        "cache_ttl_records",
+        "cache_ttl_llm",
+        "cache_max_mb",
+        "database_url",
         "http_timeout",
         "http_retries",
         "llm_timeout",
@@ -536,7 +541,7 @@ async def arun_eval(
                 _atomic_write(out / CONFIG, (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
             done = recover(out / PREDICTIONS, {i.id for i in items}, retry_errors)
             todo = [i for i in items if i.id not in done]
-            secrets = [s.get_secret_value() for s in (settings.openai_api_key, settings.ncbi_api_key) if s is not None]
+            secrets = secret_values(settings)  # the keys, and the database URL's password
             return await _execute(
                 out,
                 clinfo,

@@ -3,8 +3,10 @@
 Every request is a form-encoded POST: the API key then travels in the body, never in a URL that
 httpx, proxies or servers log. Requests draw evenly spaced start times from one budget per
 E-utilities base URL, shared by every thread and event loop and, by default, every process on the
-host (:mod:`clinfo.sources.rate_limit`); they retry transient failures with backoff, and map every failure to a typed
-:mod:`clinfo.errors` exception whose message names the endpoint and never the key.
+host (:mod:`clinfo.sources.rate_limit`), or with a PostgreSQL ``database_url`` every host using it
+(one budget per API key, :mod:`clinfo.store.budget`); they retry transient failures with backoff,
+and map every failure to a typed :mod:`clinfo.errors` exception whose message names the endpoint
+and never the key.
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ class PubMedSource:
     overrides NCBI's limit (mirrors, benchmarks against a loopback server).
 
     With a ``cache``, esearch answers are kept per (term, limit, dates) and efetch records per
-    PMID, so overlapping fetches only ask for what is new; ``stats.cache_hits`` counts searches
+    PMID, each with its lifetime and under this server's base URL, so overlapping fetches only
+    ask for what is new; ``stats.cache_hits`` counts searches
     and articles served from it.
     """
 
