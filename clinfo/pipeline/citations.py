@@ -12,6 +12,25 @@ import re
 _GROUP = re.compile(r"^\s*\d+(?:\s*(?:[,;]|[-\u2013])\s*\d+)*\s*$")
 _PART = re.compile(r"(\d+)\s*[-\u2013]\s*(\d+)|(\d+)")
 _MAX_BRACKET = 40  # longer "brackets" are prose, not citations: stop holding text back
+# a citation group anywhere in a text ("[2]", "[1, 3]", "[2-4]")
+_IN_TEXT = re.compile(r"\[(\s*\d+(?:\s*(?:[,;]|[-\u2013])\s*\d+)*\s*)\]")
+
+
+def _numbers(inner: str) -> list[int]:
+    """The numbers of a citation group's inside, ranges expanded (``1-3`` -> 1, 2, 3)."""
+    numbers: list[int] = []
+    for lo, hi, single in _PART.findall(inner):
+        if single:
+            numbers.append(int(single))
+        else:
+            a, b = int(lo), int(hi)
+            numbers.extend(range(a, b + 1) if 0 < b - a < 50 else [a, b])
+    return numbers
+
+
+def citation_groups(text: str) -> list[tuple[int, int, list[int]]]:
+    """(start, end, numbers) of each citation group in ``text``, in order."""
+    return [(m.start(), m.end(), _numbers(m.group(1))) for m in _IN_TEXT.finditer(text)]
 
 
 class CitationFilter:
@@ -26,15 +45,8 @@ class CitationFilter:
     def _check(self, inner: str) -> str:
         if not _GROUP.match(inner):
             return f"[{inner}]"
-        numbers: list[int] = []
-        for lo, hi, single in _PART.findall(inner):
-            if single:
-                numbers.append(int(single))
-            else:
-                a, b = int(lo), int(hi)
-                numbers.extend(range(a, b + 1) if 0 < b - a < 50 else [a, b])
         kept: list[int] = []
-        for n in numbers:
+        for n in _numbers(inner):
             if 1 <= n <= self.n_refs:
                 if n not in kept:
                     kept.append(n)

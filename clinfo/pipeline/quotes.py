@@ -73,15 +73,29 @@ class Quote:
         return " ".join(parts)
 
 
-def split_sentences(text: str) -> list[str]:
-    pieces = _BOUNDARY.split(" ".join(text.split()))
-    out: list[str] = []
-    for piece in pieces:
-        if out and _ABBREVIATION.search(out[-1]):
-            out[-1] = f"{out[-1]} {piece}"
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text``, as offsets into ``text`` itself, so a caller can
+    mark a sentence where it stands (the claim check marks synthesis sentences this way)."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for cut in [*_BOUNDARY.finditer(text), None]:
+        end = cut.start() if cut else len(text)
+        if spans and _ABBREVIATION.search(text[spans[-1][0] : spans[-1][1]]):
+            spans[-1] = (spans[-1][0], end)
         else:
-            out.append(piece)
-    return [p for p in out if p]
+            spans.append((start, end))
+        start = cut.end() if cut else len(text)
+    out = []
+    for a, b in spans:
+        piece = text[a:b]
+        lead = len(piece) - len(piece.lstrip())
+        if piece.strip():
+            out.append((a + lead, a + len(piece.rstrip())))
+    return out
+
+
+def split_sentences(text: str) -> list[str]:
+    return [" ".join(text[a:b].split()) for a, b in sentence_spans(text)]
 
 
 def sentences_of(article: Article) -> list[Sentence]:

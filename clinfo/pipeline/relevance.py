@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from clinfo.errors import ConfigError
 from clinfo.models import Article
@@ -78,11 +79,8 @@ def coverage(
     return round(share, 4), matched, missing
 
 
-def similarities(question: str, articles: Sequence[Article]) -> list[float] | None:
-    """Cosine of ``question`` with each record under SIMILARITY_MODEL; None when no runtime for it
-    is installed or the model cannot be loaded (then relevance rests on coverage alone)."""
-    if not articles:
-        return []
+def similarity_encoder() -> Any | None:
+    """The encoder of SIMILARITY_MODEL, or None when no runtime for it is installed or it cannot load."""
     try:
         from clinfo.corpus.encoders import available_backends, get_encoder
     except ImportError:
@@ -92,8 +90,18 @@ def similarities(question: str, articles: Sequence[Article]) -> list[float] | No
         return None
     try:
         # onnx first: no torch import, and its int8 model is the faster on a CPU
-        encoder = get_encoder(SIMILARITY_MODEL, backend="onnx" if "onnx" in backends else "torch")
+        return get_encoder(SIMILARITY_MODEL, backend="onnx" if "onnx" in backends else "torch")
     except ConfigError:  # installed but unusable (a damaged model file): coverage still answers
+        return None
+
+
+def similarities(question: str, articles: Sequence[Article]) -> list[float] | None:
+    """Cosine of ``question`` with each record under SIMILARITY_MODEL; None when no runtime for it
+    is installed or the model cannot be loaded (then relevance rests on coverage alone)."""
+    if not articles:
+        return []
+    encoder = similarity_encoder()
+    if encoder is None:
         return None
     query = encoder.encode_queries([question])[0]
     docs = encoder.encode_documents([record_text(a) for a in articles])
