@@ -4,7 +4,7 @@ Where NLM has indexed the record, its publication types decide the design and th
 tags (Humans, Animals) decide whether it studied people; the strongest design named wins
 (a record typed both "Randomized Controlled Trial" and "Multicenter Study" is a randomised
 trial). New records carry only "Journal Article" until NLM indexes them; for those the title and
-abstract decide (``_from_text``).
+abstract decide (:mod:`clinfo.appraisal.design_text`).
 
 Levels follow the spirit of the Oxford CEBM 2011 table for questions of treatment benefit:
 1 systematic reviews and meta-analyses, 2 randomised trials, 3 non-randomised controlled studies
@@ -67,6 +67,10 @@ PUBLICATION_TYPES: tuple[tuple[str, DesignKind], ...] = (
     ("Clinical Trial, Phase II", "non-randomised trial"),
     ("Clinical Trial", "non-randomised trial"),
     ("Observational Study", "cohort"),
+    # veterinary trials and studies: evidence about animals, whatever their design
+    ("Randomized Controlled Trial, Veterinary", "animal/in-vitro"),
+    ("Clinical Trial, Veterinary", "animal/in-vitro"),
+    ("Observational Study, Veterinary", "animal/in-vitro"),
     ("Practice Guideline", "guideline"),
     ("Guideline", "guideline"),
     ("Consensus Development Conference", "guideline"),
@@ -122,33 +126,44 @@ def _from_mesh(mesh: list[str]) -> DesignKind | None:
     return next((kind for name, kind in MESH_DESIGNS if name.casefold() in given), None)
 
 
-def _from_text(title: str, abstract: str) -> DesignKind | None:
-    """The design a title and abstract state, for records NLM has not indexed yet."""
-    from clinfo.appraisal.design_text import design_from_text
-
-    return design_from_text(title, abstract)
+# secondary designs, whatever the subjects of the studies they gather: a meta-analysis or a review
+# of animal studies is still one (``Design.human`` says whose); "animal/in-vitro" is a primary study
+ANY_SUBJECTS: frozenset[str] = frozenset({"meta-analysis", "systematic review", "narrative review", "guideline"})
 
 
 def classify(article: Article, *, use_indexing: bool = True) -> Design:
     """``article``'s design. ``use_indexing=False`` ignores NLM's publication types and MeSH (the
-    benchmark of the title/abstract path hides them this way)."""
+    benchmark of the title/abstract path hides them this way).
+
+    Precedence: a design publication type; for an observational study, the design its MeSH
+    names (cross-sectional, case-control); a design MeSH term on a record with no design
+    type; the title and abstract. Two exceptions read the text over the type: a record not yet
+    indexed (no MeSH) carries the publisher's types, where "Review" also covers systematic
+    reviews and meta-analyses and "Systematic Review" also meta-analyses (NLM adds those types
+    at indexing), so the text may say which;
+    and a primary study whose check tags say animals, not humans, is an animal study."""
+    from clinfo.appraisal.design_text import design_from_text
+
     human = _human(article.mesh) if use_indexing else None
     kind: DesignKind | None = None
     basis: Basis = "none"
     if use_indexing:
         kind = _from_publication_types(article.publication_types)
         basis = "publication type"
-        if kind is None or kind == "narrative review":
-            # a review NLM typed "Review" that its MeSH calls a cohort is still a review; but
-            # an untyped record with design MeSH is that design
-            mesh_kind = _from_mesh(article.mesh) if kind is None else None
-            if mesh_kind is not None:
-                kind, basis = mesh_kind, "MeSH"
+        mesh_kind = _from_mesh(article.mesh)
+        if kind is None and mesh_kind is not None:
+            kind, basis = mesh_kind, "MeSH"
+        elif kind == "cohort" and mesh_kind in ("cross-sectional", "case-control"):
+            kind, basis = mesh_kind, "MeSH"
+        elif kind in ("narrative review", "systematic review") and not article.mesh:
+            stated = design_from_text(article.title, article.abstract)
+            if LEVELS[stated or "other"] == 1 and stated != kind:
+                kind, basis = stated, "title/abstract"
     if kind is None:
-        kind = _from_text(article.title, article.abstract)
+        kind = design_from_text(article.title, article.abstract)
         basis = "title/abstract"
     if kind is None:
         kind, basis = "other", "none"
-    if human is False and kind in ("other", "narrative review", "non-randomised trial", "cohort"):
+    if human is False and kind not in ANY_SUBJECTS:
         kind = "animal/in-vitro"
     return Design(kind=kind, level=LEVELS[kind], basis=basis, human=human)
