@@ -114,6 +114,9 @@ _ABSTRACT: dict[DesignKind, re.Pattern[str]] = {
         r"\bumbrella review\b",
         r"\bPRISMA\b",
         r"\b(?:we )?searched (?:\w+ ){0,6}(?:pubmed|medline|embase|cochrane|web of science|scopus|cinahl|databases)\b",
+        r"\bsearch(?:es)? (?:of|in) (?:[\w,-]+ ){0,8}(?:pubmed|medline|embase|cochrane|web of science|scopus|cinahl|"
+        r"databases)\b",
+        r"\breview authors\b",
     ),
     "guideline": _rx(
         r"\b(?:this|these|the present|the updated|our) (?:\w+ ){0,3}(?:guidelines?|recommendations|consensus statement|"
@@ -255,7 +258,14 @@ def _title_design(title: str) -> DesignKind | None:
 
 # section labels that say what the article is ("PURPOSE OF REVIEW", "CASE PRESENTATION", "DATA SOURCES")
 _LABELS: tuple[tuple[DesignKind, re.Pattern[str]], ...] = (
-    ("systematic review", _rx(r"\bdata (?:sources|extraction|synthesis)\b", r"\bstudy selection\b")),
+    (
+        "systematic review",
+        _rx(
+            r"\bdata (?:sources|extraction|synthesis|collection and analysis)\b",
+            r"\b(?:study|selection|eligibility) (?:selection|criteria)\b",
+            r"\bsearch (?:methods|strategy)\b",
+        ),
+    ),
     ("case report/series", _rx(r"\bcase (?:report|presentation|description|summary|history|details)s?\b")),
     (
         "narrative review",
