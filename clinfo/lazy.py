@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 
@@ -20,3 +21,24 @@ def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def preload(modules: Iterable[str]) -> threading.Thread:
+    """Imports ``modules`` on a daemon thread and returns it.
+
+    For modules a later step imports on first use: started when the first step begins, their
+    imports run while that step waits on the network instead of on the critical path later. A module
+    that fails to import here (an optional package not installed) is left alone: the step that needs
+    it imports it again and reports the failure itself.
+    """
+
+    def run() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the step's own import, later, reports it
+                continue
+
+    thread = threading.Thread(target=run, name="clinfo-preload", daemon=True)
+    thread.start()
+    return thread

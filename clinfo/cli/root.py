@@ -6,6 +6,8 @@ library); this module imports them, so no command module imports its importer.
 
 from __future__ import annotations
 
+import gc
+
 import typer
 
 from clinfo.cli import accounts, ask, index, search
@@ -35,4 +37,9 @@ app.command("hash-password")(accounts.hash_password)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # The process ends here. Its objects go with it, so the collector's last passes over all
+        # of them at exit (about 0.1 s with the pipeline loaded) are skipped.
+        gc.freeze()

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from clinfo.cache import note_problem, open_cache
+from clinfo.lazy import preload
 from clinfo.llm.base import LLM, TokenCallback, with_cache
 from clinfo.llm.registry import create_llm
 from clinfo.models import Answer
@@ -23,6 +24,18 @@ from clinfo.pipeline.inputs import check_ignore, check_question, check_restricti
 from clinfo.pipeline.run import QuestionRun
 from clinfo.settings import Settings
 from clinfo.sources import DateRange, Source, create_source
+
+# What the steps after planning import on first use (query parsing, the esearch parser, design
+# rules, BM25 and its numpy, stems): a first question in a fresh process loads them on a thread
+# while its plan call is in flight, instead of on the critical path when each step first needs them.
+LATER_IMPORTS = (
+    "clinfo.sources.query",
+    "Bio.Entrez.Parser",
+    "clinfo.appraisal.design_text",
+    "rank_bm25",
+    "snowballstemmer",
+)
+_preload_started = False
 
 
 class ClinfoAI:
@@ -74,7 +87,13 @@ class ClinfoAI:
         """Answer ``question``. ``on_token`` receives the synthesis as it streams (citations
         already checked); ``on_event`` receives progress :class:`~clinfo.pipeline.events.Event`s.
         ``designs`` / ``humans_only`` restrict this question's evidence (default: the settings')."""
+        global _preload_started
         settings = self.settings
+        if not _preload_started:
+            # run when this task first waits (the plan's call on the wire): sooner, the thread would
+            # slow down the work that sends that call
+            _preload_started = True
+            asyncio.get_running_loop().call_soon(preload, LATER_IMPORTS)
         text = check_question(question, settings.max_question_chars)
         ignored = check_ignore(ignore)
         studies = check_studies(settings, designs, humans_only)
