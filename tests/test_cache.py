@@ -15,10 +15,13 @@ import pytest
 
 from clinfo import ClinfoAI
 from clinfo.cache import LLM, RECORDS, SEARCH, WARNING_PREFIX, Cache, open_cache
+from clinfo.llm.base import CachedLLM, LLMRequest
+from clinfo.llm.registry import create_llm
 from clinfo.settings import Settings
 from clinfo.sources.pubmed import PubMedSource
 from clinfo.store import Database
 from tests.support.eutils import EUtilsServer, load_corpus
+from tests.support.openai_server import OpenAIServer
 from tests.support.postgres import PG_PASSWORD
 from tests.support.scripted import ScriptedLLM, screen_reply
 
@@ -110,6 +113,22 @@ async def test_another_servers_answers_are_never_served_as_ncbis(where: Path | D
             async with source(mirror, cache) as again:  # each server's entry stays its own
                 assert (await again.search(term, limit=3)).pmids == mirror_hits
             assert endpoints(mirror) == ["esearch"]
+
+
+async def test_an_llm_servers_completions_are_its_own(where: Path | Database) -> None:
+    # one model name on two OpenAI-compatible servers: the second is asked, not served the first's reply
+    cache = Cache(where)
+    request = LLMRequest(messages=({"role": "user", "content": "Question: does zinc shorten colds?"},), max_tokens=32)
+    with OpenAIServer() as first, OpenAIServer() as second:
+        for server in (first, second, first):
+            llm = CachedLLM(create_llm("vllm:bench", Settings(base_url=server.base_url)), cache)
+            try:
+                completion = await llm.complete(request)
+            finally:
+                await llm.aclose()
+            assert completion.text
+        assert (first.requests, second.requests) == (1, 1)  # the repeat on the first server was a hit
+    assert completion.cached
 
 
 # ---------------------------------------------------------------- size cap
