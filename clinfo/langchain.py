@@ -45,6 +45,11 @@ def article_document(article: Article, score: float | None = None) -> Document:
         "publication_types": article.publication_types,
         # expressions of concern and errata NLM links to the article (clinfo.appraisal.evidence_status)
         "notices": [f.text for f in flags(article)],
+        # decided by code (clinfo.appraisal.design); flat values, as vector stores filter on them
+        "design": article.design.kind,
+        "design_level": article.design.level,
+        "design_basis": article.design.basis,
+        "human": article.design.human,
     }
     if score is not None:
         metadata["score"] = score

@@ -123,6 +123,8 @@ class Reference(BaseModel):
     # notices NLM links to the article that do not remove it from the evidence: "expression of
     # concern (PMID 123)", "erratum (PMID 456)" (clinfo.appraisal.evidence_status.flags)
     flags: list[str] = Field(default_factory=list)
+    # the article's design and level as decided by code (Article.design); None in answers saved before it
+    design: Design | None = None
 
 
 class SetAside(BaseModel):

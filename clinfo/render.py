@@ -105,10 +105,18 @@ def linked_text(text: str, references: Sequence[Reference]) -> str:
 def reference_line(ref: Reference, *, escape: bool = False) -> str:
     # an expression of concern or erratum on the article travels with its reference
     notices = "; ".join(ref.flags)
+    # "randomised trial, level 2": the design decided by code (clinfo.appraisal.design)
+    design = ref.design.label if ref.design else ""
     if not escape:
-        return f"{ref.n}. {ref.citation} <{ref.url}>" + (f" [NLM notice: {notices}]" if notices else "")
+        return (
+            f"{ref.n}. {ref.citation} <{ref.url}>"
+            + (f" ({design})" if design else "")
+            + (f" [NLM notice: {notices}]" if notices else "")
+        )
     label = f"PMID {ref.pmid}"
     line = f"\\[{ref.n}\\] {md_escape(ref.citation, one_line=True)} {link_md(md_escape(label), pubmed_url(ref.pmid))}"
+    if design:
+        line += f" · _{md_escape(design)}_"
     if notices:
         line += f" **NLM notice:** {md_escape(notices, one_line=True)}"
     if not ref.cited:

@@ -241,7 +241,8 @@ def test_question_gives_cited_answer_with_reference_links(app_env: Path) -> None
     labels = [e.label for e in at.main.expander]
     assert "2 relevant articles" in labels and "1 article judged not relevant" in labels
     cards = "\n".join(m.value for m in at.main.expander[labels.index("2 relevant articles")].markdown)
-    assert "**Design:** RCT" in cards and "**Sample size:** 120" in cards and "**Risk of bias:** low" in cards
+    assert "**Design (as summarised):** RCT" in cards and "**Sample size:** 120" in cards
+    assert "**Risk of bias:** low" in cards
     assert "[DOI](https://doi.org/10.1000/mg.2012.1)" in cards
     irrelevant = at.main.expander[labels.index("1 article judged not relevant")].markdown[0].value
     assert "Unrelated cardiology trial" in irrelevant and "judged on Unrelated cardiology trial" in irrelevant
@@ -728,12 +729,12 @@ def relevant_cards(at: AppTest) -> str:
 def test_cards_show_only_requested_fields(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cards = relevant_cards(ask(start(), QUESTION))
     assert "**Relevance:** judged by the model, score 8/10. judged on Magnesium and sleep in elderly" in cards
-    assert "**Design:** RCT" in cards
+    assert "**Design (as summarised):** RCT" in cards
 
     monkeypatch.setenv("CLINFO_SUMMARIZE", "false")  # relevance only, as the small preset asks
     cards = relevant_cards(ask(start(), QUESTION))
     assert "**Relevance:** judged by the model, score 8/10" in cards
-    for absent in ("Design", "Sample size", "Population", "Risk of bias", "not reported", "Summary of"):
+    for absent in ("as summarised", "Sample size", "Population", "Risk of bias", "not reported", "Summary of"):
         assert absent not in cards
 
 

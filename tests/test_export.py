@@ -256,10 +256,70 @@ def test_card_shows_only_the_fields_that_were_asked_for() -> None:
     none_asked = card_md(summary_of(score=6, fields_requested=[]))
     assert "- **" not in none_asked and "not reported" not in none_asked
     some = card_md(summary_of(design="RCT", fields_requested=["design", "sample_size", "summary"]))
-    assert "- **Design:** RCT" in some and "- **Sample size:** _not reported_" in some
+    assert "- **Design (as summarised):** RCT" in some and "- **Sample size:** _not reported_" in some
     assert "Population" not in some and "Risk of bias" not in some
     # answers saved before fields_requested existed: a run that asked filled at least one field
     legacy_asked = card_md(summary_of(design="cohort"))
     assert "- **Population:** _not reported_" in legacy_asked
     legacy_not_asked = card_md(summary_of(score=5))
     assert "- **" not in legacy_not_asked
+
+
+# ---------------------------------------------------------------- design and level (decided by code)
+def designed_answer() -> Answer:
+    """A real pipeline answer over a trial NLM typed and a cohort study it has not indexed yet."""
+    articles = [
+        make_article(
+            "201",
+            "Magnesium for sleep in older adults",
+            "Magnesium improved sleep.",
+            publication_types=["Journal Article", "Randomized Controlled Trial"],
+            mesh=["Humans", "Magnesium", "Sleep"],
+        ),
+        make_article("202", "Magnesium intake and sleep: a prospective cohort study", "Magnesium and sleep."),
+    ]
+    llm = ScriptedLLM(
+        {
+            "plan": json.dumps({"queries": [Q1]}),
+            "screen": screen_reply(lambda title: True),
+            "synthesize": "Magnesium helped [1]. A cohort agrees [2].",
+            "tldr": "Limited evidence.",
+        }
+    )
+    return ClinfoAI(llm=llm, source=MemorySource({Q1: ["201", "202"]}, articles), use_cache=False).forward(QUESTION)
+
+
+def test_references_and_exports_carry_design_and_level() -> None:
+    answer = designed_answer()
+    trial, cohort = answer.references
+    assert (trial.design.kind, trial.design.level, trial.design.basis) == ("randomised trial", 2, "publication type")
+    assert (cohort.design.kind, cohort.design.level, cohort.design.basis) == ("cohort", 3, "title/abstract")
+
+    markdown = to_markdown(answer)
+    assert "PMID 201](https://pubmed.ncbi.nlm.nih.gov/201/) · _randomised trial, level 2_" in markdown
+    assert "PMID 202](https://pubmed.ncbi.nlm.nih.gov/202/) · _cohort, level 3_" in markdown
+    assert "<https://pubmed.ncbi.nlm.nih.gov/201/> (randomised trial, level 2)" in answer.to_markdown()
+
+    first, second = entries(to_bibtex(answer))
+    assert fields(first)["note"] == "Design: randomised trial, level 2 (from publication type; clinfo)"
+    assert fields(second)["note"] == "Design: cohort, level 3 (from title/abstract; clinfo)"
+    ris = [r.splitlines() for r in to_ris(answer).rstrip("\n").split("\n\n")]
+    assert "N1  - Design: randomised trial, level 2 (from publication type; clinfo)" in ris[0]
+    assert "N1  - Design: cohort, level 3 (from title/abstract; clinfo)" in ris[1]
+
+    data = json.loads(to_json(answer))
+    assert data["references"][0]["design"]["level"] == 2
+    assert data["article_summaries"][1]["article"]["design"]["kind"] == "cohort"
+    assert Answer.from_json(to_json(answer)).references[1].design == cohort.design
+
+
+def test_card_shows_the_design_badge_and_the_llm_design_apart() -> None:
+    from clinfo.app.view import card_md
+
+    trial = make_article("301", "Zinc for colds: a randomised controlled trial", "Zinc shortened colds.")
+    card = card_md(summary_of(trial, design="RCT", fields_requested=["design"]))
+    assert "**Design:** randomised trial · level 2 (from title/abstract)" in card
+    assert "- **Design (as summarised):** RCT" in card
+    typed = make_article("302", "Zinc", "x", publication_types=["Practice Guideline"], mesh=["Humans"])
+    assert "**Design:** guideline · not graded (from NLM's publication types)" in card_md(summary_of(typed))
+    assert "**Design:** other · not graded (no design stated)" in card_md(summary_of())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from clinfo import ClinfoAI
+from clinfo.appraisal.design import LEVELS
 from tests.test_pipeline import QUESTION, make_llm, make_source
 
 
@@ -16,6 +17,10 @@ def test_retriever_returns_documents_with_pmid_metadata() -> None:
     assert [d.metadata["pmid"] for d in docs] == ["101", "102"]
     assert docs[0].page_content.startswith("Magnesium and sleep in elderly")
     assert docs[0].metadata["url"] == "https://pubmed.ncbi.nlm.nih.gov/101/"
+    # the design decided by code, as flat values a vector store can filter on
+    design = docs[0].metadata["design"], docs[0].metadata["design_level"], docs[0].metadata["design_basis"]
+    assert design == ("randomised trial", 2, "title/abstract")  # "...: an RCT", not indexed
+    assert docs[0].metadata["human"] is None and LEVELS[docs[1].metadata["design"]] == docs[1].metadata["design_level"]
     adocs = asyncio.run(retriever.ainvoke("magnesium[tiab] AND sleep[tiab]"))
     assert [d.metadata["pmid"] for d in adocs] == ["101", "102"]
 

@@ -1,7 +1,8 @@
 """Exports of one answer: Markdown (to read), BibTeX and RIS (for reference managers), JSON (the Answer).
 
 BibTeX and RIS entries are built from each referenced article's own PubMed metadata (authors,
-title, journal, year, DOI, PMID), in reference order, so numbers match the synthesis. Nothing
+title, journal, year, DOI, PMID), in reference order, so numbers match the synthesis; their note
+(BibTeX ``note``, RIS ``N1``) carries the design and level decided by code. Nothing
 here knows about settings, so no credential can reach an export.
 """
 
@@ -86,6 +87,13 @@ def bibtex_key(article: Article) -> str:
     return f"{first}{article.year or ''}pmid{article.pmid}"
 
 
+def design_note(article: Article) -> str:
+    """The design decided by code, for a reference manager's note field: "Design: randomised
+    trial, level 2 (from title/abstract; clinfo)"; "" when nothing states one."""
+    d = article.design
+    return f"Design: {d.label} (from {d.basis}; clinfo)" if d.basis != "none" else ""
+
+
 def bibtex_entry(article: Article) -> str:
     fields: list[tuple[str, str]] = []
     if article.authors:
@@ -101,6 +109,7 @@ def bibtex_entry(article: Article) -> str:
     url = pubmed_url(article.pmid)
     if url:
         fields.append(("url", url))
+    fields.append(("note", bibtex_escape(design_note(article))))  # empty fields are left out below
     body = ",\n".join(f"  {name} = {{{value}}}" for name, value in fields if value)
     return f"@article{{{bibtex_key(article)},\n{body}\n}}"
 
@@ -153,6 +162,9 @@ def ris_record(article: Article) -> str:
         lines.append(_ris_line("AB", article.abstract))
     lines += [_ris_line("KW", term) for term in article.mesh if term.strip()]
     lines.append(_ris_line("AN", article.pmid))
+    note = design_note(article)
+    if note:
+        lines.append(_ris_line("N1", note))
     url = pubmed_url(article.pmid)
     if url:
         lines.append(_ris_line("UR", url))

@@ -29,7 +29,8 @@ def article_meta_md(article: Article) -> str:
 UNTITLED_MARK = "_(untitled; opening words of the abstract)_"
 # the structured-summary fields a card can show, in order, with their labels
 SUMMARY_FIELDS = (
-    ("design", "Design"),
+    # the LLM's own words on the design; the card's "Design" line is the one decided by code
+    ("design", "Design (as summarised)"),
     ("sample_size", "Sample size"),
     ("population", "Population"),
     ("risk_of_bias", "Risk of bias"),
@@ -146,6 +147,22 @@ def notices_md(article: Article) -> str:
     return "⚠️ " + " · ".join(f"**{md_escape(f.text[:1].upper() + f.text[1:], one_line=True)}**" for f in found)
 
 
+# what decided an article's design, in words (clinfo.appraisal.design.Design.basis)
+_DESIGN_BASIS = {
+    "publication type": "from NLM's publication types",
+    "MeSH": "from NLM's MeSH terms",
+    "title/abstract": "from title/abstract",
+    "none": "no design stated",
+}
+
+
+def design_md(article: Article) -> str:
+    """The design badge: "**Design:** randomised trial · level 2 (from title/abstract)"."""
+    d = article.design
+    level = f"level {d.level}" if d.level else "not graded"
+    return f"**Design:** {md_escape(d.kind)} · {level} ({_DESIGN_BASIS[d.basis]})"
+
+
 def set_aside_md(item: SetAside) -> str:
     """A record set aside as not evidence: title, PMID link and why."""
     title = md_escape(item.title, one_line=True) if item.title.strip() else "_(untitled)_"
@@ -154,12 +171,13 @@ def set_aside_md(item: SetAside) -> str:
 
 
 def card_md(summary: ArticleSummary, n: int | None = None) -> str:
-    """One relevant article: title, where it appeared, any notice NLM links to it (expression of
-    concern, erratum), how its relevance was decided, and the structured summary fields the
-    screening asked for (no others)."""
+    """One relevant article: title, where it appeared, its design and level (decided by code), any
+    notice NLM links to it (expression of concern, erratum), how its relevance was decided, and the
+    structured summary fields the screening asked for (no others)."""
     a = summary.article
     head = f"**{title_md(a)}**" if n is None else f"**\\[{n}\\] {title_md(a)}**"
     lines = [head + "  ", article_meta_md(a), ""]  # two trailing spaces: a line break, not a join
+    lines += [design_md(a), ""]
     banner = notices_md(a)
     if banner:
         lines += [banner, ""]

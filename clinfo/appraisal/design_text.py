@@ -39,6 +39,8 @@ _ALLOCATION = (
     r"\b(?:allocated|assigned|divided|distributed|treated|given) (?:\w+ ){0,3}(?:at random|in random fashion)\b",
     r"\bat random (?:to|into|between)\b",
     r"\brandom (?:allocation|assignment|order|sequence)\b",
+    # "...: an RCT"; the plural names others' trials
+    r"\b(?:an|this|our|the present|pilot|cluster|crossover|multicent(?:er|re)) (?:\w+ ){0,2}RCT\b",
 )
 
 # per design: what a title says, what an abstract says (the order of the table is the precedence)

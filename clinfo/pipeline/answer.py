@@ -105,6 +105,7 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
                 title=s.article.title,
                 cited=n in written.cited,
                 flags=[f.text for f in flags(s.article)],
+                design=s.article.design,
             )
             for n, s in enumerate(relevant[: written.used], start=1)
         ]
