@@ -17,7 +17,7 @@ from typing import Any
 
 from clinfo.appraisal.filters import StudyFilter
 from clinfo.llm.base import LLM, LLMRequest, TokenCallback
-from clinfo.models import StepTiming, StudyFilterNote, Trace
+from clinfo.models import Article, StepTiming, StudyFilterNote, Trace
 from clinfo.pipeline.events import Event, EventCallback
 from clinfo.prompts import load_prompt
 from clinfo.settings import Settings
@@ -49,6 +49,9 @@ class QuestionRun:
         # one bound on the LLM calls in flight for this question, whichever step makes them
         self.llm_slots = asyncio.Semaphore(settings.max_concurrency)
         self.searched: set[str] = set()  # every query sent to the source, so none is sent twice
+        # records asked for while other queries were still being searched (clinfo.pipeline.search)
+        self.early_fetches: list[asyncio.Task[list[Article]]] = []
+        self.fetch_asked: set[str] = set()
         # designs and species the evidence is restricted to (default: the settings'), and the
         # PMIDs it left out (passed over by the source, or dropped after fetch on their design)
         self.studies = studies if studies is not None else StudyFilter.from_settings(settings)

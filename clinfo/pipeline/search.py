@@ -2,8 +2,10 @@
 
 Each query's ranking is searched concurrently (a zero-hit query is broadened once, see
 :func:`clinfo.pipeline.plan.broaden_query`); rankings are fused by reciprocal rank, never through
-a set that forgets order. The prefilter fuses the search order with BM25 against the question and
-keeps ``settings.prefilter_k`` articles, so the number of per-article LLM calls is bounded.
+a set that forgets order. A query's records are asked for as soon as its search returns, while the
+other queries are still being searched; the fetch step then waits for them and asks for the rest.
+The prefilter fuses the search order with BM25 against the question and keeps
+``settings.prefilter_k`` articles, so the number of per-article LLM calls is bounded.
 """
 
 from __future__ import annotations
@@ -69,16 +71,47 @@ async def search_query(run: QuestionRun, query: str) -> QueryResult:
 async def search(run: QuestionRun, queries: list[str]) -> SearchOutcome:
     """The planned queries -> every query searched and one ranking fused from theirs (RRF)."""
     run.searched = set(queries)
-    results = await asyncio.gather(*(search_query(run, q) for q in queries))
+
+    async def searched(query: str) -> QueryResult:
+        result = await search_query(run, query)
+        fetch_early(run, result.pmids)
+        return result
+
+    try:
+        results = await asyncio.gather(*(searched(q) for q in queries))
+    except BaseException:
+        for task in run.early_fetches:
+            task.cancel()
+        run.early_fetches = []
+        raise
     records = [r for result in results for r in result.records]
     rankings = [[p for p in result.pmids if p not in run.ignore] for result in results]
     return SearchOutcome(records, rrf(rankings))
 
 
+def fetch_early(run: QuestionRun, pmids: list[str]) -> None:
+    """Asks the source for the records of one query's ``pmids`` now, while other queries are
+    still being searched (on PubMed, the request joins one still waiting for its turn in the
+    NCBI budget, or waits behind the searches that asked first)."""
+    new = [p for p in pmids if p not in run.ignore and p not in run.fetch_asked]
+    if not new:
+        return
+    run.fetch_asked.update(new)
+    task = asyncio.ensure_future(run.source.fetch(new))
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is raised by fetch()
+    run.early_fetches.append(task)
+
+
 async def fetch(run: QuestionRun, fused: list[str]) -> list[Article]:
-    """The fused PMIDs -> their records from the source, ignored PMIDs and records outside the
-    run's study filter left out."""
-    articles = await run.source.fetch(fused) if fused else []
+    """The fused PMIDs -> their records from the source (those asked for early, then the rest), in
+    fused order, ignored PMIDs and records outside the run's study filter left out."""
+    early, run.early_fetches = run.early_fetches, []
+    fetched = [a for batch in await asyncio.gather(*early) for a in batch]
+    rest = [p for p in fused if p not in run.fetch_asked]
+    if rest:
+        fetched += await run.source.fetch(rest)
+    by_pmid = {a.pmid: a for a in fetched}
+    articles = [by_pmid[p] for p in fused if p in by_pmid]
     return keep_studies(run, [a for a in articles if a.pmid not in run.ignore])
 
 

@@ -53,6 +53,7 @@ __all__ = ["PubMedSource", "EFETCH_BATCH", "rate_for"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Params = dict[str, str] | Callable[[], dict[str, str]]  # a request's parameters, or what settles them at its start
 
 EFETCH_BATCH = 200  # NCBI's advice for efetch id lists; larger lists risk 414s and slow answers
 ESEARCH_MAX = 10000  # esearch refuses retmax beyond this
@@ -98,6 +99,16 @@ def _database_slot(settings: Settings) -> SharedSlot | None:
         return None
     key = settings.ncbi_api_key.get_secret_value() if settings.ncbi_api_key is not None else None
     return SharedSlot(Database(url, timeout=BUDGET_DB_TIMEOUT), budget_name(settings.eutils_base_url, key))
+
+
+class _EfetchBatch:
+    """The PMIDs of one efetch request; others may join them until its start is granted (``sent``)."""
+
+    def __init__(self, pmids: list[str], loop: asyncio.AbstractEventLoop) -> None:
+        self.pmids = pmids
+        self.loop = loop
+        self.sent = False
+        self.task: asyncio.Task[list[Article]]
 
 
 class _Transient(Exception):
@@ -166,6 +177,7 @@ class PubMedSource:
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._backoff = wait_exponential(multiplier=backoff, max=10.0) + wait_random(0, backoff)
         self._rate = _shared_rate(settings, requests_per_second or rate_for(settings))
+        self._forming: _EfetchBatch | None = None  # the efetch request waiting for its start, if any
 
     # ------------------------------------------------------------------ Source API
     async def search(
@@ -218,22 +230,11 @@ class PubMedSource:
                 found[pmid] = Article.model_validate_json(cached)
             else:
                 missing.append(pmid)
-        batches = [missing[i : i + EFETCH_BATCH] for i in range(0, len(missing), EFETCH_BATCH)]
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._efetch(batch)) for batch in batches]
-        except BaseExceptionGroup as eg:
-            # Surface the first typed failure (siblings were cancelled), as a plain exception.
-            first = eg.exceptions[0]
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from None
         asked = set(missing)
-        for task in tasks:
-            for article in task.result():
-                if article.pmid in asked and article.pmid not in found:
-                    found[article.pmid] = article
-                    self._cache_set(_efetch_key(article.pmid), article.model_dump_json())
+        for article in await self._efetch_missing(missing):
+            if article.pmid in asked and article.pmid not in found:
+                found[article.pmid] = article
+                self._cache_set(_efetch_key(article.pmid), article.model_dump_json())
         return [found[p] for p in wanted if p in found]
 
     async def aclose(self) -> None:
@@ -251,9 +252,43 @@ class PubMedSource:
         await self.aclose()
 
     # ------------------------------------------------------------------ transport
-    async def _efetch(self, batch: list[str]) -> list[Article]:
-        params = {"db": "pubmed", "id": ",".join(batch), "retmode": "xml"}
-        return await self._request("efetch", params, parse_efetch, parse_in_thread=True)
+    async def _efetch_missing(self, missing: list[str]) -> list[Article]:
+        """The records of ``missing``, in efetch requests of at most EFETCH_BATCH PMIDs.
+
+        PMIDs join the request that is still waiting for its start where it has room: a fetch asked
+        for while another waits its turn (the records of a query that came back while the others'
+        searches held the budget) leaves with it, and costs no start of its own."""
+        if not missing:
+            return []
+        loop = asyncio.get_running_loop()
+        rest, waits = list(missing), []
+        forming = self._forming
+        if forming is not None and forming.loop is loop and not forming.sent:
+            joined = rest[: EFETCH_BATCH - len(forming.pmids)]
+            if joined:
+                forming.pmids += joined
+                rest = rest[len(joined) :]
+                waits.append(forming.task)
+        for i in range(0, len(rest), EFETCH_BATCH):
+            batch = _EfetchBatch(rest[i : i + EFETCH_BATCH], loop)
+            batch.task = loop.create_task(self._efetch(batch))
+            # several fetches may wait on one request: its failure is theirs, never an unretrieved one
+            batch.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._forming = batch
+            waits.append(batch.task)
+        # shielded: a caller that gives up leaves the request to the others who joined it
+        results = await asyncio.gather(*(asyncio.shield(t) for t in waits))
+        return [article for result in results for article in result]
+
+    async def _efetch(self, batch: _EfetchBatch) -> list[Article]:
+        def start() -> dict[str, str]:
+            # the start is granted: what the request asks for is settled now
+            batch.sent = True
+            if self._forming is batch:
+                self._forming = None
+            return {"db": "pubmed", "id": ",".join(batch.pmids), "retmode": "xml"}
+
+        return await self._request("efetch", start, parse_efetch, parse_in_thread=True)
 
     def _http(self) -> httpx.AsyncClient:
         if self._given_client is not None:
@@ -302,7 +337,7 @@ class PubMedSource:
         return note
 
     async def _request(
-        self, endpoint: str, params: dict[str, str], parse: Callable[[bytes], T], parse_in_thread: bool = False
+        self, endpoint: str, params: Params, parse: Callable[[bytes], T], parse_in_thread: bool = False
     ) -> T:
         url = f"{self.base_url}{endpoint}.fcgi"
         attempts = self.settings.http_retries + 1
@@ -332,11 +367,14 @@ class PubMedSource:
             ) from None
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
-    async def _post(self, endpoint: str, url: str, params: dict[str, str]) -> bytes:
+    async def _post(self, endpoint: str, url: str, params: Params) -> bytes:
         # Everything slow comes before the budget is taken (a new client loads its SSL context,
         # ~0.1 s), so the request leaves right when its start is granted.
-        client, form = self._http(), self._form(params)
+        client = self._http()
         await self._rate.acquire()
+        if callable(params):  # parameters settled at the start (an efetch that others may join until then)
+            params = params()
+        form = self._form(params)
         self.stats.requests += 1
         log.debug("PubMed %s POST %s", endpoint, _describe(params))
         try:

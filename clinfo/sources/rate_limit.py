@@ -14,12 +14,18 @@ sleeps for the rest of the interval and asks again. Granting at the moment of th
 out future slots, keeps a task that wakes late (a busy event loop, a starved thread) from
 starting right before the next one. Taking a start costs microseconds, so the lock never blocks
 an event loop for longer than that.
+
+Within a process, starts go to waiters in the order they asked (first come, first served): a request
+that asks later (the efetch of a query that came back early) never takes the start of one that was
+already waiting (the other queries' searches).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import fcntl
+import itertools
 import logging
 import math
 import os
@@ -68,6 +74,8 @@ class SpacedRate:
         self._shared_retry = -math.inf
         self._lock = threading.Lock()
         self._last = -math.inf  # time.monotonic() of this process's last start: a clock set back cannot stall it
+        self._tickets = itertools.count()
+        self._queue: collections.deque[int] = collections.deque()  # waiters of this process, first come first
 
     def try_acquire(self) -> float:
         """Takes a start now and returns 0.0, or returns the seconds to wait before asking again."""
@@ -102,12 +110,26 @@ class SpacedRate:
                     os.close(fd)  # releases the flock
 
     async def acquire(self) -> None:
-        while True:
-            # a database round trip would block the event loop: it is made on a worker thread
-            wait = await asyncio.to_thread(self.try_acquire) if self.shared is not None else self.try_acquire()
-            if wait <= 0:
-                return
-            await asyncio.sleep(wait)
+        ticket = next(self._tickets)
+        with self._lock:
+            self._queue.append(ticket)
+        try:
+            while True:
+                with self._lock:
+                    ahead = self._queue.index(ticket)
+                if ahead:
+                    # not this waiter's turn: sleep until the starts of those ahead could have been taken
+                    wait = max(self._last + (ahead + 1) * self.interval - time.monotonic(), 0.005)
+                    await asyncio.sleep(wait)
+                    continue
+                # a database round trip would block the event loop: it is made on a worker thread
+                wait = await asyncio.to_thread(self.try_acquire) if self.shared is not None else self.try_acquire()
+                if wait <= 0:
+                    return
+                await asyncio.sleep(wait)
+        finally:
+            with self._lock:
+                self._queue.remove(ticket)
 
     # ---------------------------------------------------------------- the host-wide stamp file
 
