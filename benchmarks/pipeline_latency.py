@@ -165,12 +165,16 @@ def cold(args: argparse.Namespace, floor: float) -> None:
             to_llm = llm_stamps[0] - start if llm_stamps else float("nan")
             ncbi = eutils.requests[first_eutils:]
             to_eutils = ncbi[0].time - start_mono if ncbi else float("nan")
-            rows.append((wall, inside, wall - inside, to_llm, to_eutils, load, cpu))
+            # what NCBI's budget alone allows: its requests one interval apart, the last one's answer
+            spacing = 1.1 / (10.0 if args.api_key else 3.0)  # clinfo.sources.rate_limit's 10% headroom
+            budget = (trace["source_requests"] - 1) * spacing + args.eutils_latency
+            rows.append((wall, inside, wall - inside, to_llm, to_eutils, load, cpu, budget, trace["source_requests"]))
             shown = " ".join(f"{k}={v:.2f}" for k, v in steps.items())
             print(
                 f"run {i + 1}: wall {wall:4.2f} s  ratio {wall / floor:4.2f}  CPU {cpu:4.2f} s  steps {inside:4.2f} s"
                 f"  outside {wall - inside:4.2f} s  first LLM request at {to_llm:4.2f} s"
-                f"  first E-utilities at {to_eutils:4.2f} s  load {load:4.2f}  [{shown}]"
+                f"  first E-utilities at {to_eutils:4.2f} s  E-utilities {trace['source_requests']} requests"
+                f" (budget minimum {budget:4.2f} s)  load {load:4.2f}  [{shown}]"
             )
     walls = [r[0] for r in rows]
     print()
@@ -182,6 +186,11 @@ def cold(args: argparse.Namespace, floor: float) -> None:
     print(f"pipeline steps: {_spread([r[1] for r in rows])}")
     print(f"outside the steps (start, imports, setup, exit): {_spread([r[2] for r in rows])}")
     print(f"launch -> first LLM request: {_spread([r[3] for r in rows])}")
+    print(
+        f"E-utilities: the floor counts 2 x {args.eutils_latency} s; NCBI's budget alone needs"
+        f" {_spread([r[7] for r in rows])} for the {statistics.median(r[8] for r in rows):.0f} requests made"
+        " (one interval between starts)"
+    )
     loads = [r[5] for r in rows]
     print(
         f"load average (1 min) at each launch: {statistics.median(loads):.2f}"
