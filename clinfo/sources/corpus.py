@@ -6,9 +6,10 @@ Search modes: ``bm25`` (the Tantivy lexical index, the PubMed query translated b
 with ``fusion="rrf"``) and ``auto`` (hybrid where the corpus has vectors and the query encoder loads,
 else bm25; ``clinfo.corpus.hybrid``). Every result names the ranking that ran (``SearchResult.mode``).
 
-Work runs in worker threads (``asyncio.to_thread``) with one read-only SQLite connection per
-thread, so concurrent searches neither block the event loop nor share a connection; the lexical
-index is one object shared by all threads (each query takes its own searcher).
+Work runs in worker threads (``asyncio.to_thread``), so searches never block the event loop. The
+open corpus (SQLite connections, the lexical and dense indexes, the question encoder) belongs to
+the process, not to the source (``clinfo.corpus.engine``): each call takes a read-only SQLite
+connection from its pool, so no two threads share one; the indexes are shared by all threads.
 """
 
 from __future__ import annotations
