@@ -126,11 +126,6 @@ def _from_mesh(mesh: list[str]) -> DesignKind | None:
     return next((kind for name, kind in MESH_DESIGNS if name.casefold() in given), None)
 
 
-# secondary designs, whatever the subjects of the studies they gather: a meta-analysis or a review
-# of animal studies is still one (``Design.human`` says whose); "animal/in-vitro" is a primary study
-ANY_SUBJECTS: frozenset[str] = frozenset({"meta-analysis", "systematic review", "narrative review", "guideline"})
-
-
 def classify(article: Article, *, use_indexing: bool = True) -> Design:
     """``article``'s design. ``use_indexing=False`` ignores NLM's publication types and MeSH (the
     benchmark of the title/abstract path hides them this way).
@@ -142,7 +137,7 @@ def classify(article: Article, *, use_indexing: bool = True) -> Design:
     reviews and meta-analyses and "Systematic Review" also meta-analyses (NLM adds those types
     at indexing), so the text may say which;
     and a primary study whose check tags say animals, not humans, is an animal study."""
-    from clinfo.appraisal.design_text import design_from_text
+    from clinfo.appraisal.design_text import ANY_SUBJECTS, design_from_text
 
     human = _human(article.mesh) if use_indexing else None
     kind: DesignKind | None = None

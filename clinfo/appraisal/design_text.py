@@ -17,8 +17,14 @@ other people) is an animal study, whatever its design, as with the MeSH check ta
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from clinfo.appraisal.design import ANY_SUBJECTS, DesignKind
+if TYPE_CHECKING:  # design imports this module (lazily); at run time the kinds are plain strings
+    from clinfo.appraisal.design import DesignKind
+
+# secondary designs, whatever the subjects of the studies they gather: a meta-analysis or a review
+# of animal studies is still one (``Design.human`` says whose); "animal/in-vitro" is a primary study
+ANY_SUBJECTS: frozenset[str] = frozenset({"meta-analysis", "systematic review", "narrative review", "guideline"})
 
 
 def _rx(*alternatives: str) -> re.Pattern[str]:
