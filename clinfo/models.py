@@ -140,6 +140,38 @@ class SetAside(BaseModel):
     notices: list[str] = Field(default_factory=list)
 
 
+class Support(BaseModel):
+    """How well one article supports one claim (:func:`clinfo.claims.support`): ``score`` 0..1,
+    ``supported`` when it reaches the calibrated threshold, and the article's sentence that best
+    matches the claim with its section label ("RESULTS"; "" in an unlabelled abstract)."""
+
+    pmid: str = ""
+    score: float = 0.0
+    supported: bool = False
+    sentence: str = ""
+    label: str = ""
+    # how it was scored: "quote" (the claim is the article's own sentence, quoted by code),
+    # "coverage" (terms only: no encoder installed) or "coverage+similarity"
+    signals: Literal["quote", "coverage", "coverage+similarity"] = "coverage"
+    coverage: float = 0.0  # IDF-weighted share of the claim's terms found in the article
+    similarity: float | None = None  # cosine of the claim and the best sentence, when an encoder ran
+
+
+class ClaimCheck(BaseModel):
+    """One sentence of the synthesis that cites ``[n]``, checked against the cited articles.
+
+    ``start``/``end`` locate the sentence in ``Answer.synthesis``; ``supports`` holds one
+    :class:`Support` per citation, in the order of ``citations``; ``supported`` when any of them is."""
+
+    text: str
+    start: int = 0
+    end: int = 0
+    citations: list[int] = Field(default_factory=list)
+    supports: list[Support] = Field(default_factory=list)
+    supported: bool = False
+    score: float = 0.0  # the best of the supports' scores
+
+
 class QueryRecord(BaseModel):
     query: str
     hits: int = 0
@@ -182,6 +214,9 @@ class Trace(BaseModel):
     invalid_queries: int = 0
     zero_hit_queries: int = 0
     unparseable_llm_outputs: int = 0
+    claims_checked: int = 0  # synthesis sentences that cite [n], matched against the cited abstracts
+    unsupported_claims: int = 0  # of those, the ones no cited abstract supports (after any recheck)
+    claims_revised: int = 0  # sentences the recheck rewrote or dropped (Settings.claim_check = "recheck")
     # The ranking(s) the source ran, as its results named them ("bm25", "dense", "hybrid (score
     # fusion)"), in order first seen; empty where the source has no choice of ranking (PubMed).
     search_modes: list[str] = Field(default_factory=list)
@@ -218,6 +253,8 @@ class Answer(BaseModel):
     no_evidence: bool = False
     # For a yes/no question with relevant evidence: the stances tallied by design; None otherwise.
     agreement: Agreement | None = None
+    # Each synthesis sentence that cites [n], with the cited abstracts' best sentences (Settings.claim_check)
+    claims: list[ClaimCheck] = Field(default_factory=list)
     llm: str = ""
     source: str = ""
     trace: Trace = Field(default_factory=Trace)

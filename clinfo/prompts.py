@@ -19,7 +19,7 @@ from clinfo.errors import ConfigError
 _PACKAGED = Path(__file__).parent / "prompts"  # inside an installed wheel
 _SOURCE_TREE = Path(__file__).parent.parent / "prompts"  # editable install / checkout
 
-STEPS = ("plan_queries", "repair_queries", "broaden_query", "screen_article", "synthesize", "tldr")
+STEPS = ("plan_queries", "repair_queries", "broaden_query", "screen_article", "synthesize", "tldr", "recheck_claims")
 
 
 # Outside text (titles, abstracts, journals, and what the LLM wrote from them) goes into the screening

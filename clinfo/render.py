@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from clinfo.models import Answer, Reference, SetAside
+    from clinfo.models import Answer, ClaimCheck, Reference, SetAside
 
 DISCLAIMER = (
     "clinfo supports clinicians and researchers in finding and reading evidence; it does not diagnose, "
@@ -29,7 +29,9 @@ PUBMED = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 AGREEMENT_LABEL = "Agreement (yes/no question)"
 
 # The parts of an answer in reading order; answer_markdown shows all but the disclaimer unless told.
-SECTIONS = ("question", "tldr", "agreement", "synthesis", "references", "set_aside", "searches", "trace", "disclaimer")
+SECTIONS = (
+    "question", "tldr", "agreement", "synthesis", "claims", "references", "set_aside", "searches", "trace", "disclaimer"
+)  # fmt: skip
 DEFAULT_SECTIONS = SECTIONS[:-1]
 
 # Characters that start inline constructs anywhere in a line: emphasis, code, links and images,
@@ -90,14 +92,18 @@ def linked_text(text: str, references: Sequence[Reference]) -> str:
     out: list[str] = []
     pos = 0
     for m in _CITATION.finditer(text):
-        out.append(md_escape(text[pos : m.start()]))
+        segment = text[pos : m.start()]
+        # md_escape drops leading blanks (they would start a code block); after a citation they are mid-line
+        blanks = segment[: len(segment) - len(segment.lstrip(" "))] if pos else ""
+        out.append(blanks + md_escape(segment))
         parts = []
         for number in m.group(1).split(", "):
             ref = by_n.get(int(number))
             parts.append(link_md(number, pubmed_url(ref.pmid), ref.title) if ref else number)
         out.append("\\[" + ", ".join(parts) + "\\]")
         pos = m.end()
-    out.append(md_escape(text[pos:]))
+    rest = text[pos:]
+    out.append((rest[: len(rest) - len(rest.lstrip(" "))] if pos else "") + md_escape(rest))
     return "".join(out)
 
 
@@ -122,6 +128,50 @@ def reference_line(ref: Reference, *, escape: bool = False) -> str:
     if not ref.cited:
         line += " _(given to the LLM, not cited in the text)_"
     return line
+
+
+UNSUPPORTED_MARK = "\u26a0"  # after a synthesis sentence that no abstract it cites supports, with its footnote number
+
+
+def unsupported_claims(answer: Answer) -> list[ClaimCheck]:
+    return [c for c in answer.claims if not c.supported]
+
+
+def marked_synthesis(answer: Answer) -> str:
+    """The synthesis with ``⚠k`` after each sentence no cited abstract supports (before its full stop),
+    numbered as in :func:`claims_markdown`. A sentence no longer found where its check says is left unmarked."""
+    text = answer.synthesis
+    marks = []
+    for k, c in enumerate(unsupported_claims(answer), start=1):
+        if text[c.start : c.end] == c.text:
+            end = c.end - 1 if c.text[-1:] in ".!?" else c.end
+            marks.append((end, f" {UNSUPPORTED_MARK}{k}"))
+    for end, mark in sorted(marks, reverse=True):
+        text = text[:end] + mark + text[end:]
+    return text
+
+
+def claims_markdown(answer: Answer, *, escape: bool = False) -> str:
+    """One footnote per sentence that no abstract it cites supports, quoting it and the closest sentence of each
+    article it cites; "" when every citing sentence is supported."""
+    unsupported = unsupported_claims(answer)
+    if not unsupported:
+        return ""
+    head = (
+        f"Claim check: {len(unsupported)} of {len(answer.claims)} sentences that cite articles"
+        f" {'is' if len(unsupported) == 1 else 'are'} not supported by the abstracts they cite"
+        f" (marked {UNSUPPORTED_MARK}); read those articles before relying on them."
+    )
+    lines = [f"**{md_escape(head)}**" if escape else head]
+    for k, c in enumerate(unsupported, start=1):
+        quotes = []
+        for n, s in zip(c.citations, c.supports):
+            where = f"{s.label.title()}, " if s.label else ""
+            quotes.append(f'[{n}] "{s.sentence}" ({where}support {s.score:.2f})')
+        text = f'{UNSUPPORTED_MARK}{k} "{c.text}" Closest cited sentence: {"; ".join(quotes) or "none"}.'
+        lines.append(md_escape(text, one_line=True) if escape else "- " + " ".join(text.split()))
+    # escaped: hard line breaks (a renderer would join the lines); plain: a list under the heading line
+    return "  \n".join(lines) if escape else lines[0] + "\n\n" + "\n".join(lines[1:])
 
 
 def set_aside_line(item: SetAside, *, escape: bool = False) -> str:
@@ -176,10 +226,12 @@ def trace_line(answer: Answer) -> str:
     search = f" · search: {', '.join(t.search_modes)}" if t.search_modes else ""
     if t.study_filter is not None:
         search += f" · restricted to {t.study_filter.label} ({t.study_filter.left_out} left out)"
+    supported = t.claims_checked - t.unsupported_claims
+    claims = f" · {supported} of {t.claims_checked} citing sentences supported" if t.claims_checked else ""
     return (
         f"{t.articles_found} articles found, "
         + (f"{t.articles_set_aside} set aside as not evidence, " if t.articles_set_aside else "")
-        + f"{t.articles_screened} screened, {len(answer.article_summaries)} relevant"
+        + f"{t.articles_screened} screened, {len(answer.article_summaries)} relevant{claims}"
         f" · {t.llm_calls} LLM calls ({t.llm_cache_hits} cached), {t.prompt_tokens + t.completion_tokens} tokens,"
         f" {cost} · {t.total_seconds:.1f} s{search}"
     )
@@ -209,7 +261,9 @@ def answer_markdown(
         parts["tldr"] = f"**TL;DR:** {line(answer.tldr)}"
     if answer.agreement is not None:
         parts["agreement"] = f"**{AGREEMENT_LABEL}:** {line(answer.agreement.summary)}"
-    parts["synthesis"] = linked_text(answer.synthesis, answer.references) if escape else answer.synthesis
+    synthesis = marked_synthesis(answer)
+    parts["synthesis"] = linked_text(synthesis, answer.references) if escape else synthesis
+    parts["claims"] = claims_markdown(answer, escape=escape)
     if answer.references:
         parts["references"] = f"{sub} References\n\n" + references_markdown(answer, escape=escape)
     if answer.set_aside:

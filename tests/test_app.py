@@ -944,3 +944,24 @@ def test_design_and_humans_filters_reach_the_pipeline_and_the_turn(
     label = "systematic reviews or randomised trials; human studies only"
     assert turn.answer.trace.study_filter.label == label
     assert any(f"restricted to {label}" in c.value for c in at.caption)
+
+
+# ---------------------------------------------------------------- claims and the sentences they rest on
+def test_each_claim_opens_to_the_sentence_of_the_abstract_it_rests_on(app_env: Path) -> None:
+    at = ask(start(), QUESTION)
+    labels = [e.label for e in at.main.expander]
+    (trial,) = [i for i, label in enumerate(labels) if label.startswith("Magnesium improved sleep in one trial")]
+    (cohort,) = [i for i, label in enumerate(labels) if "A cohort agrees" in label]
+    # supported: its score; not supported: the mark the synthesis carries, and says so
+    assert "support" in labels[trial] and "not supported" not in labels[trial]
+    assert labels[cohort].startswith("\u26a01 ") and "not supported" in labels[cohort]
+    body = "\n".join(m.value for m in at.main.expander[trial].markdown)
+    assert "> Magnesium improved sleep quality in older adults." in body  # the quoted abstract sentence
+    assert "[PMID 101](https://pubmed.ncbi.nlm.nih.gov/101/)" in body and "supports the sentence" in body
+    cohort_body = "\n".join(m.value for m in at.main.expander[cohort].markdown)
+    assert "> Magnesium and sleep duration in older people." in cohort_body and "does not" in cohort_body
+    # the cited article's hostile title stays text inside the claim too
+    assert "<script>" not in cohort_body and "\\<script\\>" in cohort_body
+    answer_md = chat(at)[1][1]
+    assert "\u26a01" in answer_md.split("**References**")[0]
+    assert any(c.value.startswith("Claim check: 2 sentences cite articles, 1 not supported") for c in at.caption)

@@ -77,7 +77,8 @@ def test_end_to_end_answer_is_cited_and_checked() -> None:
     assert answer.trace.articles_without_abstract == 1
     assert answer.trace.llm_calls == 1 + 3 + 2
     assert answer.trace.cost_usd == pytest.approx(0.006)
-    assert {s.name for s in answer.trace.steps} == {"plan", "search", "fetch", "prefilter", "screen", "synthesize"}
+    steps = {s.name for s in answer.trace.steps}
+    assert steps == {"plan", "search", "fetch", "prefilter", "screen", "synthesize", "claims"}
     # upstream Clinfo.ai keys
     assert answer["synthesis"] == answer.synthesis
     assert answer["queries"] == [Q1, Q2]

@@ -23,11 +23,18 @@ import streamlit as st
 
 from clinfo.app import export, view
 from clinfo.app.history import Conversation, HistoryStore, Turn, Viewer, found_articles, open_history
-from clinfo.app.runner import FOLLOWUP_LABELS, Engine, QuestionRun, error_message, settings_key
+from clinfo.app.runner import FOLLOWUP_LABELS, Engine, QuestionRun, error_message, settings_key, warm_up
 from clinfo.appraisal.design import DESIGNS
 from clinfo.errors import ClinfoError
 from clinfo.redact import key_status, secret_values
-from clinfo.render import DISCLAIMER, linked_text, md_escape, references_markdown, study_filter_line
+from clinfo.render import (
+    DISCLAIMER,
+    linked_text,
+    marked_synthesis,
+    md_escape,
+    references_markdown,
+    study_filter_line,
+)
 
 if TYPE_CHECKING:
     from clinfo.models import Answer
@@ -68,6 +75,7 @@ def _page() -> None:
     if viewer is None:  # the gate is showing; nothing else is
         return
     st.info(DISCLAIMER, icon="⚕️")
+    warm_up()  # the pipeline loads while the first question is typed
     base = load_settings()  # a bad CLINFO_* value stops here, as one line
     secrets = secret_values(base)
     store = open_history(base, secrets)  # database_url, else CLINFO_APP_DB, else the cache dir's file
@@ -448,7 +456,8 @@ def show_answer(answer: Answer, key: str, expanded: bool) -> None:
     else:
         if answer.tldr:
             st.info(f"**TL;DR:** {md_escape(answer.tldr, one_line=True)}")
-        st.markdown(linked_text(answer.synthesis, answer.references))
+        st.markdown(linked_text(marked_synthesis(answer), answer.references))
+        show_claims(answer)
         if answer.references:
             st.markdown("**References**  \n" + references_markdown(answer, escape=True))
     st.caption(md_escape(trace_line(answer)))
@@ -479,6 +488,23 @@ def show_answer(answer: Answer, key: str, expanded: bool) -> None:
             for warning in answer.trace.warnings:
                 st.caption(md_escape(warning))
     export_buttons(answer, key)
+
+
+def show_claims(answer: Answer) -> None:
+    """Each sentence that cites an article opens to the sentence of the cited abstract it rests on;
+    those no cited abstract supports carry the synthesis's ⚠k mark."""
+    if not answer.claims:
+        return
+    st.caption(view.claims_caption(answer))
+    unsupported = 0
+    for check in answer.claims:
+        mark = None
+        if not check.supported:
+            unsupported += 1
+            mark = unsupported
+        icon = ":material/check_circle:" if check.supported else ":material/warning:"
+        with st.expander(view.claim_label(check, mark), icon=icon):
+            st.markdown(view.claim_md(check, answer.references))
 
 
 def export_buttons(answer: Answer, key: str) -> None:

@@ -12,7 +12,7 @@ from clinfo.render import doi_url, link_md, md_escape, pubmed_url
 
 if TYPE_CHECKING:
     from clinfo.appraisal.agreement import Agreement
-    from clinfo.models import Article, ArticleSummary, SetAside
+    from clinfo.models import Answer, Article, ArticleSummary, ClaimCheck, Reference, SetAside
 
 
 def article_meta_md(article: Article) -> str:
@@ -204,3 +204,54 @@ def irrelevant_md(summary: ArticleSummary) -> str:
     else:
         why = "_no reason given_"
     return f"**{title_md(a)}** ({article_meta_md(a)})  \n{why}"
+
+
+CLAIM_LABEL_CHARS = 160  # an expander label is one line: longer sentences are cut there
+
+
+def claims_caption(answer: Answer) -> str:
+    """What the claim check found, in one escaped line; "" when nothing was checked."""
+    n = len(answer.claims)
+    if not n:
+        return ""
+    if all(s.signals == "quote" for c in answer.claims for s in c.supports):
+        return "Each quoted sentence opens to the article it is quoted from."
+    bad = sum(not c.supported for c in answer.claims)
+    found = "all supported" if not bad else f"{bad} not supported by what {'it cites' if bad == 1 else 'they cite'}"
+    return md_escape(
+        f"Claim check: {n} sentence{'s' * (n != 1)} cite articles, {found}."
+        " Each opens to the sentence of the cited abstract it rests on."
+    )
+
+
+def claim_label(check: ClaimCheck, mark: int | None = None) -> str:
+    """An expander label: the sentence (cut), its support, and ``⚠k`` when no cited abstract supports it."""
+    from clinfo.render import UNSUPPORTED_MARK
+
+    text = " ".join(check.text.split())
+    if len(text) > CLAIM_LABEL_CHARS:
+        text = text[: CLAIM_LABEL_CHARS - 1].rstrip() + "…"
+    quoted = all(s.signals == "quote" for s in check.supports)
+    how = "quoted" if quoted else f"support {check.score:.2f}" + ("" if check.supported else ", not supported")
+    head = f"{UNSUPPORTED_MARK}{mark} " if mark is not None else ""
+    return f"{head}{md_escape(text, one_line=True)} · _{how}_"
+
+
+def claim_md(check: ClaimCheck, references: list[Reference]) -> str:
+    """Each article the sentence cites: the reference, the sentence of its abstract that matches the claim
+    best (quoted, with its section) and how well it supports the claim. Everything escaped."""
+    by_n = {r.n: r for r in references}
+    blocks = []
+    for n, s in zip(check.citations, check.supports):
+        ref = by_n.get(n)
+        name = md_escape(ref.title or ref.citation, one_line=True) if ref else "reference not listed"
+        pmid = link_md(md_escape(f"PMID {s.pmid}"), pubmed_url(s.pmid)) if s.pmid else ""
+        if s.signals == "quote":
+            verdict = "quoted from the abstract by code: exact"
+        else:
+            how = "terms only: no sentence encoder installed" if s.signals == "coverage" else "terms and similarity"
+            verdict = f"support {s.score:.2f} ({how}): " + ("supports the sentence" if s.supported else "does not")
+        where = f"{md_escape(s.label.title(), one_line=True)} · " if s.label and s.label != "TITLE" else ""
+        sentence = f"> {md_escape(s.sentence, one_line=True)}" if s.sentence else "_no abstract text to quote_"
+        blocks.append(f"**\\[{n}\\]** {name} {pmid}  \n{where}_{verdict}_\n\n{sentence}")
+    return "\n\n".join(blocks)

@@ -35,6 +35,7 @@ def ask(
         out = sys.stdout
         with StageProgress(enabled=not quiet) as progress:
             started = False
+            streamed: list[str] = []
 
             def on_token(chunk: str) -> None:
                 nonlocal started
@@ -42,6 +43,7 @@ def ask(
                     progress.stop()  # the spinner must not interleave with the streamed answer
                     out.write(f"## {' '.join(question.split())}\n\n")
                     started = True
+                streamed.append(chunk)
                 out.write(chunk)
                 out.flush()
 
@@ -55,11 +57,10 @@ def ask(
         if as_json:
             out.write(answer.to_json() + "\n")
         elif stream:  # the synthesis is out already: the rest of the answer below it
-            out.write(
-                "\n\n\n"
-                + answer_markdown(answer, sections=("tldr", "agreement", "references", "set_aside", "trace"))
-                + "\n"
-            )
+            if answer.synthesis.strip() != "".join(streamed).strip():  # rewritten by the claim recheck
+                out.write(f"\n\n\n**Revised after the claim check:**\n\n{answer.synthesis}")
+            rest = ("tldr", "agreement", "claims", "references", "set_aside", "trace")
+            out.write("\n\n\n" + answer_markdown(answer, sections=rest) + "\n")
         else:
             out.write(answer_markdown(answer) + "\n")
         out.flush()

@@ -38,6 +38,8 @@ class StageProgress:
             if self._status is not None:
                 self._status.update(f"screening articles: {event.message}")
             return
+        if event.stage == "claims" and self._status is None:
+            return  # the answer is on screen already and says it below the synthesis
         if event.stage == "plan":
             for q in event.data.get("queries", []):
                 self._console.print(f"  query: {q}", markup=False)

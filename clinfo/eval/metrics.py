@@ -1,5 +1,5 @@
 """Scores a run from its predictions file alone (no LLM call): retrieval, yes/no/maybe, text,
-citations, cost and speed.
+citations, claim support, cost and speed.
 
 Retrieval metrics come from ir-measures (pytrec_eval) and ROUGE from rouge-score (both in the ``[eval]`` extra);
 accuracy and macro-F1 are a few lines and need no library. Means are over the questions
@@ -281,6 +281,55 @@ def citation_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
+# ---------------------------------------------------------------- claims
+
+
+def claim_checks(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The answer's claim checks (``Answer.claims``); checked now with :mod:`clinfo.claims` where
+    the run recorded none (``claim_check`` off, answers saved before claims were checked)."""
+    if answer.get("claims"):
+        return list(answer["claims"])
+    synthesis = answer.get("synthesis") or ""
+    if answer.get("no_evidence") or not synthesis.strip():
+        return []
+    from clinfo.claims import check_synthesis
+    from clinfo.models import Article
+
+    by_pmid = {(s.get("article") or {}).get("pmid"): s.get("article") for s in answer.get("article_summaries") or []}
+    articles = {
+        r["n"]: Article.model_validate(by_pmid[r["pmid"]])
+        for r in answer.get("references") or []
+        if r["pmid"] in by_pmid
+    }
+    return [c.model_dump() for c in check_synthesis(synthesis, articles)] if articles else []
+
+
+def claim_metrics(answered: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The share of synthesis sentences that cite [n] and are supported by what they cite, over all
+    such sentences of all answers; and the share of answers with at least one that is not."""
+    checked = supported = answers = with_unsupported = 0
+    signals: set[str] = set()
+    for r in answered:
+        checks = claim_checks(r["answer"])
+        if not checks:
+            continue
+        ok = sum(bool(c.get("supported")) for c in checks)
+        answers += 1
+        checked += len(checks)
+        supported += ok
+        with_unsupported += ok < len(checks)
+        signals.update(str(s.get("signals")) for c in checks for s in c.get("supports") or [])
+    if not checked:
+        return None
+    return {
+        "answers": answers,
+        "sentences_checked": checked,
+        "supported_share": round(supported / checked, 4),
+        "answers_with_unsupported": round(with_unsupported / answers, 4),
+        "signals": sorted(signals),  # "quote", "coverage" (no encoder) or "coverage+similarity"
+    }
+
+
 # ---------------------------------------------------------------- evidence cited
 
 
@@ -435,6 +484,7 @@ def metrics_from_records(
         "text": text_metrics(answered, with_bertscore),
         "citations": citation_metrics(answered),
         "evidence": evidence_metrics(answered),
+        "claims": claim_metrics(answered),
         "cost": cost_metrics(records, sessions or []),
     }
 

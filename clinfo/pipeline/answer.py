@@ -8,6 +8,7 @@ from clinfo.appraisal.evidence_status import flags
 from clinfo.appraisal.yes_no import is_yes_no_question
 from clinfo.llm.base import TokenCallback
 from clinfo.models import Answer, Reference
+from clinfo.pipeline.claim_check import check_claims
 from clinfo.pipeline.plan import plan_queries
 from clinfo.pipeline.run import QuestionRun
 from clinfo.pipeline.screen import BY_LLM, screen
@@ -96,6 +97,10 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
             else:
                 written = await synthesize(run, relevant, on_token, answer.agreement)
         answer.synthesis, answer.tldr = written.text, written.tldr
+        cited = written.cited
+        if settings.claim_check != "off":
+            with run.timed("claims"):
+                answer.synthesis, answer.claims, cited = await check_claims(run, written, relevant[: written.used])
         answer.references = [
             Reference(
                 n=n,
@@ -103,7 +108,7 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
                 citation=s.article.citation,
                 url=s.article.url,
                 title=s.article.title,
-                cited=n in written.cited,
+                cited=n in cited,
                 flags=[f.text for f in flags(s.article)],
                 design=s.article.design,
             )

@@ -53,3 +53,22 @@ def with_stance(schema: dict[str, Any]) -> dict[str, Any]:
         "properties": {**schema["properties"], "stance": {"type": "string", "enum": list(JUDGED_STANCES)}},
         "required": [*schema["required"], "stance"],
     }
+
+
+# recheck: the sentences no cited abstract supports, each rewritten (or "" to drop it), by number
+RECHECK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "sentences": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"n": {"type": "integer"}, "text": {"type": "string"}},
+                "required": ["n", "text"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["sentences"],
+    "additionalProperties": False,
+}

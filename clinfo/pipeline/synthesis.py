@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from clinfo.appraisal.agreement import JUDGED_STANCES, Agreement, design_order, design_phrase, tally
 from clinfo.llm.base import TokenCallback
-from clinfo.models import ArticleSummary
+from clinfo.models import ArticleSummary, ClaimCheck
 from clinfo.pipeline.citations import CitationFilter
 from clinfo.pipeline.run import QuestionRun
 from clinfo.prompts import as_data
@@ -46,6 +46,8 @@ class Synthesis:
     tldr: str
     cited: list[int]
     used: int
+    # the sentences' claim checks when code already knows them (quotes: exact); None: check the text
+    claims: list[ClaimCheck] | None = None
 
 
 def evidence_blocks(run: QuestionRun, relevant: list[ArticleSummary]) -> list[str]:
@@ -185,6 +187,7 @@ def extractive_synthesis(
     ``EXTRACTIVE_MAX`` articles, the sentences that best answer the question, quoted and cited.
     Nothing in it is generated text; the TL;DR says so, names the strongest design quoted and, for
     a yes/no question whose stances were not judged (``agreement``), says that too."""
+    from clinfo.claims import quoted
     from clinfo.pipeline.quotes import best_quote
 
     used = relevant[:EXTRACTIVE_MAX]
@@ -194,10 +197,22 @@ def extractive_synthesis(
         " (conclusions and results preferred); nothing below is generated text:\n"
     )
     lines = [intro]
+    claims = []
+    start = len(intro) + 1
     for n, s in enumerate(used, start=1):
         quote = best_quote(question, s.article)
         where = ", ".join(dict.fromkeys(x.label.title() for x in quote.sentences if x.label))
         lines.append(f"- {quote.text.rstrip()}{f' ({where})' if where else ''} [{n}]")
+        # a quote is its article's own words: its support is exact, no scoring needed
+        label = ", ".join(dict.fromkeys(x.label for x in quote.sentences if x.label))
+        support = quoted(quote.text.rstrip(), s.pmid, label)
+        end = start + len(lines[-1])
+        claims.append(
+            ClaimCheck(
+                text=lines[-1][2:], start=start + 2, end=end, citations=[n], supports=[support], supported=True, score=1
+            )
+        )
+        start = end + 1
     designs = [s.article.design for s in used]
     # level 1-2: systematic reviews, meta-analyses and randomised trials, as decided by code
     strong = sum(d.level is not None and d.level <= 2 for d in designs)
@@ -211,4 +226,5 @@ def extractive_synthesis(
         + (", and no finding was classed as supporting or contradicting the question" if unjudged else "")
         + ", so weigh the quoted sentences yourself."
     )
-    return Synthesis(text="\n".join(lines), tldr=tldr, cited=list(range(1, len(used) + 1)), used=len(used))
+    text = "\n".join(lines)
+    return Synthesis(text=text, tldr=tldr, cited=list(range(1, len(used) + 1)), used=len(used), claims=claims)
