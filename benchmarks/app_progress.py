@@ -12,10 +12,11 @@ real NCBI budget). Timed on the page's side of the queue, from the moment the qu
   to a first token, 0.5 s here, and nothing more).
 
 Each app process is fresh (a child process that has imported the page's modules, as a Streamlit
-server has before its first question); its first question also builds the session's engine, and
-the next ones reuse it.
+server has before its first question, and shown the page: ``runner.warm_up``); the first question
+comes ``--typing`` seconds after the page (0: at once) and builds the session's engine, the next
+ones reuse it.
 
-    python benchmarks/app_progress.py [--processes 3] [--questions 3] [--api-key] [--set claim_check=off]
+    python benchmarks/app_progress.py [--processes 3] [--questions 3] [--typing 2] [--api-key] [--set claim_check=off]
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ sys.path.insert(0, str(REPO))
 def child(spec: dict[str, Any]) -> None:
     """One app process: the page's imports, then questions on one session's engine; one JSON line each."""
     import clinfo.app.page  # noqa: F401  (what a Streamlit server has imported before its first question)
-    from clinfo.app.runner import Engine, QuestionRun
+    from clinfo.app.runner import Engine, QuestionRun, warm_up
     from clinfo.settings import Settings
 
+    warm_up()  # the page is shown
+    time.sleep(spec["typing"])  # the question is typed
     settings = Settings.resolve(**spec["settings"])
     engine = None
     for question in spec["questions"]:
@@ -67,6 +70,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=3, help="questions per process (one session)")
     parser.add_argument("--llm-latency", type=float, default=0.5)
     parser.add_argument("--eutils-latency", type=float, default=0.2)
+    parser.add_argument("--typing", type=float, default=2.0, help="seconds from the page shown to the first question")
     parser.add_argument("--api-key", action="store_true", help="with an NCBI API key: 10 requests/s instead of 3")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a setting (repeatable)")
     args = parser.parse_args()
@@ -97,7 +101,7 @@ def main() -> None:
                 f"What is the evidence on {terms[(p * args.questions + i) % len(terms)]}?"
                 for i in range(args.questions)
             ]
-            spec = json.dumps({"settings": settings, "questions": questions})
+            spec = json.dumps({"settings": settings, "questions": questions, "typing": args.typing})
             load = os.getloadavg()[0]
             done = subprocess.run(
                 [sys.executable, __file__, "_child", spec], env=env, capture_output=True, text=True, cwd=REPO
@@ -127,7 +131,10 @@ def main() -> None:
                 )
     print()
     budget = "with an NCBI API key" if args.api_key else "without an NCBI API key"
-    print(f"app question path, loopback LLM {args.llm_latency} s, E-utilities {args.eutils_latency} s, {budget}")
+    print(
+        f"app question path, loopback LLM {args.llm_latency} s, E-utilities {args.eutils_latency} s, {budget};"
+        f" first question {args.typing:g} s after the page"
+    )
     for label, chosen in (("first question of a fresh app process", 1), ("later questions of the session", None)):
         part = [r for r in rows if (r["turn"] == 1) == (chosen == 1)]
         if not part:

@@ -134,6 +134,28 @@ def error_message(exc: BaseException, secrets: Sequence[str] = ()) -> str:
 # messages from the worker: ("event", Event) | ("token", str) | ("note", str) | ("answer", Answer) | ("error", str)
 Message = tuple[str, Any]
 
+# What the first question of an app process imports: the pipeline with its steps, the LLM client,
+# the sources and the modules later steps load on first use.
+QUESTION_IMPORTS = (
+    "clinfo.pipeline.assistant",
+    "clinfo.llm.openai_compat",
+    "clinfo.sources.pubmed",
+    "clinfo.pipeline.search",
+    "clinfo.sources.query",
+    "rank_bm25",
+)
+_warm = threading.Event()
+
+
+def warm_up() -> None:
+    """Loads :data:`QUESTION_IMPORTS` on a thread, once per process: called when the page is first
+    shown, it runs while the person types, so the first question shows its queries sooner."""
+    if not _warm.is_set():
+        _warm.set()
+        from clinfo.lazy import preload
+
+        preload(QUESTION_IMPORTS)
+
 
 def settings_key(settings: Settings) -> str:
     """What decides whether a session's engine can be reused: every public setting."""
