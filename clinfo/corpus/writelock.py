@@ -58,6 +58,7 @@ def write_lock(db_path: str | os.PathLike[str], what: str, *, make_folder: bool 
         if held is not None:
             _HELD[key] = (held[0], held[1] + 1)
     if held is None:
+        created = not path.exists()
         fd = _acquire(path, db_path, what)
         if fd is None:  # no folder: no corpus to protect; the writer reports its own error
             yield
@@ -74,6 +75,9 @@ def write_lock(db_path: str | os.PathLike[str], what: str, *, make_folder: bool 
             else:
                 del _HELD[key]
                 os.ftruncate(fd, 0)
+                if held is None and created and not os.path.exists(db_path):
+                    # a writer that failed before making the corpus (bad input) leaves nothing behind
+                    path.unlink(missing_ok=True)
                 os.close(fd)  # releases the flock; the file stays (unlinking it would race with a new holder)
 
 
