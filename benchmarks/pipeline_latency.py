@@ -191,6 +191,9 @@ def cold(args: argparse.Namespace, floor: float) -> None:
         f" {_spread([r[7] for r in rows])} for the {statistics.median(r[8] for r in rows):.0f} requests made"
         " (one interval between starts)"
     )
+    # the floor with the E-utilities part the budget allows, run by run
+    budgeted = [r[0] / (4 * args.llm_latency + max(r[7], 2 * args.eutils_latency)) for r in rows]
+    print(f"ratio to the floor with the budget's E-utilities time: median {statistics.median(budgeted):.2f}")
     loads = [r[5] for r in rows]
     print(
         f"load average (1 min) at each launch: {statistics.median(loads):.2f}"

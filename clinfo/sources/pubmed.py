@@ -178,6 +178,12 @@ class PubMedSource:
         self._backoff = wait_exponential(multiplier=backoff, max=10.0) + wait_random(0, backoff)
         self._rate = _shared_rate(settings, requests_per_second or rate_for(settings))
         self._forming: _EfetchBatch | None = None  # the efetch request waiting for its start, if any
+        try:
+            # the client (its SSL context takes ~25 ms) is made when the loop next waits, typically
+            # while the plan's LLM call is in flight, rather than in front of the first search
+            asyncio.get_running_loop().call_soon(self._http)
+        except RuntimeError:  # made outside an event loop: the first request makes it
+            pass
 
     # ------------------------------------------------------------------ Source API
     async def search(
