@@ -11,6 +11,7 @@ The prefilter fuses the search order with BM25 against the question and keeps
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -162,4 +163,21 @@ def prefilter(run: QuestionRun, fused: list[str], articles: list[Article]) -> li
     texts = [f"{a.title}\n{a.abstract}\n{' '.join(a.mesh)}" for a in with_abstract]
     bm25_order = [with_abstract[i].pmid for i in bm25_rank(run.question, texts)]
     by_pmid = {a.pmid: a for a in with_abstract}
-    return [by_pmid[p] for p in rrf([search_order, bm25_order])[: run.settings.prefilter_k]]
+    kept = [by_pmid[p] for p in rrf([search_order, bm25_order])[: run.settings.prefilter_k]]
+    decide_designs_soon(kept)
+    return kept
+
+
+def decide_designs_soon(articles: list[Article]) -> None:
+    """Decides each article's design (``Article.design``, about 2 ms a record, kept once decided) on a
+    thread: screening then waits on the LLM, and the agreement tally, the synthesis prompt and the
+    answer read the designs right after it. A record whose design fails here fails where it is read."""
+
+    def decide() -> None:
+        for article in articles:
+            try:
+                article.design  # noqa: B018 - decided and cached on the record
+            except Exception:
+                continue
+
+    threading.Thread(target=decide, name="clinfo-designs", daemon=True).start()
