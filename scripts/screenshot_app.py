@@ -8,7 +8,9 @@ Starts ``streamlit run app.py`` headless on a free loopback port with a throw-aw
 opens it in headless Chromium (the system's /usr/bin/chromium; nothing is downloaded), asks each
 ``--earlier`` question in a conversation of its own ("New conversation" after each), so the
 sidebar lists earlier conversations, then types the question into the chat input and waits for
-the answer, then saves a PNG of the whole page.
+the answer, opens each ``--expand`` expander (e.g. a claim, the set-aside list), then saves a PNG
+of the whole page. ``scripts/screenshot_evidence.py`` uses it for an online answer over loopback
+servers (``docs/screenshot_evidence.png``).
 Chromium is driven over the DevTools protocol with the ``websockets`` package that Streamlit
 already depends on, so no Node or Playwright is needed.
 
@@ -133,7 +135,7 @@ def seed_history(question: str, env: dict[str, str]) -> str:
     return conversation.token
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--question", default=DEFAULT_QUESTION)
     ap.add_argument(
@@ -151,8 +153,14 @@ def main() -> None:
     ap.add_argument("--max-height", type=int, default=2600, help="longer pages are cut here (0: no limit)")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the answer")
     ap.add_argument("--progress-shot", type=Path, help="also photograph the live status while articles are screened")
+    ap.add_argument(
+        "--expand",
+        action="append",
+        default=[],
+        help="open the first closed expander whose label contains this text before the photo (repeatable)",
+    )
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.earlier = [q for q in (DEFAULT_EARLIER if args.earlier is None else args.earlier) if q.strip()]
 
     work = Path(tempfile.mkdtemp(prefix="clinfo-shot-"))
@@ -271,6 +279,17 @@ def click_button(cdp: DevTools, label: str) -> None:
         raise SystemExit(f"no button labelled {label!r} on the page")
 
 
+def open_expander(cdp: DevTools, label: str) -> None:
+    found = cdp.js(
+        "(() => { const d = Array.from(document.querySelectorAll('[data-testid=\"stExpander\"] details'))"
+        ".find(e => !e.open && e.querySelector('summary').innerText.includes("
+        + json.dumps(label)
+        + ")); if (d) { d.querySelector('summary').click(); return true } return false })()"
+    )
+    if not found:
+        raise SystemExit(f"no closed expander whose label contains {label!r} on the page")
+
+
 def drive(cdp: DevTools, args: argparse.Namespace, app_port: int) -> None:
     cdp.call("Page.enable")
     cdp.call("Emulation.setDeviceMetricsOverride", width=args.width, height=1000, deviceScaleFactor=1, mobile=False)
@@ -298,6 +317,10 @@ def drive(cdp: DevTools, args: argparse.Namespace, app_port: int) -> None:
     if done == "error":
         print("the app shows an error; the screenshot will show it", file=sys.stderr)
     time.sleep(2)  # let fonts, icons and the collapsing status settle
+    for label in args.expand:
+        open_expander(cdp, label)
+    if args.expand:
+        time.sleep(1)
 
     # Streamlit scrolls inside its main block, not the document: grow the viewport to fit it
     height = cdp.js(

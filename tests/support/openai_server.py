@@ -4,7 +4,8 @@ It speaks the real wire protocol (``POST /v1/chat/completions``, JSON or SSE str
 usage, ``GET /v1/models``) so our OpenAI-compatible backend runs unchanged; only the
 text is canned, derived from the prompt so that queries hit and citations are in range.
 It is a stand-in for latency, not for model quality: the one real-model path is the llama.cpp
-server in ``tests/support/llama_server.py``.
+server in ``tests/support/llama_server.py``. ``reply=`` swaps the canned text for a script's own,
+``reply(step, prompt) -> str`` (scripts/screenshot_evidence.py scripts stances and claims so).
 
     with OpenAIServer(latency=0.5, max_concurrency=32) as server:
         ClinfoAI(llm="openai:bench", base_url=server.base_url, ...)
@@ -16,6 +17,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -165,7 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(owner.latency)
                 step = detect_step(body)
                 owner.steps.append(step)
-                text = canned_reply(step, body["messages"][-1]["content"])
+                text = (owner.reply or canned_reply)(step, body["messages"][-1]["content"])
                 usage = {
                     "prompt_tokens": sum(len(m["content"]) // 4 for m in body["messages"]),
                     "completion_tokens": len(text) // 4,
@@ -222,8 +224,11 @@ class _Server(ThreadingHTTPServer):
 
 
 class OpenAIServer(ThreadedServer):
-    def __init__(self, latency: float = 0.0, max_concurrency: int = 32) -> None:
+    def __init__(
+        self, latency: float = 0.0, max_concurrency: int = 32, reply: Callable[[str, str], str] | None = None
+    ) -> None:
         self.latency = latency
+        self.reply = reply  # (step, prompt) -> text; None: canned_reply
         self.max_concurrency = max_concurrency
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._lock = threading.Lock()
