@@ -127,6 +127,10 @@ def test_demo_trial_not_yet_indexed_is_a_randomised_trial() -> None:
         ("Statins in the elderly", "Further randomized controlled trials are warranted."),
         ("Statins in the elderly", "Previous randomized trials showed no benefit. We reviewed 40 charts."),
         ("Exercise in heart failure", "CONCLUSIONS: Larger randomized trials should be conducted."),
+        # a plural, whatever the adjectives and commas between
+        ("Tranexamic acid", "Randomized, double-blind, placebo-controlled trials of tranexamic acid are summarised."),
+        # a wish after "this" is still a wish
+        ("Middle cerebral artery stenosis", "This small series supports the need for a randomized study of bypass."),
         ("Mendelian randomization of body mass and glioma", "We used genetic variants as instruments."),
         ("Sodium intake in Mali", "Households were randomly selected from a random sample of villages."),
     ],
@@ -140,6 +144,7 @@ def test_designs_only_mentioned_are_not_randomised_trials(title: str, abstract: 
     [
         ("Drug X for gout", "METHODS: Patients were randomly assigned to drug X or placebo.", "randomised trial"),
         ("Drug X for gout: a randomised controlled trial", "Drug X was compared with placebo.", "randomised trial"),
+        ("Drug X for gout", "In this randomized, controlled trial, 80 patients had X or placebo.", "randomised trial"),
         # a generic "trial" title whose abstract says how the arms were formed
         ("A controlled trial of drug X", "Forty patients were allocated at random to two groups.", "randomised trial"),
         ("Drug X for gout: a non-randomised controlled trial", "Patients chose their arm.", "non-randomised trial"),

@@ -33,11 +33,14 @@ def _rx(*alternatives: str) -> re.Pattern[str]:
 
 
 _RANDOMISED = r"randomi[sz]ed"
+# "randomised (controlled, double-blind...) trials": a plural names trials in general or others'
+_TRIAL_WORDS = r"(?:controlled|clinical|placebo-controlled|double-blind(?:ed)?|blinded|multi-?cent(?:er|re)|crossover)"
+_PLURAL = rf"(?:(?:,? |-)(?:and |or )?{_TRIAL_WORDS})*,? (?:trials|studies)\b"
 # random allocation, as trials report it; "randomly selected" or "a random sample" is sampling,
 # and "random effects", "random blood glucose" are not designs at all
 _ALLOCATION = (
     rf"(?<!non-)(?<!non )(?<!quasi-)(?<!quasi )(?<!mendelian )\b{_RANDOMISED}\b"
-    r"(?! (?:trials|studies|controlled trials|clinical trials|response)\b)",
+    rf"(?!{_PLURAL}| response\b)",
     r"(?<!mendelian )\brandomi[sz](?:ation|ing)\b",
     r"\brandomly (?:assigned|allocated|divided|split|grouped|given|treated|received|administered|ordered|"
     r"distributed (?:in)?to)\b",
@@ -213,6 +216,12 @@ _NOT_DONE_BEFORE = re.compile(
     r"\b[^.;\n]*$",
     re.IGNORECASE,
 )
+# words that wish for a design: "this series supports the need for a randomised study" wishes, even
+# after "this"; only this article's words after the wish make it its own ("further, we randomised")
+_WISH = re.compile(
+    r"\b(?:needs?|needed|warrant(?:ed|s)?|requir(?:ed|es?)|future|further|should|would|could|might|will|planned)\b",
+    re.IGNORECASE,
+)
 # words that make it this article's own design again, even after the words above
 _OWN = re.compile(
     r"\b(?:this|our|we|present|current study|here|herein)\b[^.;\n]*$",
@@ -245,6 +254,9 @@ def _stated(pattern: re.Pattern[str], text: str) -> bool:
         if _NOT_DONE_AFTER.search(after) and not _OWN.search(before):
             continue
         if _NOT_DONE_BEFORE.search(before) and not _OWN.search(before):
+            continue
+        wishes = [w.end() for w in _WISH.finditer(before)]
+        if wishes and not _OWN.search(before[wishes[-1] :]):
             continue
         return True
     return False
