@@ -145,6 +145,8 @@ def test_designs_only_mentioned_are_not_randomised_trials(title: str, abstract: 
         ("Drug X for gout", "METHODS: Patients were randomly assigned to drug X or placebo.", "randomised trial"),
         ("Drug X for gout: a randomised controlled trial", "Drug X was compared with placebo.", "randomised trial"),
         ("Drug X for gout", "In this randomized, controlled trial, 80 patients had X or placebo.", "randomised trial"),
+        ("Drug X", "In this trial, patients who needed surgery were randomized to X or Y.", "randomised trial"),
+        ("Drug X: protocol", "In this trial, patients will be randomized to X or placebo.", "randomised trial"),
         # a generic "trial" title whose abstract says how the arms were formed
         ("A controlled trial of drug X", "Forty patients were allocated at random to two groups.", "randomised trial"),
         ("Drug X for gout: a non-randomised controlled trial", "Patients chose their arm.", "non-randomised trial"),

@@ -217,11 +217,9 @@ _NOT_DONE_BEFORE = re.compile(
     re.IGNORECASE,
 )
 # words that wish for a design: "this series supports the need for a randomised study" wishes, even
-# after "this"; only this article's words after the wish make it its own ("further, we randomised")
-_WISH = re.compile(
-    r"\b(?:needs?|needed|warrant(?:ed|s)?|requir(?:ed|es?)|future|further|should|would|could|might|will|planned)\b",
-    re.IGNORECASE,
-)
+# after "this"; only this article's words after the wish make it its own. Narrower than the words
+# above: "in this trial, patients who needed surgery will be randomised" is a trial (or its protocol)
+_WISH = re.compile(r"\b(?:need|call|case)s? for\b|\bwarrant(?:s|ed)?\b|\bfuture\b", re.IGNORECASE)
 # words that make it this article's own design again, even after the words above
 _OWN = re.compile(
     r"\b(?:this|our|we|present|current study|here|herein)\b[^.;\n]*$",
