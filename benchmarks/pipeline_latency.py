@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clinfo import ClinfoAI  # noqa: E402
+from clinfo.sources.rate_limit import SpacedRate  # noqa: E402
 from tests.support.eutils import EUtilsServer  # noqa: E402
 from tests.support.openai_server import OpenAIServer  # noqa: E402
 
@@ -166,7 +167,7 @@ def cold(args: argparse.Namespace, floor: float) -> None:
             ncbi = eutils.requests[first_eutils:]
             to_eutils = ncbi[0].time - start_mono if ncbi else float("nan")
             # what NCBI's budget alone allows: its requests one interval apart, the last one's answer
-            spacing = 1.1 / (10.0 if args.api_key else 3.0)  # clinfo.sources.rate_limit's 10% headroom
+            spacing = SpacedRate(10.0 if args.api_key else 3.0).interval  # the limiter's own spacing
             budget = (trace["source_requests"] - 1) * spacing + args.eutils_latency
             rows.append((wall, inside, wall - inside, to_llm, to_eutils, load, cpu, budget, trace["source_requests"]))
             shown = " ".join(f"{k}={v:.2f}" for k, v in steps.items())
