@@ -245,3 +245,27 @@ def _try_lock(db: Path, errors: list[str]) -> None:
             pass
     except CorpusError as exc:
         errors.append(str(exc))
+
+
+def test_a_forked_worker_does_not_keep_the_writer_lock(tmp_path: Path) -> None:
+    # a build's parser workers are forked while it holds the lock; one that outlives its build
+    # (the build was killed first) must not keep the corpus locked against the next writer
+    db = tmp_path / "c.db"
+    db.touch()
+    read, write = os.pipe()
+    started_r, started_w = os.pipe()
+    with write_lock(db, "index build"):
+        pid = os.fork()
+        if pid == 0:  # the worker: says it runs, then waits, holding whatever it inherited
+            os.write(started_w, b"x")
+            os.read(read, 1)
+            os._exit(0)
+    os.read(started_r, 1)
+    try:
+        with write_lock(db, "index upgrade"):  # the worker still runs; the lock is free
+            pass
+    finally:
+        os.write(write, b"x")
+        os.waitpid(pid, 0)
+        for fd in (read, write, started_r, started_w):
+            os.close(fd)

@@ -34,6 +34,21 @@ _HELD: dict[tuple[str, int], tuple[int, int]] = {}  # (lock file, thread) -> (fd
 _LOCK = threading.Lock()
 
 
+def _forget_in_child() -> None:
+    # A forked parser worker inherits the lock's descriptor, and a flock lasts while any copy is
+    # open: a worker outliving a killed build would keep the corpus locked. The child closes its
+    # copies (closing, unlike LOCK_UN, leaves the parent's lock in place) and holds nothing.
+    for fd, _depth in _HELD.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def lock_path(db_path: str | os.PathLike[str]) -> Path:
     """The lock file of the corpus at ``db_path``."""
     return Path(f"{os.path.realpath(db_path)}.lock")
