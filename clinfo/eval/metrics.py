@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,6 @@ from clinfo.eval.runner import SESSIONS, read_config, read_predictions
 RETRIEVAL_METRICS = {"recall@5": "R@5", "recall@10": "R@10", "mrr": "RR", "ndcg@10": "nDCG@10"}
 CURVE_K = tuple(range(1, 21))
 INSTALL_HINT = "pip install 'clinfo[eval]'"
-
-_GROUP = re.compile(r"\[(\s*\d+(?:\s*(?:[,;]|[-\u2013])\s*\d+)*\s*)\]")
-_PART = re.compile(r"(\d+)\s*[-\u2013]\s*(\d+)|(\d+)")
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -213,15 +209,9 @@ def text_metrics(answered: list[dict[str, Any]], with_bertscore: bool = True) ->
 
 def inline_citations(text: str) -> list[int]:
     """Every number cited inline as ``[n]``, ``[n, m]`` or ``[n-m]``, in order, repeats kept."""
-    numbers: list[int] = []
-    for group in _GROUP.finditer(text):
-        for lo, hi, single in _PART.findall(group.group(1)):
-            if single:
-                numbers.append(int(single))
-            else:
-                a, b = int(lo), int(hi)
-                numbers.extend(range(a, b + 1) if 0 < b - a < 50 else [a, b])
-    return numbers
+    from clinfo.pipeline.citations import citation_groups
+
+    return [n for _start, _end, numbers in citation_groups(text) for n in numbers]
 
 
 def not_evidence_cited(answer: dict[str, Any]) -> tuple[int, int]:
