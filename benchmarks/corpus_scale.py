@@ -243,7 +243,7 @@ def _recall(corpus: str, n: str, seed: str) -> None:
     import numpy as np
 
     from clinfo.corpus.dense import DenseIndex, exact_top
-    from clinfo.sources.query import is_boolean, terms
+    from clinfo.pubmed.query import is_boolean, terms
 
     d = DenseIndex.open(corpus)
     vi = d.vindex

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from clinfo.appraisal.design import DESIGNS, LEVELS, classify  # noqa: E402
 from clinfo.models import Article  # noqa: E402
-from clinfo.sources.pubmed_xml import iter_pubmed_xml  # noqa: E402
+from clinfo.pubmed.xml import iter_pubmed_xml  # noqa: E402
 
 BASELINE = REPO.parent / "shared" / "data" / "pubmed-baseline"
 FILES = [BASELINE / "pubmed20n0014.xml.gz", BASELINE / "pubmed21n1298.xml.gz"]
@@ -71,7 +71,7 @@ def load(files: list[Path]) -> tuple[list[Row], Counter[str], float]:
     counts: Counter[str] = Counter()
     text_seconds = 0.0
     for path in files:
-        for a in iter_pubmed_xml(path):
+        for a in iter_pubmed_xml(path, Article):
             if not isinstance(a, Article):  # DeleteCitation entries
                 continue
             counts["records"] += 1

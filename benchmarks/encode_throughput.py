@@ -52,7 +52,7 @@ DEMO = REPO / "clinfo" / "data" / "demo_corpus.jsonl.gz"
 
 def load_texts(n: int) -> list[str]:
     from clinfo.corpus.encoders import document_text
-    from clinfo.sources.pubmed_xml import DeletedCitations, iter_pubmed_xml
+    from clinfo.pubmed.xml import DeletedCitations, iter_pubmed_xml
 
     arts = (a for a in iter_pubmed_xml(TEXTS_FROM) if not isinstance(a, DeletedCitations) and a.abstract)
     return [document_text(a.title, a.abstract) for a in itertools.islice(arts, n)]

@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clinfo.appraisal.filters import StudyFilter  # noqa: E402
-from clinfo.sources.pubmed_xml import parse_efetch  # noqa: E402
+from clinfo.models import Article  # noqa: E402
+from clinfo.pubmed.xml import parse_efetch  # noqa: E402
 from tests.support.eutils import EFETCH_HEAD, EFETCH_TAIL, EUtilsServer  # noqa: E402
 
 DESIGNS = ("meta-analysis", "systematic review", "randomised trial", "cohort", "case report/series")
@@ -37,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     server = EUtilsServer(records=args.records)
     pmids = list(server.corpus)
-    articles = parse_efetch(EFETCH_HEAD + b"".join(server.corpus[p].xml for p in pmids) + EFETCH_TAIL)
+    articles = parse_efetch(EFETCH_HEAD + b"".join(server.corpus[p].xml for p in pmids) + EFETCH_TAIL, Article)
     design = {a.pmid: a.design.kind for a in articles}
     print(f"{len(articles)} records; clause run alone on the loopback esearch; truth: Article.design")
     print(f"{'design':<20} {'records':>7} | {'[pt]/[mh] only':>22} | {'with text words':>22}")

@@ -197,10 +197,10 @@ def _record(a: Article, sections: list[AbstractSection]) -> str:
 def nlm_conclusion_items() -> list[tuple[Article, str]]:
     """(record, its conclusion) for the nlm-conclusion set, in the seed's hash order."""
     from clinfo.models import Article
-    from clinfo.sources.pubmed_xml import iter_pubmed_xml
+    from clinfo.pubmed.xml import iter_pubmed_xml
 
     found = []
-    for a in iter_pubmed_xml(BASELINE[1]):
+    for a in iter_pubmed_xml(BASELINE[1], Article):
         if not isinstance(a, Article) or not a.title.strip() or len(a.abstract_sections) < 2:
             continue
         last = a.abstract_sections[-1]

@@ -27,11 +27,11 @@ OFFSET = 100_000_000  # real PMIDs are below 5e7
 def base_records() -> list[dict]:
     """The distinct records with an abstract from both files, later file winning, as JSON objects."""
     from clinfo.models import Article
-    from clinfo.sources.pubmed_xml import iter_pubmed_xml
+    from clinfo.pubmed.xml import iter_pubmed_xml
 
     out: dict[str, dict] = {}
     for f in FILES:
-        for item in iter_pubmed_xml(f):
+        for item in iter_pubmed_xml(f, Article):
             if not isinstance(item, Article):
                 for pmid in getattr(item, "pmids", []):
                     out.pop(pmid, None)

@@ -11,37 +11,30 @@ from pydantic import BaseModel, Field, computed_field
 
 from clinfo.appraisal.agreement import Agreement, Stance
 from clinfo.appraisal.design import Design
+from clinfo.pubmed.record import PUBMED_URL, AbstractSection, Citation, Correction
 
-PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
+# AbstractSection, Citation and Correction are PubMed's (clinfo.pubmed.record), named here too for readers of the answer
+__all__ = [
+    "AbstractSection",
+    "Answer",
+    "Article",
+    "ArticleSummary",
+    "Citation",
+    "ClaimCheck",
+    "Correction",
+    "PUBMED_URL",
+    "QueryRecord",
+    "Reference",
+    "SetAside",
+    "StepTiming",
+    "StudyFilterNote",
+    "Support",
+    "Trace",
+]
 
 
-class AbstractSection(BaseModel):
-    label: str = ""
-    text: str
-
-
-class Correction(BaseModel):
-    """A link NLM keeps between a record and a notice about it (``CommentsCorrections``):
-    ``ref_type`` is NLM's RefType ("RetractionIn", "RetractionOf", "ExpressionOfConcernIn",
-    "ErratumIn", "ErratumFor", "CommentOn", ...), ``pmid`` the other record when NLM gives it,
-    ``source`` its citation text ("Lancet. 2021;397:50")."""
-
-    ref_type: str
-    pmid: str | None = None
-    source: str = ""
-
-
-class Article(BaseModel):
-    pmid: str
-    title: str = ""
-    abstract_sections: list[AbstractSection] = Field(default_factory=list)
-    authors: list[str] = Field(default_factory=list)
-    journal: str = ""
-    year: int | None = None
-    doi: str | None = None
-    mesh: list[str] = Field(default_factory=list)
-    publication_types: list[str] = Field(default_factory=list)
-    corrections: list[Correction] = Field(default_factory=list)
+class Article(Citation):
+    """A citation with what clinfo decides about it from the record alone."""
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property
@@ -50,39 +43,6 @@ class Article(BaseModel):
         from clinfo.appraisal.design import classify
 
         return classify(self)
-
-    @property
-    def abstract(self) -> str:
-        """The abstract as one text, section labels kept inline ("METHODS: ...")."""
-        parts = [f"{s.label}: {s.text}" if s.label else s.text for s in self.abstract_sections]
-        return "\n".join(p for p in parts if p.strip())
-
-    @property
-    def url(self) -> str:
-        return PUBMED_URL.format(pmid=self.pmid)
-
-    def opening_words(self, n: int = 12) -> str:
-        """The first ``n`` words of the abstract (section labels left out), "…" when cut."""
-        words = " ".join(sec.text for sec in self.abstract_sections).split()
-        return " ".join(words[:n]) + ("…" if len(words) > n else "")
-
-    @property
-    def citation(self) -> str:
-        """A Vancouver-style citation built from this article's own metadata."""
-        authors = self.authors[:3]
-        author_text = ", ".join(authors) + (", et al" if len(self.authors) > 3 else "")
-        # an untitled record (PubMedQA's) is named by the opening words of its abstract, marked as such
-        title = self.title.rstrip(".")
-        if not title:
-            opening = self.opening_words()
-            title = f"[Untitled; abstract begins: {opening}]" if opening else "[Untitled]"
-        bits = [b for b in (author_text, title, self.journal) if b]
-        text = ". ".join(bits)
-        if self.year:
-            text += f". {self.year}"
-        if self.doi:
-            text += f". doi:{self.doi}"
-        return f"{text}. PMID: {self.pmid}"
 
 
 class ArticleSummary(BaseModel):

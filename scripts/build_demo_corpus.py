@@ -69,7 +69,7 @@ def pubmedqa_records(folder: Path) -> list[dict[str, Any]]:
 
 def baseline_sample(path: Path, n: int, seed: int, exclude: set[str]) -> list[dict[str, Any]]:
     sys.path.insert(0, str(REPO))
-    from clinfo.sources.pubmed_xml import DeletedCitations, iter_pubmed_xml
+    from clinfo.pubmed.xml import DeletedCitations, iter_pubmed_xml
 
     pool = []
     for item in iter_pubmed_xml(path):

@@ -137,13 +137,13 @@ def served_records() -> dict[str, bytes]:
     import gzip
 
     from clinfo.models import Article
-    from clinfo.sources.pubmed_xml import iter_pubmed_xml
+    from clinfo.pubmed.xml import iter_pubmed_xml
     from tests.support.corpus import UPDATE_21, read_slice, records_by_pmid
 
     with gzip.open(UPDATE_21) as f:
         wanted = [
             a.pmid
-            for a in iter_pubmed_xml(f)
+            for a in iter_pubmed_xml(f, Article)
             if isinstance(a, Article)
             and re.search(r"plane block|transversus abdominis", f"{a.title} {a.abstract}", flags=re.I)
         ]

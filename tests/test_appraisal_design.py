@@ -15,7 +15,7 @@ import pytest
 from clinfo.appraisal.design import DESIGNS, LEVELS, Design, classify
 from clinfo.appraisal.design_text import design_from_text
 from clinfo.models import AbstractSection, Answer, Article, ArticleSummary
-from clinfo.sources.pubmed_xml import iter_pubmed_xml
+from clinfo.pubmed.xml import iter_pubmed_xml
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "pubmed-baseline"
 FILES = (SHARED / "pubmed20n0014.xml.gz", SHARED / "pubmed21n1298.xml.gz")
@@ -61,7 +61,7 @@ def _records(wanted: set[str]) -> dict[str, Article]:
             end = data.index(b"</PubmedArticle>", m.end()) + len(b"</PubmedArticle>")
             chunks.append(data[start:end])
         xml = head + b"\n" + b"\n".join(chunks) + b"\n</PubmedArticleSet>\n"
-        found.update({a.pmid: a for a in iter_pubmed_xml(io.BytesIO(xml)) if isinstance(a, Article)})
+        found.update({a.pmid: a for a in iter_pubmed_xml(io.BytesIO(xml), Article) if isinstance(a, Article)})
     return found
 
 

@@ -21,8 +21,9 @@ from clinfo.corpus.lexical_query import translate
 from clinfo.corpus.store import SCHEMA_VERSION, RecordStore, article_to_row, corpus_info, open_corpus
 from clinfo.corpus.upgrade import upgrade_corpus
 from clinfo.errors import CorpusError
+from clinfo.models import Article
+from clinfo.pubmed.xml import DeletedCitations, iter_pubmed_xml
 from clinfo.sources.corpus import LocalSource
-from clinfo.sources.pubmed_xml import DeletedCitations, iter_pubmed_xml
 from tests.support.common import REPO
 from tests.support.corpus import (
     XmlSlice,
@@ -78,7 +79,7 @@ class Engine:
 def test_build_from_real_xml_keeps_every_field(tmp_path: Path, slice21: XmlSlice) -> None:
     src = write_xml(tmp_path / "a.xml.gz", slice21.header, slice21.records[:120])
     summary = build_index([src], tmp_path / "c.db", progress=False, workers=0)
-    records = [a for a in iter_pubmed_xml(src) if not isinstance(a, DeletedCitations)]
+    records = [a for a in iter_pubmed_xml(src, Article) if not isinstance(a, DeletedCitations)]
     parsed = {a.pmid: a for a in records}  # the later record of a repeated PMID wins
     with_abstract = {p for p, a in parsed.items() if a.abstract_sections}
     assert summary.citations_read == len(records) == 120
@@ -378,7 +379,7 @@ _V1_DDL = [  # what clinfo wrote before the lexical index (SCHEMA_VERSION 1)
 def _write_v1(db: Path, slice21: XmlSlice, n: int) -> set[int]:
     src = write_xml(db.parent / "v1.xml", slice21.header, slice21.records[:n])
     rows = {}
-    for a in iter_pubmed_xml(src):
+    for a in iter_pubmed_xml(src, Article):
         if not isinstance(a, DeletedCitations) and not isinstance(row := article_to_row(a, 1), str):
             rows[row[0]] = row
     conn = sqlite3.connect(db)
@@ -445,7 +446,7 @@ def _write_v2(db: Path, src: Path) -> set[int]:
     from clinfo.corpus.lexical import ANALYZER, LexicalWriter
 
     rows = {}
-    for a in iter_pubmed_xml(src):
+    for a in iter_pubmed_xml(src, Article):
         if not isinstance(a, DeletedCitations) and not isinstance(row := article_to_row(a, 1), str):
             rows[row[0]] = row
     conn = sqlite3.connect(db)

@@ -18,7 +18,7 @@ import pytest
 from clinfo.corpus import encoders
 from clinfo.corpus.encoders import DEFAULT_MODEL, canonical_name, get_encoder, minilm_tokenizer
 from clinfo.errors import ConfigError
-from clinfo.sources.pubmed_xml import DeletedCitations, iter_pubmed_xml
+from clinfo.pubmed.xml import DeletedCitations, iter_pubmed_xml
 from tests.support.common import REPO
 from tests.support.corpus import UPDATE_21, pubmedqa_items
 

@@ -15,10 +15,10 @@ from clinfo.appraisal.filters import DESIGN_GROUPS, HUMANS_PUBMED, StudyFilter, 
 from clinfo.cli.root import app
 from clinfo.errors import ConfigError, InvalidArgument
 from clinfo.models import Answer, Article
+from clinfo.pubmed.query import parse, validate
+from clinfo.pubmed.xml import parse_efetch
 from clinfo.settings import Settings
 from clinfo.sources.corpus import LocalSource
-from clinfo.sources.pubmed_xml import parse_efetch
-from clinfo.sources.query import parse, validate
 from tests.support.eutils import EFETCH_HEAD, EFETCH_TAIL, EUtilsServer
 from tests.support.openai_server import OpenAIServer
 from tests.support.scripted import MemorySource, ScriptedLLM, make_article, screen_reply
@@ -40,7 +40,7 @@ def scripted(query: str) -> ScriptedLLM:
 
 def records(server: EUtilsServer, pmids: list[str]) -> list[Article]:
     """The records as the pipeline parses them from efetch."""
-    return parse_efetch(EFETCH_HEAD + b"".join(server.corpus[p].xml for p in pmids) + EFETCH_TAIL)
+    return parse_efetch(EFETCH_HEAD + b"".join(server.corpus[p].xml for p in pmids) + EFETCH_TAIL, Article)
 
 
 def screened(answer: Answer) -> list[Article]:

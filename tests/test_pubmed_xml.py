@@ -12,7 +12,7 @@ import pytest
 
 from clinfo.errors import MalformedResponse
 from clinfo.models import Article
-from clinfo.sources.pubmed_xml import DeletedCitations, iter_pubmed_xml, parse_efetch
+from clinfo.pubmed.xml import DeletedCitations, iter_pubmed_xml, parse_efetch
 from tests.support.eutils import BASELINE, EFETCH_HEAD, EFETCH_TAIL, FIXTURES, load_corpus
 
 OLD_BASELINE = BASELINE.parent / "pubmed20n0014.xml.gz"
@@ -308,7 +308,7 @@ def test_book_record_same_on_both_paths() -> None:
 
 @pytest.mark.parametrize("read_size", [1, 2, 3, 5, 4096])
 def test_utf8_repair_is_exact_whatever_the_chunking(read_size: int) -> None:
-    from clinfo.sources.pubmed_xml import _Utf8Repair
+    from clinfo.pubmed.xml import _Utf8Repair
 
     data = corpus_records("32472320")[0] + "é—😀".encode() + b"\xff\xc3" + "ö".encode() + b"\xe2\x82"
     reader = _Utf8Repair(io.BytesIO(data))

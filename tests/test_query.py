@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clinfo.errors import ClinfoError, QuerySyntaxError
-from clinfo.sources.query import (
+from clinfo.pubmed.query import (
     KNOWN_TAGS,
     SHORT_TAG,
     BoolOp,

@@ -30,10 +30,10 @@ from clinfo.corpus.build import build_index
 from clinfo.corpus.store import RecordStore, article_to_row, corpus_info, row_to_article
 from clinfo.eval.metrics import citation_metrics
 from clinfo.models import AbstractSection, Article, Correction
+from clinfo.pubmed.xml import iter_pubmed_xml, parse_efetch
 from clinfo.render import answer_markdown
 from clinfo.settings import Settings
 from clinfo.sources.corpus import LocalSource
-from clinfo.sources.pubmed_xml import iter_pubmed_xml, parse_efetch
 from tests.support.corpus import (
     BASELINE_20,
     UPDATE_21,
@@ -101,8 +101,8 @@ def without_links(xml: str) -> str:
 
 def test_both_readers_keep_the_real_links_field_for_field(real: dict[str, str], header: str) -> None:
     data = xml_bytes(header, *real.values())
-    entrez = {a.pmid: a for a in parse_efetch(data)}
-    bulk = {a.pmid: a for a in iter_pubmed_xml(io.BytesIO(data)) if isinstance(a, Article)}
+    entrez = {a.pmid: a for a in parse_efetch(data, Article)}
+    bulk = {a.pmid: a for a in iter_pubmed_xml(io.BytesIO(data), Article) if isinstance(a, Article)}
     assert entrez.keys() == bulk.keys() == real.keys()
     for pmid in real:
         assert entrez[pmid].model_dump() == bulk[pmid].model_dump()
@@ -124,12 +124,12 @@ def test_a_reference_list_given_as_cites_links_is_not_kept(real: dict[str, str],
     cites = '<CommentsCorrections RefType="Cites"><RefSource>Lancet. 2001;1:1</RefSource></CommentsCorrections>'
     xml = real[NOTICE].replace("<CommentsCorrectionsList>", "<CommentsCorrectionsList>" + cites)
     data = xml_bytes(header, xml)
-    for article in (parse_efetch(data)[0], next(iter_pubmed_xml(io.BytesIO(data)))):
+    for article in (parse_efetch(data, Article)[0], next(iter_pubmed_xml(io.BytesIO(data), Article))):
         assert [c.ref_type for c in article.corrections] == ["RetractionOf"]
 
 
 def test_links_survive_the_record_store_and_jsonl(tmp_path: Path, real: dict[str, str], header: str) -> None:
-    (trial,) = parse_efetch(xml_bytes(header, real[RETRACTED]))
+    (trial,) = parse_efetch(xml_bytes(header, real[RETRACTED]), Article)
     row = article_to_row(trial, 1)
     assert not isinstance(row, str)
     assert row_to_article((row[0], *row[2:])).corrections == trial.corrections
@@ -203,7 +203,7 @@ def test_notices_and_opinion_are_set_aside_unless_their_kind_is_admitted() -> No
 
 
 def test_concerns_and_errata_keep_an_article_but_flag_it(real: dict[str, str], header: str) -> None:
-    parsed = {a.pmid: a for a in parse_efetch(xml_bytes(header, *real.values()))}
+    parsed = {a.pmid: a for a in parse_efetch(xml_bytes(header, *real.values()), Article)}
     concern = evidence_status(parsed[CONCERN])
     assert concern.evidence and [f.text for f in concern.flags] == [f"expression of concern (PMID {CONCERN_NOTICE})"]
     erratum = evidence_status(parsed[ERRATUM_ON])
@@ -482,7 +482,7 @@ def test_flags_show_on_reference_and_card_and_eval_counts_what_must_not_be_cited
     from clinfo.eval.report import markdown_table
     from clinfo.models import ArticleSummary, Reference
 
-    parsed = {a.pmid: a for a in parse_efetch(xml_bytes(header, *real.values()))}
+    parsed = {a.pmid: a for a in parse_efetch(xml_bytes(header, *real.values()), Article)}
 
     def answer_citing(*pmids: str) -> Answer:
         articles = [parsed[p] for p in pmids]

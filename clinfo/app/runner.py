@@ -141,7 +141,7 @@ QUESTION_IMPORTS = (
     "clinfo.llm.openai_compat",
     "clinfo.sources.pubmed",
     "clinfo.pipeline.search",
-    "clinfo.sources.query",
+    "clinfo.pubmed.query",
     "rank_bm25",
 )
 _warm = threading.Event()

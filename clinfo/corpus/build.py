@@ -271,9 +271,9 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int, c
                 stream = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
             items = _iter_jsonl(stream)
         else:
-            from clinfo.sources.pubmed_xml import iter_pubmed_xml
+            from clinfo.pubmed.xml import iter_pubmed_xml
 
-            items = iter_pubmed_xml(buffered)
+            items = iter_pubmed_xml(buffered, Article)
         for item in items:
             item_no += 1
             if item_no <= skip:  # applied by an earlier, interrupted run

@@ -691,7 +691,7 @@ class DenseIndex:
         Articles the corpus no longer holds, and those outside ``dates``, are dropped; when that
         leaves fewer than ``k``, the search widens (x4, up to the whole set) until it has enough.
         """
-        from clinfo.sources.query import is_boolean, terms
+        from clinfo.pubmed.query import is_boolean, terms
 
         text = " ".join(terms(query)) if is_boolean(query) else query
         if not text.strip() or k <= 0:

@@ -1,4 +1,4 @@
-"""PubMed query (``clinfo.sources.query`` AST) or plain text -> a small query plan for the lexical index.
+"""PubMed query (``clinfo.pubmed.query`` AST) or plain text -> a small query plan for the lexical index.
 
 The plan is plain data (``Text``, ``Year``, ``Pmids``, ``And``, ``Or``, ``Not``, ``Natural``), so
 translation is testable without an index; ``clinfo.corpus.lexical`` compiles it to Tantivy queries.
@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 
 from clinfo.errors import QuerySyntaxError
-from clinfo.sources.query import SHORT_TAG, Dates, Node, Term, is_boolean, parse, plain_words
+from clinfo.pubmed.query import SHORT_TAG, Dates, Node, Term, is_boolean, parse, plain_words
 from clinfo.terms import STOPWORDS
 
 __all__ = [

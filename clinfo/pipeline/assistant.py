@@ -29,7 +29,7 @@ from clinfo.sources import DateRange, Source, create_source
 # rules, BM25 and its numpy, stems): a first question in a fresh process loads them on a thread
 # while its plan call is in flight, instead of on the critical path when each step first needs them.
 LATER_IMPORTS = (
-    "clinfo.sources.query",
+    "clinfo.pubmed.query",
     "Bio.Entrez.Parser",
     "clinfo.appraisal.design_text",
     "rank_bm25",

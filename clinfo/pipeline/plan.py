@@ -39,7 +39,7 @@ class BroaderQuery:
 
 def check_queries(candidates: Iterable[str]) -> CheckedQueries:
     """Validate LLM-written queries: PubMed syntax, and at least one search word."""
-    from clinfo.sources.query import validate
+    from clinfo.pubmed.query import validate
 
     good: list[str] = []
     problems: list[str] = []

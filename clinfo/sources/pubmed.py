@@ -38,8 +38,8 @@ from clinfo.cache import RECORDS as CACHE_RECORDS
 from clinfo.cache import SEARCH as CACHE_SEARCH
 from clinfo.errors import MalformedResponse, QuerySyntaxError, SourceError, SourceUnavailable, one_line
 from clinfo.models import Article
+from clinfo.pubmed.xml import parse_efetch
 from clinfo.sources.base import DateRange, SearchResult, SourceStats
-from clinfo.sources.pubmed_xml import parse_efetch
 from clinfo.sources.rate_limit import SpacedRate
 from clinfo.store import Database, configured_url, parse_database_url
 from clinfo.store.budget import SharedSlot, budget_name
@@ -294,7 +294,7 @@ class PubMedSource:
                 self._forming = None
             return {"db": "pubmed", "id": ",".join(batch.pmids), "retmode": "xml"}
 
-        return await self._request("efetch", start, parse_efetch, parse_in_thread=True)
+        return await self._request("efetch", start, _parse_articles, parse_in_thread=True)
 
     def _http(self) -> httpx.AsyncClient:
         if self._given_client is not None:
@@ -415,6 +415,10 @@ class PubMedSource:
         # mirror's or a test server's answers are never served as NCBI's.
         namespace = CACHE_SEARCH if request.get("endpoint") == "esearch" else CACHE_RECORDS
         return namespace, {**request, "server": self.base_url}
+
+
+def _parse_articles(data: bytes) -> list[Article]:
+    return parse_efetch(data, Article)
 
 
 def _describe(params: dict[str, str]) -> dict[str, str | int]:

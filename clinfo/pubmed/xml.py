@@ -1,4 +1,5 @@
-"""PubMed XML → :class:`clinfo.models.Article`.
+"""PubMed XML → :class:`~clinfo.pubmed.record.Citation` (or a subclass the caller names, such as
+:class:`clinfo.models.Article`).
 
 Two readers that must agree field for field:
 
@@ -21,13 +22,15 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from xml.sax.saxutils import unescape
 
 from lxml import etree
 
 from clinfo.errors import MalformedResponse, one_line
-from clinfo.models import AbstractSection, Article, Correction
+from clinfo.pubmed.record import AbstractSection, Citation, Correction
+
+R = TypeVar("R", bound=Citation)
 
 __all__ = ["DeletedCitations", "parse_efetch", "iter_pubmed_xml"]
 
@@ -115,8 +118,8 @@ def _valid_utf8(data: bytes) -> bytes:
         return data.decode("utf-8", "replace").encode("utf-8")
 
 
-def parse_efetch(data: bytes) -> list[Article]:
-    """Articles from an efetch ``PubmedArticleSet`` response, in document order."""
+def parse_efetch(data: bytes, record: type[R] = Citation) -> list[R]:  # type: ignore[assignment]
+    """Records (of class ``record``) from an efetch ``PubmedArticleSet`` response, in document order."""
     from Bio import Entrez
     from Bio.Entrez.Parser import ValidationError
 
@@ -125,19 +128,19 @@ def parse_efetch(data: bytes) -> list[Article]:
     data = _pin_dtd(_valid_utf8(data))
     try:
         try:
-            record = Entrez.read(io.BytesIO(data), escape=True)
+            parsed = Entrez.read(io.BytesIO(data), escape=True)
         except ValidationError:
             # An element newer than our DTD: skip what we do not know rather than fail.
-            record = Entrez.read(io.BytesIO(data), validate=False, escape=True)
+            parsed = Entrez.read(io.BytesIO(data), validate=False, escape=True)
     except MalformedResponse:
         raise
     except Exception as exc:  # expat, NotXMLError, CorruptedXMLError, RuntimeError from Bio
         raise MalformedResponse(f"efetch returned malformed PubMed XML: {one_line(exc, 200)}") from None
-    if not isinstance(record, dict) or not ("PubmedArticle" in record or "PubmedBookArticle" in record):
+    if not isinstance(parsed, dict) or not ("PubmedArticle" in parsed or "PubmedBookArticle" in parsed):
         raise MalformedResponse("efetch response is not a PubmedArticleSet")
-    articles = [_from_entrez_article(r) for r in record.get("PubmedArticle", [])]
-    articles += [_from_entrez_book(r) for r in record.get("PubmedBookArticle", [])]
-    return [a for a in articles if a is not None]
+    found = [_from_entrez_article(r) for r in parsed.get("PubmedArticle", [])]
+    found += [_from_entrez_book(r) for r in parsed.get("PubmedBookArticle", [])]
+    return [record(**fields) for fields in found if fields is not None]
 
 
 def _entrez_sections(abstract: Any) -> list[AbstractSection]:
@@ -201,7 +204,7 @@ def _entrez_corrections(items: Any) -> list[Correction]:
     return out
 
 
-def _from_entrez_article(rec: Any) -> Article | None:
+def _from_entrez_article(rec: Any) -> dict[str, Any] | None:
     mc = rec.get("MedlineCitation") or {}
     pmid = _etext(mc.get("PMID"))
     if not pmid:
@@ -210,7 +213,7 @@ def _from_entrez_article(rec: Any) -> Article | None:
     journal = art.get("Journal") or {}
     pubdate = (journal.get("JournalIssue") or {}).get("PubDate") or {}
     article_dates = art.get("ArticleDate") or []
-    return Article(
+    return dict(
         pmid=pmid,
         title=_etext(art.get("ArticleTitle")) or _etext(art.get("VernacularTitle")),
         abstract_sections=_entrez_sections(art.get("Abstract")),
@@ -231,7 +234,7 @@ def _from_entrez_article(rec: Any) -> Article | None:
     )
 
 
-def _from_entrez_book(rec: Any) -> Article | None:
+def _from_entrez_book(rec: Any) -> dict[str, Any] | None:
     doc = rec.get("BookDocument") or {}
     pmid = _etext(doc.get("PMID"))
     if not pmid:
@@ -242,7 +245,7 @@ def _from_entrez_book(rec: Any) -> Article | None:
     author_lists = doc.get("AuthorList") or book.get("AuthorList") or []
     authors = _entrez_authors(author_lists[0]) if author_lists else []
     pubdate = book.get("PubDate") or {}
-    return Article(
+    return dict(
         pmid=pmid,
         title=_etext(doc.get("ArticleTitle")) or book_title,
         abstract_sections=_entrez_sections(doc.get("Abstract")),
@@ -382,16 +385,16 @@ def _authors_from_parts(parts: list[Any]) -> list[str]:
     return names
 
 
-def _from_element(el: Any) -> Article | None:
+def _from_element(el: Any) -> dict[str, Any] | None:
     pmid = _first_text(_X_PMID, el)
     if not pmid:
         return None
     arts = _X_ARTICLE(el)
     if not arts:
-        return Article(pmid=pmid, corrections=_lcorrections(el))
+        return {"pmid": pmid, "corrections": _lcorrections(el)}
     art = arts[0]
     dois = [d for d in (" ".join(t.split()) for t in _X_DOI(el)) if d]
-    return Article(
+    return dict(
         pmid=pmid,
         title=_lfind(art, "ArticleTitle") or _lfind(art, "VernacularTitle"),
         abstract_sections=_lsections(art.find("Abstract")),
@@ -405,7 +408,7 @@ def _from_element(el: Any) -> Article | None:
     )
 
 
-def _from_book_element(el: Any) -> Article | None:
+def _from_book_element(el: Any) -> dict[str, Any] | None:
     doc = el.find("BookDocument")
     if doc is None:
         return None
@@ -418,7 +421,7 @@ def _from_book_element(el: Any) -> Article | None:
     if author_list is None and book is not None:
         author_list = book.find("AuthorList")
     article_title = doc.find("ArticleTitle")
-    return Article(
+    return dict(
         pmid=pmid,
         title=_ltext(article_title) or book_title,
         abstract_sections=_lsections(doc.find("Abstract")),
@@ -535,10 +538,13 @@ def _open_bytes(stream_or_path: str | os.PathLike[str] | IO[bytes]) -> tuple[IO[
     return stream, to_close, name
 
 
-def iter_pubmed_xml(stream_or_path: str | os.PathLike[str] | IO[bytes]) -> Iterator[Article | DeletedCitations]:
+def iter_pubmed_xml(
+    stream_or_path: str | os.PathLike[str] | IO[bytes],
+    record: type[R] = Citation,  # type: ignore[assignment]
+) -> Iterator[R | DeletedCitations]:
     """Stream a PubMed baseline/update file (``.xml`` or ``.xml.gz``, path or binary stream).
 
-    Yields one :class:`Article` per ``PubmedArticle``/``PubmedBookArticle`` and one
+    Yields one ``record`` (:class:`Citation` unless named) per ``PubmedArticle``/``PubmedBookArticle`` and one
     :class:`DeletedCitations` per ``DeleteCitation`` block, in file order, holding only one
     record in memory. Invalid UTF-8 is replaced (U+FFFD) rather than fatal. A truncated or
     corrupt file yields every complete record before the fault, then raises
@@ -562,10 +568,10 @@ def iter_pubmed_xml(stream_or_path: str | os.PathLike[str] | IO[bytes]) -> Itera
                 if tag == "PubmedArticleSet":
                     finished = True
                     break
-                if tag == "PubmedArticle":
-                    item: Article | DeletedCitations | None = _from_element(el)
-                elif tag == "PubmedBookArticle":
-                    item = _from_book_element(el)
+                item: R | DeletedCitations | None = None
+                if tag == "PubmedArticle" or tag == "PubmedBookArticle":
+                    fields = _from_element(el) if tag == "PubmedArticle" else _from_book_element(el)
+                    item = record(**fields) if fields is not None else None
                 else:
                     item = DeletedCitations([p for p in (_ltext(x) for x in el.iterfind("PMID")) if p])
                 # Free the record and the already-processed siblings the root still points to.
