@@ -201,3 +201,15 @@ def test_design_survives_the_json_round_trip(records: dict[str, Article]) -> Non
     back = Answer.from_json(answer.to_json())
     assert back.article_summaries[0].article.design == Design(kind="randomised trial", level=2, basis="title/abstract")
     assert json.loads(answer.to_json())["article_summaries"][0]["article"]["design"]["level"] == 2
+
+
+def test_every_design_and_kind_named_in_nlm_vocabulary_is_one_clinfo_knows():
+    from clinfo.appraisal.design import DESIGNS
+    from clinfo.appraisal.evidence_status import PUBLICATION_KINDS
+    from clinfo.pubmed import vocabulary
+
+    named = [kind for _, kind in vocabulary.DESIGN_PUBLICATION_TYPES + vocabulary.DESIGN_MESH]
+    assert set(named) <= set(DESIGNS) and len(named) > 20
+    assert set(vocabulary.NOTICE_PUBLICATION_TYPES.values()) <= set(PUBLICATION_KINDS)
+    assert set(vocabulary.NOTICE_OF) <= set(PUBLICATION_KINDS)
+    assert set(vocabulary.FLAGGED.values()) <= set(PUBLICATION_KINDS)

@@ -11,11 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from clinfo import ClinfoAI
-from clinfo.appraisal.filters import DESIGN_GROUPS, HUMANS_PUBMED, StudyFilter, design_kinds
+from clinfo.appraisal.filters import DESIGN_GROUPS, StudyFilter, design_kinds
 from clinfo.cli.root import app
 from clinfo.errors import ConfigError, InvalidArgument
 from clinfo.models import Answer, Article
 from clinfo.pubmed.query import parse, validate
+from clinfo.pubmed.vocabulary import HUMANS_ONLY
 from clinfo.pubmed.xml import parse_efetch
 from clinfo.settings import Settings
 from clinfo.sources.corpus import LocalSource
@@ -73,8 +74,8 @@ def test_settings_read_designs_and_humans_from_the_environment(monkeypatch: pyte
 
 
 def test_pubmed_form_of_a_filter() -> None:
-    assert StudyFilter.of(None, True).apply("children") == f"(children) {HUMANS_PUBMED}"
-    assert HUMANS_PUBMED == "NOT (animals[mh] NOT humans[mh])"
+    assert StudyFilter.of(None, True).apply("children") == f"(children) {HUMANS_ONLY}"
+    assert HUMANS_ONLY == "NOT (animals[mh] NOT humans[mh])"
     trials = StudyFilter.of(["randomised-trial"]).apply("asthma[tiab] OR wheeze")
     assert trials.startswith('(asthma[tiab] OR wheeze) AND ("randomized controlled trial"[pt] OR ')
     # PubMed Clinical Queries-style text words, so that a trial NLM has not indexed yet is found
@@ -83,7 +84,7 @@ def test_pubmed_form_of_a_filter() -> None:
     both = StudyFilter.of("trials-and-reviews", True).apply("children")
     for term in ('"meta-analysis"[pt]', "meta-analysis[tiab]", '"systematic review"[pt]', '"systematic review"[tiab]'):
         assert term in both
-    assert both.endswith(f") {HUMANS_PUBMED}")
+    assert both.endswith(f") {HUMANS_ONLY}")
     parse(both)
     # "other" has no PubMed form: no design clause (the derived design decides after fetch)
     assert StudyFilter.of(["other", "cohort"]).apply("x") == "x"
@@ -298,7 +299,7 @@ def test_cli_ask_and_eval_take_the_filter(small_corpus: Path, tmp_path: Path, mo
 
 
 def test_an_eval_run_from_before_the_filter_settings_resumes_unless_they_change() -> None:
-    from clinfo.eval.runner import config_differences
+    from clinfo.eval.run_dir import config_differences
 
     def config(**settings) -> dict:
         return {"dataset": {"sha256": "abc", "format": "jsonl"}, "limit": None, "seed": 0, "settings": settings}

@@ -14,9 +14,11 @@ and cohorts, 4 case-control, cross-sectional and case series, 5 mechanism-based 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import BaseModel
+
+from clinfo.pubmed.vocabulary import ANIMALS, DESIGN_MESH, DESIGN_PUBLICATION_TYPES, HUMANS
 
 if TYPE_CHECKING:
     from clinfo.models import Article
@@ -52,44 +54,6 @@ LEVELS: dict[str, int | None] = {
     "other": None,
 }
 
-# NLM publication types -> design, strongest first: the first one a record carries wins
-PUBLICATION_TYPES: tuple[tuple[str, DesignKind], ...] = (
-    ("Meta-Analysis", "meta-analysis"),
-    ("Network Meta-Analysis", "meta-analysis"),
-    ("Systematic Review", "systematic review"),
-    ("Randomized Controlled Trial", "randomised trial"),
-    ("Equivalence Trial", "randomised trial"),
-    ("Pragmatic Clinical Trial", "randomised trial"),
-    ("Clinical Trial, Phase III", "randomised trial"),
-    ("Clinical Trial, Phase IV", "randomised trial"),
-    ("Controlled Clinical Trial", "non-randomised trial"),
-    ("Clinical Trial, Phase I", "non-randomised trial"),
-    ("Clinical Trial, Phase II", "non-randomised trial"),
-    ("Clinical Trial", "non-randomised trial"),
-    ("Observational Study", "cohort"),
-    # veterinary trials and studies: evidence about animals, whatever their design
-    ("Randomized Controlled Trial, Veterinary", "animal/in-vitro"),
-    ("Clinical Trial, Veterinary", "animal/in-vitro"),
-    ("Observational Study, Veterinary", "animal/in-vitro"),
-    ("Practice Guideline", "guideline"),
-    ("Guideline", "guideline"),
-    ("Consensus Development Conference", "guideline"),
-    ("Consensus Development Conference, NIH", "guideline"),
-    ("Case Reports", "case report/series"),
-    ("Review", "narrative review"),
-    ("Scoping Review", "narrative review"),
-)
-# MeSH descriptors that name a design NLM indexes as a subject, not as a publication type
-MESH_DESIGNS: tuple[tuple[str, DesignKind], ...] = (
-    ("Prospective Studies", "cohort"),
-    ("Retrospective Studies", "cohort"),
-    ("Cohort Studies", "cohort"),
-    ("Longitudinal Studies", "cohort"),
-    ("Follow-Up Studies", "cohort"),
-    ("Case-Control Studies", "case-control"),
-    ("Cross-Sectional Studies", "cross-sectional"),
-)
-
 Basis = Literal["publication type", "MeSH", "title/abstract", "none"]
 
 
@@ -109,21 +73,21 @@ class Design(BaseModel):
 
 def _human(mesh: list[str]) -> bool | None:
     names = {m.split("/")[0].strip().casefold() for m in mesh}
-    if "humans" in names:
+    if HUMANS.casefold() in names:
         return True
-    if "animals" in names:
+    if ANIMALS.casefold() in names:
         return False
     return None
 
 
 def _from_publication_types(types: list[str]) -> DesignKind | None:
     given = {t.strip().casefold() for t in types}
-    return next((kind for name, kind in PUBLICATION_TYPES if name.casefold() in given), None)
+    return next((cast("DesignKind", kind) for name, kind in DESIGN_PUBLICATION_TYPES if name.casefold() in given), None)
 
 
 def _from_mesh(mesh: list[str]) -> DesignKind | None:
     given = {m.split("/")[0].strip().casefold() for m in mesh}
-    return next((kind for name, kind in MESH_DESIGNS if name.casefold() in given), None)
+    return next((cast("DesignKind", kind) for name, kind in DESIGN_MESH if name.casefold() in given), None)
 
 
 def classify(article: Article, *, use_indexing: bool = True) -> Design:

@@ -21,13 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from clinfo.pubmed.vocabulary import FLAGGED, NOTICE_OF, NOTICE_PUBLICATION_TYPES, RETRACTED_BY, RETRACTED_PUBLICATION
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from clinfo.models import Article
 
 __all__ = [
-    "NON_EVIDENCE_KINDS",
     "PUBLICATION_KINDS",
     "EvidenceStatus",
     "Flag",
@@ -41,34 +42,7 @@ PublicationKind = Literal[
 ]
 PUBLICATION_KINDS: tuple[PublicationKind, ...] = PublicationKind.__args__  # type: ignore[attr-defined]
 
-# NLM publication type -> the kind of non-evidence it names, in the order reasons are given
-NON_EVIDENCE_KINDS: dict[str, PublicationKind] = {
-    "Retraction of Publication": "retraction notice",
-    "Published Erratum": "erratum",
-    "Expression of Concern": "expression of concern",
-    "Comment": "comment",
-    "Letter": "letter",
-    "Editorial": "editorial",
-    "News": "news",
-    "Newspaper Article": "news",
-}
-
-RETRACTED_TYPE = "Retracted Publication"
-# links on a record saying it was retracted, and naming the notice (or the replacement) that did it
-RETRACTED_BY = ("RetractionIn", "RetractedandRepublishedIn")
-# links on a notice naming the record it is about
-NOTICE_OF = {
-    "retraction notice": ("RetractionOf", "RetractedandRepublishedFrom"),
-    "erratum": ("ErratumFor",),
-    "expression of concern": ("ExpressionOfConcernFor",),
-    "comment": ("CommentOn",),
-}
 _PREPOSITION = {"retraction notice": "of", "erratum": "for", "expression of concern": "about", "comment": "on"}
-# links on a kept article that its reader must see, with how they are named
-FLAGGED: dict[str, Literal["expression of concern", "erratum"]] = {
-    "ExpressionOfConcernIn": "expression of concern",
-    "ErratumIn": "erratum",
-}
 
 
 @dataclass(frozen=True)
@@ -126,7 +100,7 @@ def evidence_status(article: Article, admit: Iterable[str] = ()) -> EvidenceStat
     (:data:`PUBLICATION_KINDS`) the reader accepts as evidence; retracted work is never admitted."""
     types = set(article.publication_types)
     retracted_by = _pmids(article, RETRACTED_BY)
-    if RETRACTED_TYPE in types or retracted_by:
+    if RETRACTED_PUBLICATION in types or retracted_by:
         if retracted_by:
             noun = "retraction notice" if len(retracted_by) == 1 else "retraction notices"
             reason = f"retracted ({noun} {_pmid_words(retracted_by)})"
@@ -134,7 +108,7 @@ def evidence_status(article: Article, admit: Iterable[str] = ()) -> EvidenceStat
             reason = "retracted (publication type Retracted Publication; NLM names no notice)"
         return EvidenceStatus(False, "retracted", reason, retracted_by)
     admitted = set(admit)
-    for ptype, kind in NON_EVIDENCE_KINDS.items():
+    for ptype, kind in NOTICE_PUBLICATION_TYPES.items():
         if ptype in types and kind not in admitted:
             about = _pmids(article, NOTICE_OF.get(kind, ()))
             reason = f"{kind} (publication type {ptype})"

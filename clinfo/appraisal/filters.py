@@ -28,14 +28,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from clinfo.appraisal.design import DESIGNS, MESH_DESIGNS, PUBLICATION_TYPES, DesignKind
+from clinfo.appraisal.design import DESIGNS, DesignKind
+from clinfo.pubmed.vocabulary import DESIGN_MESH, DESIGN_PUBLICATION_TYPES, HUMANS_ONLY
 
 if TYPE_CHECKING:
     from clinfo.models import Article
 
 __all__ = [
     "DESIGN_GROUPS",
-    "HUMANS_PUBMED",
     "TEXT_TERMS",
     "StudyFilter",
     "design_kinds",
@@ -73,7 +73,6 @@ TEXT_TERMS: dict[str, tuple[str, ...]] = {
     "guideline": ("guideline[ti]", "guidelines[ti]", '"consensus statement"[tiab]', "recommendations[ti]"),
     "animal/in-vitro": ("animals[mh]", '"in vitro"[tiab]', "mice[tiab]", "rats[tiab]"),
 }
-HUMANS_PUBMED = "NOT (animals[mh] NOT humans[mh])"
 
 _PLURAL: dict[str, str] = {
     "meta-analysis": "meta-analyses",
@@ -160,8 +159,8 @@ def _quoted(name: str, tag: str) -> str:
 
 
 def _design_terms(kind: str) -> list[str]:
-    terms = [_quoted(name, "pt") for name, k in PUBLICATION_TYPES if k == kind]
-    terms += [_quoted(name, "mh") for name, k in MESH_DESIGNS if k == kind]
+    terms = [_quoted(name, "pt") for name, k in DESIGN_PUBLICATION_TYPES if k == kind]
+    terms += [_quoted(name, "mh") for name, k in DESIGN_MESH if k == kind]
     return terms + list(TEXT_TERMS.get(kind, ()))
 
 
@@ -223,7 +222,7 @@ class StudyFilter:
         if designs:
             parts.append(f"AND ({designs})")
         if self.humans_only:
-            parts.append(HUMANS_PUBMED)
+            parts.append(HUMANS_ONLY)
         return " ".join(parts)
 
     def apply(self, query: str) -> str:
