@@ -2,7 +2,7 @@
 """Load on the app's question path: N concurrent users, loopback LLM and E-utilities, then the local mirror.
 
 Each simulated user is what one browser session is to the Streamlit page: its own
-``clinfo.app.runner.Engine`` (one ``ClinfoAI``), each question a ``QuestionRun`` on a worker thread
+``clinfo.app.worker.Engine`` (one ``ClinfoAI``), each question a ``BackgroundQuestion`` on a worker thread
 with its own event loop, its progress drained in batches as the page does. The users run in one
 child process per configuration (as they share one app process), so its peak RSS (VmHWM) is that
 configuration's alone.
@@ -58,7 +58,7 @@ def status_mb(key: str) -> float:
 
 def users_child(config: dict[str, Any]) -> None:
     """Run ``config["users"]`` users (threads) of ``config["questions"]`` questions each; print JSON."""
-    from clinfo.app.runner import Engine, QuestionRun
+    from clinfo.app.worker import BackgroundQuestion, Engine
     from clinfo.settings import Settings
 
     settings = Settings(**config["settings"])
@@ -72,7 +72,7 @@ def users_child(config: dict[str, Any]) -> None:
     start_gate = threading.Barrier(n)
 
     def ask(engine: Any, question: str) -> tuple[Any, str | None]:
-        run = QuestionRun(engine, question).start()
+        run = BackgroundQuestion(engine, question).start()
         answer, error = None, None
         for batch in run.batches(poll=0.05):  # what the page's script thread does
             for kind, payload in batch:

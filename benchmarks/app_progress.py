@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """When the app first shows progress, and when the synthesis starts to appear; prints the figures.
 
-The app's own question path (``clinfo.app.runner``: an ``Engine`` per browser session, each question
-a ``QuestionRun`` on a worker thread, its messages drained in batches as the page drains them),
+The app's own question path (``clinfo.app.worker``: an ``Engine`` per browser session, each question
+a ``BackgroundQuestion`` on a worker thread, its messages drained in batches as the page drains them),
 against loopback servers with fixed latency (LLM 0.5 s per call, E-utilities 0.2 s per request, the
 real NCBI budget). Timed on the page's side of the queue, from the moment the question is submitted
 (Enter: the page builds or reuses the session's engine and starts the run):
@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 def child(spec: dict[str, Any]) -> None:
     """One app process: the page's imports, then questions on one session's engine; one JSON line each."""
     import clinfo.app.page  # noqa: F401  (what a Streamlit server has imported before its first question)
-    from clinfo.app.runner import Engine, QuestionRun, warm_up
+    from clinfo.app.worker import BackgroundQuestion, Engine, warm_up
     from clinfo.settings import Settings
 
     warm_up()  # the page is shown
@@ -50,7 +50,7 @@ def child(spec: dict[str, Any]) -> None:
         start = time.perf_counter()
         if engine is None:
             engine = Engine(settings)
-        run = QuestionRun(engine, question).start()
+        run = BackgroundQuestion(engine, question).start()
         seen: dict[str, float] = {}
         for batch in run.batches():
             now = time.perf_counter() - start

@@ -452,12 +452,12 @@ class SlowLLM(DownLLM):
 
 
 def test_cancel_stops_the_worker_and_its_llm_call(app_env: Path) -> None:
-    from clinfo.app.runner import Engine, QuestionRun
+    from clinfo.app.worker import BackgroundQuestion, Engine
     from clinfo.settings import load_settings
 
     slow = SlowLLM()
     register("apptest-slow", lambda model, settings: slow)
-    run = QuestionRun(Engine(load_settings(llm="apptest-slow")), QUESTION).start()
+    run = BackgroundQuestion(Engine(load_settings(llm="apptest-slow")), QUESTION).start()
     assert slow.started.wait(30)  # the first LLM call is in flight
     run.cancel()
     seen = [message for batch in run.batches(poll=0.05) for message in batch]
@@ -469,7 +469,7 @@ def test_conversation_source_merges_known_articles_within_the_date_window() -> N
     import asyncio
     import datetime as dt
 
-    from clinfo.app.runner import ConversationSource
+    from clinfo.app.worker import ConversationSource
     from clinfo.sources.base import DateRange
 
     inner = MemorySource({Q1: ["101"]}, corpus())
@@ -489,7 +489,7 @@ def test_conversation_source_merges_known_articles_within_the_date_window() -> N
 
 
 def test_error_message_is_one_line_and_redacted() -> None:
-    from clinfo.app.runner import error_message
+    from clinfo.app.worker import error_message
     from clinfo.errors import ConfigError
 
     assert error_message(ConfigError("bad\nsetting"), []) == "bad setting"

@@ -23,7 +23,7 @@ import streamlit as st
 
 from clinfo.app import export, view
 from clinfo.app.history import Conversation, HistoryStore, Turn, Viewer, found_articles, open_history
-from clinfo.app.runner import FOLLOWUP_LABELS, Engine, QuestionRun, error_message, settings_key, warm_up
+from clinfo.app.worker import FOLLOWUP_LABELS, BackgroundQuestion, Engine, error_message, settings_key, warm_up
 from clinfo.appraisal.design import DESIGNS
 from clinfo.errors import ClinfoError
 from clinfo.redact import key_status, secret_values
@@ -558,7 +558,7 @@ def ask(
         settings = engine.settings
         status = st.status("Planning PubMed queries…", expanded=True)
         body = st.empty()
-        run = QuestionRun(
+        run = BackgroundQuestion(
             engine, question, known=found_articles(turns), followups=choices["followups"], secrets=secrets
         ).start()
         live = _Live(status, settings.source)

@@ -3,7 +3,7 @@
 Streamlit elements may only be touched from the script thread, and that thread must stay free
 to notice a stop or rerun. So the pipeline runs on a worker thread with an event loop of its own;
 its ``on_event``/``on_token`` callbacks only put messages on a queue, and the script thread
-drains the queue (:meth:`QuestionRun.batches`) and updates the page. Stopping the script
+drains the queue (:meth:`BackgroundQuestion.batches`) and updates the page. Stopping the script
 cancels the worker's task, so an abandoned question does not keep calling the LLM.
 
 Each browser session keeps one :class:`Engine` (a ``ClinfoAI`` and its conversation source)
@@ -71,7 +71,7 @@ class ConversationSource:
 
     @property
     def name(self) -> str:
-        return getattr(self.inner, "name", "conversation") if self.inner is not None else "conversation"
+        return self.inner.name if self.inner is not None else "conversation"
 
     @property
     def stats(self) -> SourceStats:
@@ -100,8 +100,8 @@ class ConversationSource:
             count=result.count + len(extra),
             translation=result.translation,
             warnings=list(result.warnings),
-            mode=getattr(result, "mode", None),  # the ranking the inner source ran, for the answer's trace
-            left_out=list(getattr(result, "left_out", [])),
+            mode=result.mode,  # the ranking the inner source ran, for the answer's trace
+            left_out=list(result.left_out),
         )
 
     async def fetch(self, pmids: Sequence[str]) -> list[Article]:
@@ -170,13 +170,13 @@ class Engine:
 
         self.key = settings_key(settings)
         self.source = ConversationSource()
-        # a source object passed in is not closed by the pipeline: QuestionRun does it
+        # a source object passed in is not closed by the pipeline: BackgroundQuestion does it
         self.clinfo: ClinfoAI = ClinfoAI(source=self.source, settings=settings)
         self.settings = self.clinfo.settings  # preset applied
         self.busy = threading.Lock()  # one question at a time (see the module's docstring)
 
 
-class QuestionRun:
+class BackgroundQuestion:
     """One question on a worker thread; read its progress with :meth:`batches`."""
 
     def __init__(
@@ -203,7 +203,7 @@ class QuestionRun:
         self._thread = threading.Thread(target=self._main, name="clinfo-app-question", daemon=True)
 
     # ---- worker thread
-    def start(self) -> QuestionRun:
+    def start(self) -> BackgroundQuestion:
         self._thread.start()
         return self
 
