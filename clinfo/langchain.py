@@ -81,7 +81,7 @@ class ClinfoRetriever(BaseRetriever):
         finally:
             if own:
                 await source.aclose()
-        scores = dict(zip(result.pmids, getattr(result, "scores", None) or []))
+        scores = dict(zip(result.pmids, result.scores))
         admit = settings.admit_publication_kinds
         return [article_document(a, scores.get(a.pmid)) for a in articles if evidence_status(a, admit).evidence]
 

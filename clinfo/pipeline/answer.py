@@ -26,7 +26,7 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
     ``on_token`` receives the answer's text as it is written (or whole, when code writes it).
     """
     settings, trace = run.settings, run.trace
-    answer = Answer(question=run.question, llm=run.llm.spec, source=getattr(run.source, "name", ""), trace=trace)
+    answer = Answer(question=run.question, llm=run.llm.spec, source=run.source.name, trace=trace)
     with run.timed("plan"):
         queries = await plan_queries(run)
     run.emit("plan", f"{len(queries)} PubMed queries", queries=queries)
@@ -114,9 +114,7 @@ async def answer_question(run: QuestionRun, on_token: TokenCallback | None = Non
             )
             for n, s in enumerate(relevant[: written.used], start=1)
         ]
-    stats = getattr(run.source, "stats", None)
-    if stats is not None:
-        trace.source_requests = stats.requests
-        trace.source_cache_hits = stats.cache_hits
+    trace.source_requests = run.source.stats.requests
+    trace.source_cache_hits = run.source.stats.cache_hits
     run.emit("done", "answer ready", seconds=trace.total_seconds)
     return answer

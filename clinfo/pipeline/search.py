@@ -15,10 +15,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from clinfo.corpus.hybrid import rrf
 from clinfo.models import Article, QueryRecord
 from clinfo.pipeline.plan import broaden_query
 from clinfo.pipeline.run import QuestionRun
+from clinfo.rank_fusion import rrf
 from clinfo.sources.base import search_studies
 from clinfo.terms import search_words
 
@@ -45,11 +45,10 @@ async def search_query(run: QuestionRun, query: str) -> QueryResult:
     the broader query's (unless the ``keywords`` planner wrote it: nothing is broader)."""
     limit = run.settings.results_per_query + len(run.ignore)
     result = await search_studies(run.source, query, limit=limit, dates=run.dates, studies=run.studies)
-    run.left_out.update(getattr(result, "left_out", ()))
+    run.left_out.update(result.left_out)
     records = [QueryRecord(query=query, hits=result.count)]
-    mode = getattr(result, "mode", None)  # a plug-in source's result may predate SearchResult.mode
-    if mode and mode not in run.trace.search_modes:
-        run.trace.search_modes.append(mode)
+    if result.mode and result.mode not in run.trace.search_modes:
+        run.trace.search_modes.append(result.mode)
     for w in result.warnings:
         run.warn(f"{query!r}: {w}")
     if result.pmids:
@@ -64,7 +63,7 @@ async def search_query(run: QuestionRun, query: str) -> QueryResult:
         return QueryResult(records, [])
     run.searched.add(broader.query)
     result = await search_studies(run.source, broader.query, limit=limit, dates=run.dates, studies=run.studies)
-    run.left_out.update(getattr(result, "left_out", ()))
+    run.left_out.update(result.left_out)
     records.append(QueryRecord(query=broader.query, hits=result.count, note=broader.note))
     return QueryResult(records, result.pmids)
 
