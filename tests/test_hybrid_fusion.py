@@ -16,10 +16,10 @@ from clinfo.corpus.hybrid import (
     fuse_hybrid,
     label,
     normalise,
-    rrf,
     score_fuse,
 )
 from clinfo.errors import ConfigError
+from clinfo.rank_fusion import rrf
 
 PQA_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "pubmedqa" / "pqal_dev.json"
 

@@ -1,6 +1,6 @@
 """Fusion of rankings and the choice of search mode (bm25, dense, hybrid, auto).
 
-Two fusions live here. Reciprocal rank fusion (Cormack et al. 2009) uses ranks only: the pipeline
+Two fusions are used. Reciprocal rank fusion (:mod:`clinfo.rank_fusion`) uses ranks only: the pipeline
 fuses the rankings of several PubMed queries with it (a source may give no scores, and scores of
 different queries are not comparable). Score fusion (``score_fuse``: a weighted sum of each
 ranking's normalised scores) fuses the BM25 and dense rankings of one question in the local
@@ -15,18 +15,19 @@ imported by this module; the dense index is loaded only when a mode needs it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from clinfo.errors import ClinfoError, ConfigError
+from clinfo.rank_fusion import fuse
 
 if TYPE_CHECKING:
     from clinfo.corpus.dense import DenseIndex
 
 __all__ = [
-    "MODES", "SearchMode", "FUSIONS", "Fusion", "DEFAULT_FUSION", "RRF_K", "HYBRID_K", "FUSION_DEPTH",
-    "CONFIDENCE_PRIOR_BM25", "CONFIDENCE_RANK", "rrf", "rrf_scores", "fuse", "normalise",
+    "MODES", "SearchMode", "FUSIONS", "Fusion", "DEFAULT_FUSION", "HYBRID_K", "FUSION_DEPTH",
+    "CONFIDENCE_PRIOR_BM25", "CONFIDENCE_RANK", "normalise",
     "score_fuse", "confidence", "confidence_weight", "fuse_hybrid", "ModeChoice",
     "choose_mode", "describe", "label",
 ]  # fmt: skip
@@ -35,7 +36,6 @@ T = TypeVar("T", bound=Hashable)
 
 SearchMode = Literal["auto", "bm25", "dense", "hybrid"]
 MODES: tuple[str, ...] = ("auto", "bm25", "dense", "hybrid")
-RRF_K = 60  # the constant of Cormack et al.; MedRAG's RRF over BM25 + MedCPT used it too
 # k for BM25 + dense of one question (LocalSource hybrid): a smaller k lets the head of either
 # ranking decide. benchmarks/retrieval_quality.py --tune (5 ranking sets, 14.5k articles with
 # vectors, depth 100), mean nDCG@10 of the tune halves 0.896 (k=60) -> 0.901 (k=10); check halves
@@ -63,28 +63,6 @@ DEFAULT_FUSION: Fusion = "score"
 # nlm-conclusion 0.961 -> 0.972 (BM25 alone 0.973), rs200 0.968 -> 0.974.
 CONFIDENCE_PRIOR_BM25 = 0.1
 CONFIDENCE_RANK = 5
-
-
-def rrf(rankings: Iterable[Sequence[T]], k: int = RRF_K) -> list[T]:
-    """Reciprocal rank fusion: ties keep first-seen order, so output is deterministic."""
-    scores: dict[T, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank + 1)
-    order = {item: i for i, item in enumerate(scores)}
-    return sorted(scores, key=lambda item: (-scores[item], order[item]))
-
-
-def rrf_scores(rankings: Sequence[Sequence[T]], items: Sequence[T], k: int = RRF_K) -> list[float]:
-    """The fused score of each item (what ``rrf`` sorted by)."""
-    positions = [{item: i for i, item in enumerate(r)} for r in rankings]
-    return [sum(1.0 / (k + pos[item] + 1) for pos in positions if item in pos) for item in items]
-
-
-def fuse(rankings: Sequence[Sequence[T]], limit: int, k: int = RRF_K) -> tuple[list[T], list[float]]:
-    """Top ``limit`` of the fused rankings with their RRF scores."""
-    fused = rrf(rankings, k)[:limit]
-    return fused, rrf_scores(rankings, fused, k)
 
 
 def normalise(scores: Sequence[float], depth: int) -> list[float]:
