@@ -1,4 +1,10 @@
-"""The layout's rule: a module of clinfo never imports (directly or through others) a module that imports it.
+"""The layout's rules.
+
+* Layers: every module of clinfo belongs to one layer of :data:`LAYERS` and imports only from its
+  own layer or the ones below it (README, "Package map"; docs/architecture.md).
+* No module imports (directly or through others) a module that imports it.
+* No private name (``_x``) crosses a module boundary: another module's ``_x`` is neither imported
+  nor read as an attribute.
 
 Imports inside functions count too (a lazy import is still a dependency); imports under
 ``if TYPE_CHECKING:`` do not (they never run).
@@ -10,6 +16,43 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "clinfo"
+
+
+# Lowest first. A module is placed by the longest prefix listed (``clinfo.pubmed.xml`` by ``clinfo.pubmed``).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "core",
+        (
+            "clinfo.errors",
+            "clinfo.dates",
+            "clinfo.lazy",
+            "clinfo.jsonout",
+            "clinfo.terms",
+            "clinfo.prompts",
+            "clinfo.urls",
+            "clinfo.rank_fusion",
+            "clinfo.plugins",
+        ),
+    ),
+    ("pubmed", ("clinfo.pubmed",)),
+    ("records", ("clinfo.appraisal", "clinfo.models", "clinfo.render")),
+    ("config", ("clinfo.settings", "clinfo.store", "clinfo.cache", "clinfo.redact")),
+    ("corpus", ("clinfo.corpus",)),
+    ("sources", ("clinfo.sources",)),
+    ("llm", ("clinfo.llm",)),
+    ("pipeline", ("clinfo.pipeline", "clinfo.claims")),
+    ("front", ("clinfo", "clinfo.__main__", "clinfo.langchain", "clinfo.eval", "clinfo.app", "clinfo.cli")),
+)
+
+
+def _layer(module: str) -> int:
+    """The index in LAYERS of the longest prefix naming ``module``; -1 when none does."""
+    best, found = -1, -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), i
+    return found
 
 
 def _modules() -> dict[str, Path]:
@@ -101,3 +144,65 @@ def test_cli_commands_are_imported_only_by_the_root():
         name for name, path in modules.items() if name != "clinfo.cli.root" and _imports(path, modules) & commands
     }
     assert importers == set()
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in _modules() if _layer(m) < 0] == []
+    assert _layer("clinfo.pubmed.xml") == 1 and _layer("clinfo.cli.root") == len(LAYERS) - 1
+    assert _layer("clinfo") == len(LAYERS) - 1 and _layer("clinfo.claims") == _layer("clinfo.pipeline.run")
+
+
+def test_no_module_imports_from_a_higher_layer():
+    modules = _modules()
+    upward = sorted(
+        f"{name} ({LAYERS[_layer(name)][0]}) imports {target} ({LAYERS[_layer(target)][0]})"
+        for name, path in modules.items()
+        for target in _imports(path, modules)
+        if _layer(target) > _layer(name)
+    )
+    assert upward == []
+
+
+def _private_uses(path: Path, own: str, modules: dict[str, Path]) -> list[str]:
+    """Private names of other clinfo modules that ``path`` imports or reads as attributes."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[str] = []
+    aliases: dict[str, str] = {}  # local name -> the clinfo module it is bound to
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("clinfo"):
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if full in modules:
+                    aliases[alias.asname or alias.name] = full
+                elif alias.name.startswith("_") and not alias.name.startswith("__") and node.module != own:
+                    found.append(f"from {node.module} import {alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("clinfo") and alias.asname:
+                    aliases[alias.asname] = alias.name
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and aliases[node.value.id] != own
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            found.append(f"{aliases[node.value.id]}.{node.attr}")
+    return found
+
+
+def test_private_names_stay_in_their_module():
+    modules = _modules()
+    crossing = {name: uses for name, path in modules.items() if (uses := _private_uses(path, name, modules))}
+    assert crossing == {}
+
+
+def test_the_private_name_check_sees_imports_and_attributes(tmp_path):
+    modules = {"clinfo.a": tmp_path / "a.py", "clinfo.b": tmp_path / "b.py"}
+    modules["clinfo.b"].write_text("from clinfo.a import _hidden, shown\nfrom clinfo import a\nx = a._other\n")
+    assert _private_uses(modules["clinfo.b"], "clinfo.b", modules) == [
+        "from clinfo.a import _hidden",
+        "clinfo.a._other",
+    ]
