@@ -13,7 +13,6 @@ from clinfo.pubmed.query import (
     BoolOp,
     Dates,
     Term,
-    has_syntax,
     parse,
     terms,
     validate,
@@ -185,14 +184,6 @@ def test_terms_keeps_topical_words_only():
 
 def test_terms_falls_back_on_unparseable_text():
     assert terms("Does aspirin (in adults reduce stroke?") == ["does", "aspirin", "in", "adults", "reduce", "stroke"]
-
-
-def test_has_syntax():
-    assert not has_syntax("Do statins reduce mortality in the elderly?")
-    assert has_syntax("statins[tiab]")
-    assert has_syntax("statins AND mortality")
-    assert has_syntax('"statin therapy"')
-    assert not has_syntax("statins and mortality")
 
 
 # Queries built from the grammar round-trip through validate() unchanged in meaning.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Literal
 
@@ -37,7 +37,6 @@ __all__ = [
     "parse",
     "validate",
     "terms",
-    "has_syntax",
     "is_boolean",
     "iter_leaves",
     "plain_words",
@@ -574,14 +573,6 @@ def _dedupe(words: Iterator[str] | list[str]) -> list[str]:
     return list(dict.fromkeys(words))
 
 
-_SYNTAX_SIGNAL = re.compile(r'["\[\]*]|\b(?:AND|OR|NOT)\b')
-
-
-def has_syntax(query: str) -> bool:
-    """Whether text uses any PubMed syntax (tags, quotes, truncation, upper-case operators)."""
-    return bool(_SYNTAX_SIGNAL.search(query))
-
-
 # An operator followed by punctuation has no operand: "time in the OR. Scans..." is the operating
 # room, not a union (read as one, each side became an AND of a dozen words: no hits). A trailing
 # operator ("cancer AND") stays a signal: that is a malformed query, searched as words with a warning.
@@ -595,12 +586,3 @@ def is_boolean(query: str) -> bool:
     the local corpus ranks such text by BM25 over the OR of its words instead of requiring all.
     """
     return bool(_STRUCTURE_SIGNAL.search(query))
-
-
-def with_field(node: Node, canonical: str) -> Node:
-    """A copy of ``node`` with untagged terms restricted to ``canonical`` (e.g. tiab)."""
-    if isinstance(node, BoolOp):
-        return BoolOp(node.op, tuple(with_field(c, canonical) for c in node.children), node.pos)
-    if isinstance(node, Term) and node.field is None:
-        return replace(node, field=canonical)
-    return node
