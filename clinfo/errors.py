@@ -42,10 +42,6 @@ class LLMUnavailable(LLMError):
     """The LLM server cannot be reached, or rejected our credentials."""
 
 
-class LLMResponseError(LLMError):
-    """The LLM answered with empty or unusable text."""
-
-
 class SourceError(ClinfoError):
     """A literature source failed (network, HTTP status, malformed response)."""
 

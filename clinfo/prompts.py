@@ -19,9 +19,6 @@ from clinfo.errors import ConfigError
 _PACKAGED = Path(__file__).parent / "prompts"  # inside an installed wheel
 _SOURCE_TREE = Path(__file__).parent.parent / "prompts"  # editable install / checkout
 
-STEPS = ("plan_queries", "repair_queries", "broaden_query", "screen_article", "synthesize", "tldr", "recheck_claims")
-
-
 # Outside text (titles, abstracts, journals, and what the LLM wrote from them) goes into the screening
 # and synthesis prompts between <article>...</article> or <evidence>...</evidence>, and their system
 # texts say that what is fenced is data, not instructions. A fence tag inside such text would close

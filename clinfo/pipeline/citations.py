@@ -94,11 +94,8 @@ class CitationFilter:
 
     @property
     def text(self) -> str:
-        return _tidy("".join(self._out))
-
-
-def _tidy(text: str) -> str:
-    return text.strip()
+        """Everything fed so far, checked, without leading or trailing blanks."""
+        return "".join(self._out).strip()
 
 
 def check_citations(text: str, n_refs: int) -> tuple[str, int, list[int]]:
