@@ -1,5 +1,5 @@
 """The steps of one question in order: plan -> search -> fetch -> set aside what is not evidence -> prefilter ->
-screen -> synthesise -> Answer."""
+screen -> synthesise -> check the claims (unless ``claim_check`` is off) -> Answer."""
 
 from __future__ import annotations
 

@@ -34,6 +34,9 @@ def citation_groups(text: str) -> list[tuple[int, int, list[int]]]:
 
 
 class CitationFilter:
+    """Checks the citations of a text fed in chunks (as it streams) against ``n_refs`` references:
+    counts the numbers removed and keeps the valid ones in order of first citation."""
+
     def __init__(self, n_refs: int) -> None:
         self.n_refs = n_refs
         self.removed = 0
