@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +248,18 @@ def test_cli_report_on_a_missing_run_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "report", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert result.stderr.strip() == f"error: run directory {tmp_path / 'nope'} does not exist"
+
+
+def test_reading_a_finished_run_never_imports_the_runner(tmp_path: Path) -> None:
+    # metrics and reports read the run directory only: the runner (and the pipeline it loads) stays out
+    run = make_run(tmp_path / "runA", RECORDS, "scripted:a")
+    code = (
+        "import sys, clinfo.eval.metrics, clinfo.eval.report\n"
+        "assert 'clinfo.eval.runner' not in sys.modules, 'imported by import'\n"
+        f"m = clinfo.eval.report.write_report({str(run)!r}, plots=False)\n"
+        "assert 'clinfo.eval.runner' not in sys.modules, 'imported by reading a run'\n"
+        "print(m['yesno']['accuracy'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(1 / 3, abs=1e-4)

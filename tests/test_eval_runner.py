@@ -10,7 +10,7 @@ import pytest
 
 from clinfo.errors import ConfigError, LLMUnavailable
 from clinfo.eval import RunAborted, RunError, run_eval
-from clinfo.eval.runner import CLASSIFY_SCHEMA, read_label
+from clinfo.eval.classify import CLASSIFY_SCHEMA, read_label
 from tests.support.eval_data import questions_jsonl, scripted_llm, scripted_source
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from clinfo.errors import ConfigError
 from clinfo.eval.datasets import Dataset, EvalItem
-from clinfo.eval.runner import run_config
+from clinfo.eval.run_dir import run_config
 from clinfo.redact import redact, secret_values
 from clinfo.settings import Settings, load_settings
 from clinfo.store import Database, StoreError, open_database, parse_database_url, safe_database_url

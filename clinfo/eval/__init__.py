@@ -35,10 +35,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from clinfo.eval.classify import classify_answer
     from clinfo.eval.datasets import FORMATS, Dataset, DatasetError, EvalItem, load_dataset
     from clinfo.eval.metrics import compute_metrics, metrics_from_records
     from clinfo.eval.report import markdown_table, report_runs, write_report
-    from clinfo.eval.runner import RunAborted, RunError, RunResult, arun_eval, classify_answer, run_eval
+    from clinfo.eval.run_dir import RunError
+    from clinfo.eval.runner import RunAborted, RunResult, arun_eval, run_eval
 
 _LAZY = {
     "FORMATS": ".datasets",
@@ -49,9 +51,9 @@ _LAZY = {
     "run_eval": ".runner",
     "arun_eval": ".runner",
     "RunResult": ".runner",
-    "RunError": ".runner",
+    "RunError": ".run_dir",
     "RunAborted": ".runner",
-    "classify_answer": ".runner",
+    "classify_answer": ".classify",
     "compute_metrics": ".metrics",
     "metrics_from_records": ".metrics",
     "write_report": ".report",

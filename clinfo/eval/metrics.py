@@ -9,7 +9,6 @@ over how many questions it was computed.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clinfo.eval.datasets import LABELS
-from clinfo.eval.runner import SESSIONS, read_config, read_predictions
+from clinfo.eval.run_dir import PREDICTIONS, RunError, read_config, read_predictions, read_sessions
 
 # reported name -> ir-measures measure
 RETRIEVAL_METRICS = {"recall@5": "R@5", "recall@10": "R@10", "mrr": "RR", "ndcg@10": "nDCG@10"}
@@ -433,21 +432,6 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 # ---------------------------------------------------------------- the whole run
 
 
-def read_sessions(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / SESSIONS
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue  # a session line cut by a crash: throughput just leaves it out
-        if isinstance(item, dict):
-            out.append(item)
-    return out
-
-
 def metrics_from_records(
     records: list[dict[str, Any]],
     config: dict[str, Any] | None = None,
@@ -481,8 +465,6 @@ def metrics_from_records(
 
 def compute_metrics(run_dir: str | Path, *, with_bertscore: bool = True) -> dict[str, Any]:
     """Metrics of one run directory (``clinfo eval run --out``)."""
-    from clinfo.eval.runner import PREDICTIONS, RunError
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"run directory {run_dir} does not exist")

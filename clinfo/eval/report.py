@@ -10,6 +10,7 @@ from typing import Any
 from clinfo.appraisal.agreement import STANCES
 from clinfo.appraisal.design import DESIGNS
 from clinfo.eval.metrics import CURVE_K, compute_metrics
+from clinfo.eval.run_dir import PREDICTIONS, read_config, read_predictions
 
 # (section, row label, path into the metrics dict, format)
 ROWS: list[tuple[str, str, tuple[str, ...], str]] = [
@@ -215,8 +216,6 @@ def _plots(run_dir: Path, metrics: dict[str, Any], walls: list[float]) -> list[s
 
 def write_report(run_dir: str | Path, metrics: dict[str, Any] | None = None, *, plots: bool = True) -> dict[str, Any]:
     """Writes ``metrics.json``, ``report.md`` and the plots into ``run_dir``; returns the metrics."""
-    from clinfo.eval.runner import PREDICTIONS, read_config, read_predictions
-
     run_dir = Path(run_dir)
     metrics = metrics if metrics is not None else compute_metrics(run_dir)
     config = read_config(run_dir) or {}

@@ -1,15 +1,7 @@
 """Runs clinfo over a question set: concurrent, resumable, one JSON line per question.
 
-Layout of a run directory::
-
-    config.json        everything needed to reproduce the run (no secrets); fixed at the first start
-    predictions.jsonl  one line per finished question, appended (and fsynced) as each finishes
-    sessions.jsonl     one line per start of the run that ended normally: wall time, throughput
-
-Durability: a single writer (the event loop's thread) appends each line with one ``write`` and
-an ``fsync``, so a run killed at any moment (``kill -9`` included) leaves at most one partial
-last line. On restart that tail is cut off, ids already present are skipped, and questions
-that failed are tried again (``retry_errors``); nothing is lost or written twice.
+What it writes, and how a killed run resumes, is the run directory's (:mod:`clinfo.eval.run_dir`);
+how an answer's yes/no/maybe is read is :mod:`clinfo.eval.classify`'s.
 """
 
 from __future__ import annotations
@@ -17,358 +9,41 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import json
-import os
-import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clinfo.errors import ClinfoError, ConfigError, InvalidArgument, LLMUnavailable, SourceUnavailable, one_line
-from clinfo.eval.datasets import LABELS, Dataset, EvalItem, load_dataset
+from clinfo.eval.classify import Classification, classify_answer
+from clinfo.eval.datasets import Dataset, EvalItem, load_dataset
+from clinfo.eval.run_dir import (
+    PREDICTIONS,
+    PredictionWriter,
+    RunError,
+    append_session,
+    check_resumable,
+    exclusive_writer,
+    recover,
+    run_config,
+    write_config,
+)
 from clinfo.redact import redact, secret_values
 from clinfo.settings import Settings
 
-PREDICTIONS = "predictions.jsonl"
-CONFIG = "config.json"
-SESSIONS = "sessions.jsonl"
-
-CLASSIFY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"answer": {"type": "string", "enum": list(LABELS)}},
-    "required": ["answer"],
-    "additionalProperties": False,
-}
-
-# Settings that decide where and how fast a run goes, not what it answers: a resumed run may
-# change them (a vLLM server restarted on another port, more retries, a different cache dir).
-RESUMABLE_SETTINGS = frozenset(
-    {
-        "base_url",
-        "openai_base_url",
-        "eutils_base_url",
-        "ncbi_email",
-        "ncbi_tool",
-        "cache_dir",
-        "use_cache",
-        "cache_ttl_search",
-        "cache_ttl_records",
-        "cache_ttl_llm",
-        "cache_max_mb",
-        "database_url",
-        "http_timeout",
-        "http_retries",
-        "llm_timeout",
-        "llm_retries",
-        "max_concurrency",
-        "openai_api_key_set",
-        "ncbi_api_key_set",
-    }
-)
 # Failures that say the backend is gone rather than that one question went wrong.
 _OUTAGE = (LLMUnavailable, SourceUnavailable)
-
-
-class RunError(InvalidArgument):
-    """The run directory cannot be used: another configuration, or a damaged predictions file."""
 
 
 class RunAborted(ClinfoError):
     """Too many questions in a row failed because a backend is unreachable."""
 
 
-# ---------------------------------------------------------------- the answer's yes/no/maybe
-
-
-@dataclass
-class Classification:
-    label: str | None
-    method: str  # "llm", "no_evidence" (no LLM call: nothing was found) or "unreadable"
-    raw: str = ""
-    llm_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = 0.0
-    cached: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "raw": self.raw,
-            "llm_calls": self.llm_calls,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cost_usd": self.cost_usd,
-            "cached": self.cached,
-        }
-
-
-_WORD_LABEL = re.compile(r"\b(yes|no|maybe)\b", re.I)
-
-
-def read_label(text: str) -> str | None:
-    """The yes/no/maybe in a classification reply: JSON first, else the first such word."""
-    from clinfo.jsonout import parse_json
-
-    data = parse_json(text)
-    if isinstance(data, dict):
-        data = data.get("answer")
-    if isinstance(data, str) and data.strip().lower() in LABELS:
-        return data.strip().lower()
-    match = _WORD_LABEL.search(text)
-    return match.group(1).lower() if match else None
-
-
-CLASSIFY_CHARS = 2000  # quoted conclusions can be long; a small model's context is not
-
-
-async def classify_answer(
-    llm: Any, question: str, text: str, settings: Settings, *, no_evidence: bool = False
-) -> Classification:
-    """Read the final yes/no/maybe decision from an answer's text (its TL;DR) with one
-    constrained LLM call.
-
-    An answer with no evidence is "maybe" without a call: it says nothing either way.
-    """
-    from clinfo.llm.base import LLMRequest
-    from clinfo.prompts import load_prompt
-
-    if no_evidence or not text.strip():
-        return Classification(label="maybe", method="no_evidence")
-    if len(text) > CLASSIFY_CHARS:
-        text = text[: CLASSIFY_CHARS - 1].rsplit(" ", 1)[0] + "…"
-    request = LLMRequest(
-        messages=load_prompt("classify_answer", settings.prompt_dir).messages(question=question, answer=text),
-        schema=CLASSIFY_SCHEMA,
-        schema_name="classify",
-        max_tokens=20,
-        temperature=0.0,  # a label, not prose: always the most likely one
-        step="classify",
-    )
-    completion = await llm.complete(request)
-    label = read_label(completion.text)
-    return Classification(
-        label=label,
-        method="llm" if label else "unreadable",
-        raw=one_line(completion.text, 200),
-        llm_calls=1,
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
-        cost_usd=completion.cost_usd,
-        cached=completion.cached,
-    )
-
-
-# ---------------------------------------------------------------- config
-
-
-def _scrub_url(value: Any) -> Any:
-    # user:password@ in a base URL is a credential too
-    return re.sub(r"//[^/@\s]+@", "//***@", value) if isinstance(value, str) else value
-
-
-def run_config(settings: Settings, dataset: Dataset, limit: int | None, seed: int, selected: int) -> dict[str, Any]:
-    from clinfo import __version__
-
-    public = {k: _scrub_url(v) for k, v in settings.public_dict().items()}
-    return {
-        "clinfo_version": __version__,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "dataset": {
-            "path": dataset.path,
-            "sha256": dataset.sha256,
-            "format": dataset.format,
-            "items": len(dataset.items),
-        },
-        "limit": limit,
-        "seed": seed,
-        "selected": selected,
-        "settings": public,
-    }
-
-
-def _default(key: str) -> Any:
-    field = Settings.model_fields.get(key)
-    if field is None or field.default_factory is not None:
-        return None
-    return field.default
-
-
-def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between two run configs in a way that changes the answers."""
-    diffs = []
-    for key in ("sha256", "format"):
-        a, b = (old.get("dataset") or {}).get(key), new["dataset"][key]
-        if a != b:
-            diffs.append(f"dataset {key} {a!r} -> {b!r}")
-    for key in ("limit", "seed"):
-        if old.get(key) != new.get(key):
-            diffs.append(f"{key} {old.get(key)!r} -> {new.get(key)!r}")
-    old_s, new_s = old.get("settings") or {}, new["settings"]
-    for key in sorted(set(old_s) | set(new_s)):
-        # a setting added since the old run started ran there at its default
-        before = old_s[key] if key in old_s else _default(key)
-        if key not in RESUMABLE_SETTINGS and before != new_s.get(key):
-            diffs.append(f"{key} {before!r} -> {new_s.get(key)!r}")
-    return diffs
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def read_config(out: Path) -> dict[str, Any] | None:
-    path = out / CONFIG
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{path} is unreadable ({exc}); remove the directory or choose another --out") from None
-    if not isinstance(data, dict):
-        raise RunError(f"{path} is not a clinfo run configuration")
-    return data
-
-
-# ---------------------------------------------------------------- predictions file
-
-
-def read_predictions(path: Path) -> list[dict[str, Any]]:
-    """Complete lines of a predictions file (a partial last line is ignored), for reports."""
-    records, _, _ = _scan(path)
-    return records
-
-
-def _scan(path: Path) -> tuple[list[dict[str, Any]], list[bytes], bool]:
-    """(records, their raw lines, whether the file has a partial tail or blank lines)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], [], False
-    end = data.rfind(b"\n") + 1
-    untidy = end != len(data)
-    records: list[dict[str, Any]] = []
-    raws: list[bytes] = []
-    for n, raw in enumerate(data[:end].split(b"\n")[:-1], start=1):
-        if not raw.strip():
-            untidy = True
-            continue
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-            raise RunError(f"{path}: line {n} is not a prediction record; the file was edited or damaged")
-        records.append(record)
-        raws.append(raw)
-    return records, raws, untidy
-
-
-class PredictionWriter:
-    """Appends one JSON line per call, durably. Only ever used from one thread (the event loop's)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def write(self, record: dict[str, Any]) -> None:
-        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
-        view = memoryview(data)
-        while view:  # os.write may write less than asked
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fsync(self._fd)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-def recover(path: Path, valid_ids: set[str], retry_errors: bool) -> dict[str, dict[str, Any]]:
-    """Make the predictions file whole again and return the finished records by id.
-
-    Cuts a partial last line (a run killed mid-write), drops duplicates and, with
-    ``retry_errors``, the records of failed questions so they run again. The file is rewritten
-    atomically only when something had to go.
-    """
-    records, raws, untidy = _scan(path)
-    kept: dict[str, dict[str, Any]] = {}
-    kept_raw: list[bytes] = []
-    for record, raw in zip(records, raws):
-        rid = record["id"]
-        if rid not in valid_ids:
-            raise RunError(f"{path}: id {rid!r} is not among the questions of this run; was it written by another run?")
-        if rid in kept or (retry_errors and record.get("error")):
-            continue
-        kept[rid] = record
-        kept_raw.append(raw)
-    if untidy or len(kept_raw) != len(raws):
-        _atomic_write(path, b"".join(r + b"\n" for r in kept_raw))
-    return kept
-
-
-def _check_resumable(out: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The run directory's config, if any, after checking that this run may continue it."""
-    old = read_config(out)
-    if old is None and (out / PREDICTIONS).exists() and (out / PREDICTIONS).stat().st_size:
-        raise RunError(f"{out} holds predictions but no {CONFIG}; choose another --out")
-    if old is not None:
-        diffs = config_differences(old, config)
-        if diffs:
-            shown = "; ".join(diffs[:3]) + (f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else "")
-            raise RunError(
-                f"{out} holds a run with another configuration ({shown});"
-                " use the same options to resume, or another --out"
-            )
-    return old
-
-
-@contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    """One writer per run directory: a second ``clinfo eval run`` on it would duplicate lines.
-    The lock is the kernel's (flock), so a killed run releases it by dying."""
-    import fcntl
-
-    fd = os.open(out / ".lock", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunError(
-                f"another clinfo eval run is writing to {out}; wait for it or choose another --out"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
-
-
 # ---------------------------------------------------------------- progress
 
 
-class _Progress:
+class RunProgress:
     """A progress bar on stderr: done/total, questions per minute, ETA and errors."""
 
     def __init__(self, enabled: bool, total: int, done: int, label: str) -> None:
@@ -378,7 +53,7 @@ class _Progress:
         self._task: Any = None
         self._total, self._done, self._label = total, done, label
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> RunProgress:
         if not self.enabled:
             return self
         from rich.console import Console
@@ -510,7 +185,7 @@ async def arun_eval(
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} exists and is not a directory")
-    _check_resumable(out, config)
+    check_resumable(out, config)
 
     # Backends first: an unknown LLM or a missing key stops here, before the directory is touched.
     cache = open_cache(settings)
@@ -536,46 +211,51 @@ async def arun_eval(
         classifier = with_cache(llm_obj, cache)
 
         out.mkdir(parents=True, exist_ok=True)
-        with _exclusive(out):
-            if _check_resumable(out, config) is None:  # again, now that no other run can write
-                _atomic_write(out / CONFIG, (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        with exclusive_writer(out):
+            if check_resumable(out, config) is None:  # again, now that no other run can write
+                write_config(out, config)
             done = recover(out / PREDICTIONS, {i.id for i in items}, retry_errors)
-            todo = [i for i in items if i.id not in done]
-            secrets = secret_values(settings)  # the keys, and the database URL's password
-            return await _execute(
-                out,
-                clinfo,
-                classifier,
-                settings,
-                todo,
-                len(items),
-                len(done),
-                concurrency,
-                progress,
-                secrets,
-                config,
-                on_record,
+            plan = _RunPlan(
+                out=out,
+                clinfo=clinfo,
+                classifier=classifier,
+                settings=settings,
+                todo=[i for i in items if i.id not in done],
+                total=len(items),
+                done_before=len(done),
+                concurrency=concurrency,
+                show_progress=progress,
+                secrets=secret_values(settings),  # the keys, and the database URL's password
+                config=config,
+                on_record=on_record,
             )
+            return await _execute(plan)
     finally:
         for obj in owned:
             await obj.aclose()
         cache.close()
 
 
-async def _execute(
-    out: Path,
-    clinfo: Any,
-    classifier: Any,
-    settings: Settings,
-    todo: list[EvalItem],
-    total: int,
-    done_before: int,
-    concurrency: int,
-    show_progress: bool,
-    secrets: list[str],
-    config: dict[str, Any],
-    on_record: Callable[[dict[str, Any]], None] | None,
-) -> RunResult:
+@dataclass(frozen=True)
+class _RunPlan:
+    """One session of a run, decided before the first question goes out."""
+
+    out: Path
+    clinfo: Any  # the ClinfoAI that answers every question
+    classifier: Any  # the (cached) LLM that reads yes/no/maybe
+    settings: Settings
+    todo: list[EvalItem]  # questions this session answers, in order
+    total: int  # questions selected for the run
+    done_before: int  # finished by earlier sessions
+    concurrency: int
+    show_progress: bool
+    secrets: list[str]  # values redacted from recorded errors
+    config: dict[str, Any]
+    on_record: Callable[[dict[str, Any]], None] | None
+
+
+async def _execute(plan: _RunPlan) -> RunResult:
+    out, todo, concurrency, settings = plan.out, plan.todo, plan.concurrency, plan.settings
     writer = PredictionWriter(out / PREDICTIONS)
     queue = collections.deque(todo)
     started = time.monotonic()
@@ -590,7 +270,7 @@ async def _execute(
         start = time.perf_counter()
         answer = classification = error = None
         try:
-            answer = await clinfo.aforward(
+            answer = await plan.clinfo.aforward(
                 item.question, restriction_date=item.restriction_date, ignore=item.ignore or None
             )
             if item.task == "yesno":
@@ -599,20 +279,20 @@ async def _execute(
                 extractive = settings.synthesis_mode == "extractive"
                 text = answer.synthesis if extractive else answer.tldr
                 classification = await classify_answer(
-                    classifier, answer.question, text, settings, no_evidence=answer.no_evidence
+                    plan.classifier, answer.question, text, settings, no_evidence=answer.no_evidence
                 )
         except ConfigError:
             raise  # a bad prompt directory or the like: every question would fail the same way
         except Exception as exc:  # one question's failure is recorded and the run goes on
             error = exc
-        record = _record(item, answer, classification, error, time.perf_counter() - start, secrets)
+        record = _record(item, answer, classification, error, time.perf_counter() - start, plan.secrets)
         if isinstance(error, _OUTAGE):
             outage_streak += 1
         elif error is None:
             outage_streak = 0
         return record
 
-    with _Progress(show_progress, total, done_before, f"{out.name}") as bar:
+    with RunProgress(plan.show_progress, plan.total, plan.done_before, f"{out.name}") as bar:
 
         async def worker() -> None:
             nonlocal completed, errors
@@ -623,8 +303,8 @@ async def _execute(
                 completed += 1
                 errors += record["error"] is not None
                 bar.advance(record["error"] is not None)
-                if on_record is not None:
-                    on_record(record)
+                if plan.on_record is not None:
+                    plan.on_record(record)
                 if outage_streak >= outage_limit:
                     raise RunAborted(
                         f"stopped after {outage_streak} questions in a row failed: {record['error']}"
@@ -652,18 +332,17 @@ async def _execute(
                     "errors": errors,
                     "concurrency": concurrency,
                     "status": status,
-                    "clinfo_version": config.get("clinfo_version"),
+                    "clinfo_version": plan.config.get("clinfo_version"),
                 }
-                with open(out / SESSIONS, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(session) + "\n")
+                append_session(out, session)
     return RunResult(
         out=out,
-        total=total,
-        already_done=done_before,
+        total=plan.total,
+        already_done=plan.done_before,
         completed=completed,
         errors=errors,
         wall_seconds=round(wall, 3),
-        config=config,
+        config=plan.config,
     )
 
 
