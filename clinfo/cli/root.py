@@ -10,7 +10,7 @@ import gc
 
 import typer
 
-from clinfo.cli import accounts, ask, index, search
+from clinfo.cli import accounts, ask, index, plugins, search
 from clinfo.cli import eval as evaluation  # not the builtin
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app.add_typer(index.app, name="index")
 app.command("search")(search.search)
 app.add_typer(evaluation.app, name="eval")
 app.command("hash-password")(accounts.hash_password)
+app.command("plugins")(plugins.plugins)
 
 
 def main() -> None:

@@ -3,14 +3,17 @@
 Routing is by the prefix before the first colon, never by a substring of the model name.
 A bare name without a colon means ``openai:<name>``; a bare registered prefix (``local``,
 the embedded llama.cpp backend) means that backend with its default model.
+
+Backends come from entry points in group ``clinfo.llms`` (clinfo's own and other packages',
+see :mod:`clinfo.plugins`) and from :func:`register` in this process.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from clinfo import plugins
 from clinfo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,25 +22,28 @@ if TYPE_CHECKING:
 
 Factory = Callable[[str, "Settings"], "LLM"]  # (model, settings) -> LLM
 
-# prefix -> "module:function", imported only when that backend is asked for
-_BUILTIN: dict[str, str] = {
-    "openai": "clinfo.llm.openai_compat:create_openai",
-    "vllm": "clinfo.llm.openai_compat:create_vllm",
-    "local": "clinfo.llm.llama_cpp:create",
-    "vllm-offline": "clinfo.llm.vllm_offline:create",
-}
+_PLUGINS = plugins.EntryPointGroup(plugins.LLMS)
 _REGISTERED: dict[str, Factory] = {}
 
 
 def register(prefix: str, factory: Factory) -> None:
-    """Add a backend: ``register("mine", lambda model, settings: MyLLM(model))``."""
+    """Add a backend: ``register("mine", lambda model, settings: MyLLM(model))``.
+
+    A registered prefix takes precedence over a built-in or plug-in one of the same name.
+    """
     if not prefix or ":" in prefix:
         raise ValueError(f"invalid backend prefix {prefix!r}")
     _REGISTERED[prefix] = factory
 
 
 def backends() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_REGISTERED))
+    """Every prefix a spec may start with."""
+    return _PLUGINS.names(_REGISTERED)
+
+
+def providers() -> dict[str, str]:
+    """Every prefix and what provides it (``clinfo <version>``, a plug-in's package, or register())."""
+    return _PLUGINS.providers(_REGISTERED)
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -56,7 +62,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
             f"unknown LLM backend {prefix!r} in {spec!r}; use one of {', '.join(p + ':' for p in known)} "
             f"(a model name that contains ':' needs an explicit prefix, e.g. 'openai:{spec}')"
         )
-    if not model and prefix in ("openai", "vllm", "vllm-offline"):
+    if not model and plugins.argument_rule(_factory(prefix)) == "required":
         raise ConfigError(f"LLM spec {spec!r} names no model (e.g. '{prefix}:<model>')")
     return prefix, model
 
@@ -64,8 +70,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def _factory(prefix: str) -> Factory:
     if prefix in _REGISTERED:
         return _REGISTERED[prefix]
-    module_name, func = _BUILTIN[prefix].split(":")
-    return getattr(importlib.import_module(module_name), func)
+    plugin = _PLUGINS.plugins().get(prefix)
+    if plugin is None:  # only a bare model name routes to a prefix not known to be there: openai
+        raise ConfigError(f"unknown LLM backend {prefix!r}; use one of {', '.join(p + ':' for p in backends())}")
+    return plugin.factory
 
 
 def create_llm(spec: str, settings: Settings) -> LLM:

@@ -1,18 +1,20 @@
 """Parses ``source="prefix[:argument]"`` specs and builds the source; open to plug-ins.
 
 Mirrors :mod:`clinfo.llm.registry`. Built in: ``pubmed`` (live E-utilities), ``demo`` (the
-bundled corpus) and ``local:/path/corpus.db`` (a local PubMed mirror). A plug-in adds its own
-prefix with :func:`register`; every entry point (``ClinfoAI``, the CLI, ``clinfo eval``, the
-app, the LangChain retriever) opens sources through :func:`create_source`, so a registered
-source works in all of them.
+bundled corpus) and ``local:/path/corpus.db`` (a local PubMed mirror). Sources come from entry
+points in group ``clinfo.sources`` (clinfo's own and other packages', see :mod:`clinfo.plugins`)
+and from :func:`register` in this process; every entry point (``ClinfoAI``, the CLI,
+``clinfo eval``, the app, the LangChain retriever) opens sources through :func:`create_source`,
+so a plug-in's source works in all of them.
 """
 
 from __future__ import annotations
 
-import importlib
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from clinfo import plugins
 from clinfo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -22,13 +24,7 @@ if TYPE_CHECKING:
 
 Factory = Callable[[str, "Settings"], "Source"]  # (text after "prefix:", settings) -> Source
 
-# prefix -> ("module:function", argument): "none" takes no argument, "required" needs one.
-# Built-in factories also take the on-disk cache (PubMed caches its responses there).
-_BUILTIN: dict[str, tuple[str, str]] = {
-    "pubmed": ("clinfo.sources.registry:_pubmed", "none"),
-    "demo": ("clinfo.sources.registry:_demo", "none"),
-    "local": ("clinfo.sources.registry:_local", "required"),
-}
+_PLUGINS = plugins.EntryPointGroup(plugins.SOURCES)
 _REGISTERED: dict[str, Factory] = {}
 _USAGE = "use 'pubmed', 'demo' or 'local:/path/to/corpus.db'"
 
@@ -36,7 +32,7 @@ _USAGE = "use 'pubmed', 'demo' or 'local:/path/to/corpus.db'"
 def register(prefix: str, factory: Factory) -> None:
     """Add a source: ``register("mine", lambda arg, settings: MySource(arg))``; then ``source="mine:arg"``.
 
-    A registered prefix takes precedence over a built-in one of the same name.
+    A registered prefix takes precedence over a built-in or plug-in one of the same name.
     """
     if not prefix or ":" in prefix or prefix != prefix.strip():
         raise ValueError(f"invalid source prefix {prefix!r}")
@@ -45,12 +41,31 @@ def register(prefix: str, factory: Factory) -> None:
 
 def sources() -> list[str]:
     """Every prefix a spec may start with."""
-    return sorted(set(_BUILTIN) | set(_REGISTERED))
+    return _PLUGINS.names(_REGISTERED)
 
 
 def registered() -> list[str]:
-    """The prefixes added by plug-ins."""
-    return sorted(_REGISTERED)
+    """The prefixes added by plug-ins (other packages' entry points, register())."""
+    builtin = {name for name, plugin in _PLUGINS.plugins().items() if plugin.builtin}
+    return sorted(set(sources()) - builtin.difference(_REGISTERED))
+
+
+def providers() -> dict[str, str]:
+    """Every prefix and what provides it (``clinfo <version>``, a plug-in's package, or register())."""
+    return _PLUGINS.providers(_REGISTERED)
+
+
+def _factory(prefix: str) -> Callable[..., Source] | None:
+    if prefix in _REGISTERED:
+        return _REGISTERED[prefix]
+    plugin = _PLUGINS.plugins().get(prefix)
+    return plugin.factory if plugin is not None else None
+
+
+def _fits(rule: plugins.ArgumentRule, spec: str, prefix: str, arg: str) -> bool:
+    if rule == "none":
+        return not arg and spec == prefix
+    return bool(arg) if rule == "required" else True
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -58,56 +73,26 @@ def parse_spec(spec: str) -> tuple[str, str]:
     spec = (spec or "").strip()
     prefix, _, arg = spec.partition(":")
     prefix, arg = prefix.strip(), arg.strip()
-    if prefix in _REGISTERED:
+    factory = _factory(prefix)
+    if factory is not None and _fits(plugins.argument_rule(factory), spec, prefix, arg):
         return prefix, arg
-    if prefix in _BUILTIN:
-        takes = _BUILTIN[prefix][1]
-        if (takes == "none" and not arg and spec == prefix) or (takes == "required" and arg):
-            return prefix, arg
-    raise ConfigError(
-        f"unknown source {spec!r}; {_USAGE}" + (f" or a plug-in ({', '.join(registered())})" if _REGISTERED else "")
-    )
+    others = registered()
+    raise ConfigError(f"unknown source {spec!r}; {_USAGE}" + (f" or a plug-in ({', '.join(others)})" if others else ""))
+
+
+def _takes_cache(factory: Callable[..., Source]) -> bool:
+    try:
+        return "cache" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def create_source(spec: str, settings: Settings, cache: Cache | None = None) -> Source:
     """The source ``spec`` names, searching in ``settings.search_mode`` where it has a choice.
 
-    Local corpora search in ``settings.search_mode``; PubMed ranks by itself, so only ``auto``
-    and ``bm25`` make sense for it.
+    A factory with a ``cache`` parameter (the built-ins have one) is given the on-disk cache.
     """
     prefix, arg = parse_spec(spec)
-    if prefix in _REGISTERED:
-        return _REGISTERED[prefix](arg, settings)
-    module_name, func = _BUILTIN[prefix][0].split(":")
-    return getattr(importlib.import_module(module_name), func)(arg, settings, cache)
-
-
-# ---- built-in factories
-
-
-def _dense(settings: Settings) -> dict[str, str | None]:
-    return {"model": settings.dense_model, "query_model": settings.query_model}
-
-
-def _pubmed(arg: str, settings: Settings, cache: Cache | None) -> Source:
-    mode = settings.search_mode
-    if mode in ("dense", "hybrid"):
-        raise ConfigError(
-            f"search mode {mode} needs a local corpus (--source demo or local:/path/corpus.db), not 'pubmed'"
-        )
-    from clinfo.sources.pubmed import PubMedSource
-
-    return PubMedSource(settings, cache=cache)
-
-
-def _demo(arg: str, settings: Settings, cache: Cache | None) -> Source:
-    from clinfo.corpus.demo import demo_corpus_path
-    from clinfo.sources.corpus import LocalSource
-
-    return LocalSource(demo_corpus_path(settings), name="demo", mode=settings.search_mode, **_dense(settings))
-
-
-def _local(arg: str, settings: Settings, cache: Cache | None) -> Source:
-    from clinfo.sources.corpus import LocalSource
-
-    return LocalSource(arg, mode=settings.search_mode, **_dense(settings))
+    factory = _factory(prefix)
+    assert factory is not None  # parse_spec found it
+    return factory(arg, settings, cache=cache) if _takes_cache(factory) else factory(arg, settings)
