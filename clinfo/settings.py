@@ -2,17 +2,22 @@
 
 Precedence: constructor arguments / CLI flags > environment variables > defaults.
 Environment names are ``CLINFO_*`` plus the standard ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``,
-``NCBI_API_KEY`` and ``NCBI_EMAIL``.
+``NCBI_API_KEY`` and ``NCBI_EMAIL`` (:func:`env_names`). Renamed settings (:data:`RENAMED`) are
+still read under their old names, keyword, key or environment variable, with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from clinfo.appraisal.design import DesignKind
 from clinfo.appraisal.evidence_status import PublicationKind
@@ -25,6 +30,45 @@ DEFAULT_VLLM_BASE_URL = "http://localhost:8000/v1"
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+# Old setting name -> new one. The old names are still read (keyword arguments, overrides, the
+# settings of an old eval run's config.json) with a DeprecationWarning naming the new one.
+RENAMED: dict[str, str] = {
+    "http_timeout": "eutils_timeout",
+    "http_retries": "eutils_retries",
+    "openai_base_url": "base_url",  # OPENAI_BASE_URL itself is base_url's standard variable
+}
+# Old environment variable -> the setting it now sets (below that setting's own variables).
+RENAMED_ENV: dict[str, str] = {"CLINFO_HTTP_TIMEOUT": "eutils_timeout", "CLINFO_HTTP_RETRIES": "eutils_retries"}
+
+
+def renamed_settings(values: Mapping[str, Any], stacklevel: int = 3) -> dict[str, Any]:
+    """``values`` with every old setting name (:data:`RENAMED`) replaced by its new one, warning
+    once per old name; where both are given the new name wins."""
+    out = dict(values)
+    for old, new in RENAMED.items():
+        if old in out:
+            value = out.pop(old)
+            warnings.warn(f"setting {old} is deprecated: use {new}", DeprecationWarning, stacklevel=stacklevel)
+            out.setdefault(new, value)
+    return out
+
+
+class _RenamedEnv(PydanticBaseSettingsSource):
+    """The old environment variables of renamed settings, read below the new ones."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the old names directly
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for old, name in RENAMED_ENV.items():
+            if old in os.environ:
+                new = env_names(name)[0]
+                warnings.warn(f"{old} is deprecated: use {new}", DeprecationWarning, stacklevel=2)
+                found[name] = os.environ[old]
+        return found
 
 
 class Settings(BaseSettings):
@@ -44,18 +88,19 @@ class Settings(BaseSettings):
         description="local corpora: auto (hybrid where the corpus has dense vectors and the encoder loads, else bm25),"
         " bm25, dense, or hybrid (BM25 and dense fused by their scores)",
     )
-    base_url: str | None = Field(None, description="base URL of the LLM server (wins over OPENAI_BASE_URL)")
+    base_url: str | None = Field(
+        None,
+        # CLINFO_BASE_URL wins over the OpenAI SDK's standard variable
+        validation_alias=_env("base_url", "CLINFO_BASE_URL", "OPENAI_BASE_URL"),
+        description="base URL of the OpenAI-compatible server that openai: and vllm: models are called at, e.g."
+        " http://localhost:8000/v1; unset: https://api.openai.com/v1 for openai:, http://localhost:8000/v1 for vllm:",
+    )
 
     # --- credentials and endpoints (standard names, no CLINFO_ prefix)
     openai_api_key: SecretStr | None = Field(
         None,
         validation_alias=_env("openai_api_key", "OPENAI_API_KEY"),
         description="API key of the OpenAI(-compatible) server; never logged, cached, traced or exported",
-    )
-    openai_base_url: str | None = Field(
-        None,
-        validation_alias=_env("openai_base_url", "OPENAI_BASE_URL"),
-        description="the OpenAI SDK's standard variable: base URL of an OpenAI-compatible server",
     )
     ncbi_api_key: SecretStr | None = Field(
         None,
@@ -81,7 +126,11 @@ class Settings(BaseSettings):
         default_factory=lambda: Path.home() / ".cache" / "clinfo",
         description="on-disk cache of E-utilities responses and LLM completions; the demo index",
     )
-    use_cache: bool = Field(True, description="read and write that cache (--no-cache on the command line: false)")
+    use_cache: bool = Field(
+        True,
+        description="read and write the cache of E-utilities responses and LLM completions; false: every request"
+        " goes to its server",
+    )
     cache_ttl_search: float = Field(
         86400, ge=0, description="seconds a cached E-utilities search result is reused (new articles show after it)"
     )
@@ -152,13 +201,26 @@ class Settings(BaseSettings):
         " (clinfo.claims): mark marks the sentences no cited abstract supports; recheck also asks the LLM once"
         " to rewrite or drop them, given the abstracts' best sentences; off skips the check",
     )
-    num_queries: int = Field(3, ge=1, le=10, description="PubMed queries the planner writes per question")
-    results_per_query: int = Field(20, ge=1, le=500, description="search results kept per query")
+    num_queries: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="PubMed queries the LLM planner writes per question (the keywords planner searches one)",
+    )
+    results_per_query: int = Field(
+        20, ge=1, le=500, description="results taken from each query's search, before the queries' rankings are fused"
+    )
     prefilter_k: int = Field(
-        16, ge=1, le=200, description="articles kept by BM25 before any per-article LLM call (bounds the cost)"
+        16,
+        ge=1,
+        le=200,
+        description="articles screened per question: those with an abstract, best first by the"
+        " search order fused with BM25 of the question (bounds the per-article LLM calls)",
     )
     max_concurrency: int = Field(16, ge=1, le=256, description="LLM calls in flight for one question")
-    restriction_date: dt.date | None = Field(None, description="only literature published on or before this date")
+    restriction_date: dt.date | None = Field(
+        None, description="only literature published on or before this date (YYYY-MM-DD)"
+    )
     date_window_years: int | None = Field(
         None, ge=1, description="with restriction_date: only this many years before it"
     )
@@ -208,12 +270,32 @@ class Settings(BaseSettings):
     )
 
     # --- transport
-    http_timeout: float = Field(30.0, gt=0, description="seconds an E-utilities request may take")
-    http_retries: int = Field(
+    eutils_timeout: float = Field(30.0, gt=0, description="seconds an E-utilities request may take")
+    eutils_retries: int = Field(
         4, ge=0, le=10, description="E-utilities retries after 429, 5xx and timeouts (with backoff)"
     )
     llm_timeout: float = Field(120.0, gt=0, description="seconds one LLM call may take")
     llm_retries: int = Field(2, ge=0, le=10, description="LLM call retries after rate limits, 5xx and timeouts")
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**renamed_settings(values, stacklevel=4))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _RenamedEnv(settings_cls), dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        # model_validate of a saved configuration (an old run's settings) may use the old names
+        return renamed_settings(data, stacklevel=5) if isinstance(data, Mapping) else data
 
     @field_validator("restriction_date", mode="before")
     @classmethod
@@ -255,7 +337,7 @@ class Settings(BaseSettings):
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the non-None overrides applied and validated."""
-        clean = {k: v for k, v in overrides.items() if v is not None}
+        clean = {k: v for k, v in renamed_settings(overrides).items() if v is not None}
         if not clean:
             return self
         data = self.model_dump()
@@ -277,6 +359,7 @@ class Settings(BaseSettings):
         so a preset means the same everywhere. Resolving resolved settings changes nothing.
         An unknown key is one InvalidArgument naming it; a bad value one ConfigError.
         """
+        overrides = renamed_settings(overrides)
         unknown = set(overrides) - set(cls.model_fields)
         if unknown:
             raise InvalidArgument(f"unknown setting(s): {', '.join(sorted(unknown))}")
@@ -311,6 +394,18 @@ def resolve_preset(settings: Settings, explicit: set[str]) -> Settings:
         name = "small" if settings.llm.split(":", 1)[0].strip() == "local" else "default"
     values = {k: v for k, v in PRESETS[name].items() if k not in explicit}
     return settings.with_overrides(**values)
+
+
+def env_names(name: str) -> list[str]:
+    """The environment variables that set the setting ``name``, the one that wins first:
+    ``CLINFO_<NAME>``, or the standard names a field reads (``OPENAI_API_KEY``)."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        # the choices are the field's own name (for keyword arguments) and its variables
+        names = [c for c in alias.choices if isinstance(c, str) and c != name]
+        if names:
+            return names
+    return [f"{Settings.model_config.get('env_prefix', '')}{name}".upper()]
 
 
 def _config_error(exc: ValidationError) -> ConfigError:

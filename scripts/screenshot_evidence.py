@@ -168,7 +168,7 @@ def main() -> None:
                 "CLINFO_EUTILS_BASE_URL": eutils.base_url,
                 "CLINFO_BASE_URL": llm.base_url,
                 "CLINFO_USE_CACHE": "false",
-                "CLINFO_HTTP_RETRIES": "0",
+                "CLINFO_EUTILS_RETRIES": "0",
             }
         )
         for name in ("CLINFO_APP_PASSWORD", "CLINFO_APP_CONFIG", "CLINFO_APP_LLMS", "CLINFO_APP_SOURCES"):

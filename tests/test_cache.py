@@ -46,7 +46,7 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> Path | Database:
 
 def source(server: EUtilsServer, cache: Cache, **settings: Any) -> PubMedSource:
     return PubMedSource(
-        Settings(eutils_base_url=server.base_url, http_retries=0, **settings), cache=cache, requests_per_second=50.0
+        Settings(eutils_base_url=server.base_url, eutils_retries=0, **settings), cache=cache, requests_per_second=50.0
     )
 
 

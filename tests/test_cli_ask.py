@@ -80,7 +80,7 @@ def test_unreachable_eutils(bench_llm) -> None:
         "openai:bench",
         "--base-url",
         bench_llm.base_url,
-        env={"CLINFO_EUTILS_BASE_URL": "http://127.0.0.1:9/eutils/", "CLINFO_HTTP_RETRIES": "1"},
+        env={"CLINFO_EUTILS_BASE_URL": "http://127.0.0.1:9/eutils/", "CLINFO_EUTILS_RETRIES": "1"},
     )
     assert_one_line_error(result, "esearch")
 

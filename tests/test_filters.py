@@ -125,7 +125,7 @@ def online(server: EUtilsServer, tmp_path: Path, llm: ScriptedLLM, **settings) -
         cache_dir=tmp_path,
         eutils_base_url=server.base_url,
         eutils_rate_scope="process",
-        http_retries=0,
+        eutils_retries=0,
         results_per_query=100,
         prefilter_k=100,
         max_concurrency=8,

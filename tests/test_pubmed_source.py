@@ -25,8 +25,8 @@ FAST = 50.0  # requests/s for tests that are not about the rate limit
 def make_source(
     server: EUtilsServer, *, cache: Cache | None = None, rps: float | None = FAST, **settings: Any
 ) -> PubMedSource:
-    settings.setdefault("http_retries", 2)
-    settings.setdefault("http_timeout", 5.0)
+    settings.setdefault("eutils_retries", 2)
+    settings.setdefault("eutils_timeout", 5.0)
     return PubMedSource(
         Settings(eutils_base_url=server.base_url, **settings), cache=cache, backoff=0.01, requests_per_second=rps
     )
@@ -170,7 +170,7 @@ async def test_http_date_retry_after_is_honoured(eutils_server: EUtilsServer) ->
 
 async def test_server_errors_until_exhaustion(eutils_server: EUtilsServer) -> None:
     eutils_server.fail(500, times=10)
-    async with make_source(eutils_server, http_retries=3) as source:
+    async with make_source(eutils_server, eutils_retries=3) as source:
         with pytest.raises(SourceUnavailable) as err:
             await source.search("sepsis")
     assert len(eutils_server.requests) == 4
@@ -182,7 +182,7 @@ async def test_server_errors_until_exhaustion(eutils_server: EUtilsServer) -> No
 async def test_backoff_grows_between_attempts(eutils_server: EUtilsServer) -> None:
     eutils_server.fail(502, times=3)
     source = PubMedSource(
-        Settings(eutils_base_url=eutils_server.base_url, http_retries=3), backoff=0.2, requests_per_second=FAST
+        Settings(eutils_base_url=eutils_server.base_url, eutils_retries=3), backoff=0.2, requests_per_second=FAST
     )
     async with source:
         await source.search("sepsis")
@@ -193,14 +193,14 @@ async def test_backoff_grows_between_attempts(eutils_server: EUtilsServer) -> No
 
 async def test_slow_answer_times_out_and_is_retried(eutils_server: EUtilsServer) -> None:
     eutils_server.slow(1.5, times=1)
-    async with make_source(eutils_server, http_timeout=0.3) as source:
+    async with make_source(eutils_server, eutils_timeout=0.3) as source:
         result = await source.search("sepsis")
     assert result.pmids and len(eutils_server.requests) == 2 and source.stats.retries == 1
 
 
 async def test_always_slow_ends_in_source_unavailable(eutils_server: EUtilsServer) -> None:
     eutils_server.slow(1.5, times=5)
-    async with make_source(eutils_server, http_timeout=0.3, http_retries=1) as source:
+    async with make_source(eutils_server, eutils_timeout=0.3, eutils_retries=1) as source:
         with pytest.raises(SourceUnavailable) as err:
             await source.fetch(["27797938"])
     assert "efetch" in str(err.value) and "timed out" in str(err.value)
@@ -208,7 +208,7 @@ async def test_always_slow_ends_in_source_unavailable(eutils_server: EUtilsServe
 
 
 async def test_unreachable_server_is_source_unavailable() -> None:
-    settings = Settings(eutils_base_url="http://127.0.0.1:9/entrez/eutils/", http_retries=1, http_timeout=2)
+    settings = Settings(eutils_base_url="http://127.0.0.1:9/entrez/eutils/", eutils_retries=1, eutils_timeout=2)
     async with PubMedSource(settings, backoff=0.01, requests_per_second=FAST) as source:
         with pytest.raises(SourceUnavailable, match="esearch unavailable after 2 attempts: connection failed"):
             await source.search("sepsis")

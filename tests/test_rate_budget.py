@@ -46,7 +46,7 @@ def ask(base_url: str, term: str) -> Answer:
         use_cache=False,
         num_queries=1,
         prefilter_k=2,
-        http_retries=0,
+        eutils_retries=0,
         # the server's clock runs in this process: the claim check's encoder (every core, on 8
         # threads at once) would delay its threads in stamping arrivals, which is not what NCBI sees
         claim_check="off",

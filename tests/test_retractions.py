@@ -458,7 +458,7 @@ def test_online_an_llm_that_judges_everything_relevant_never_sees_the_retracted_
             "tldr": "Plane blocks reduce pain after cholecystectomy.",
         }
     )
-    ai = ClinfoAI(llm=llm, source="pubmed", eutils_base_url=eutils.base_url, use_cache=False, http_retries=0)
+    ai = ClinfoAI(llm=llm, source="pubmed", eutils_base_url=eutils.base_url, use_cache=False, eutils_retries=0)
     answer = ai.forward(QUESTION)
     fetched = {p for r in eutils.requests if r.endpoint == "efetch" for p in r.params["id"].split(",")}
     assert {RETRACTED, NOTICE} <= fetched  # retrieved through real efetch XML...

@@ -2,11 +2,13 @@
 
 The table is read from README.md as a reader sees it, then checked three ways: it holds exactly
 the fields of Settings, each documented environment variable really sets its field, and the
-whole table is what scripts/settings_table.py prints (defaults and descriptions included).
+whole table is what scripts/settings_table.py prints (defaults and descriptions included). The
+CLI options that set a setting show the same description as their help.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -18,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.main
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from clinfo.settings import Settings
+from clinfo.settings import Settings, env_names
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -41,7 +44,7 @@ def unescape(cell: str) -> str:
 
 
 def readme_rows() -> dict[str, dict[str, str]]:
-    """``{field name: {"env": ..., "default": ..., "description": ...}}`` from the README table."""
+    """``{field name: {"env": [...], "default": ..., "description": ...}}`` from the README table."""
     lines = readme_table().splitlines()
     assert [c.strip() for c in lines[0].strip("|").split("|")] == [
         "setting",
@@ -55,7 +58,8 @@ def readme_rows() -> dict[str, dict[str, str]]:
         assert len(cells) == 4, line
         name = cells[0].strip("`")
         assert name not in rows, f"{name} documented twice"
-        rows[name] = {"env": cells[1].strip("`"), "default": cells[2], "description": unescape(cells[3])}
+        env = [e.strip("`") for e in cells[1].split(" or ")]
+        rows[name] = {"env": env, "default": cells[2], "description": unescape(cells[3])}
     return rows
 
 
@@ -131,16 +135,17 @@ def test_each_documented_variable_sets_its_setting(monkeypatch: pytest.MonkeyPat
         if var.startswith("CLINFO_") or var in STANDARD_ENV:
             monkeypatch.delenv(var)
     rows = readme_rows()
-    assert {row["env"] for row in rows.values()} >= set(STANDARD_ENV)
+    assert {var for row in rows.values() for var in row["env"]} >= set(STANDARD_ENV)
     for name, row in rows.items():
         field = Settings.model_fields[name]
         raw, expected = _sample(name, field)
-        with monkeypatch.context() as env:
-            env.setenv(row["env"], raw)
-            value = getattr(Settings(), name)
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        assert value == expected, f"{row['env']}={raw} gave {name}={value!r}"
+        for var in row["env"]:
+            with monkeypatch.context() as env:
+                env.setenv(var, raw)
+                value = getattr(Settings(), name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            assert value == expected, f"{var}={raw} gave {name}={value!r}"
 
 
 def test_the_readme_table_is_what_the_script_prints() -> None:
@@ -148,3 +153,60 @@ def test_the_readme_table_is_what_the_script_prints() -> None:
         [sys.executable, str(SCRIPT)], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.strip()
     assert readme_table() == printed, "README.md is stale: run python scripts/settings_table.py --write"
+
+
+# ---------------------------------------------------------------- CLI help from the same descriptions
+
+
+def _command(*path: str) -> Any:
+    """The click command (typer's own copy of click) of ``clinfo <path>``."""
+    from clinfo.cli.root import app
+
+    command: Any = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+def _option_settings() -> dict[str, str]:
+    """Each field of PipelineOptions -> the setting it really sets (read from settings_overrides)."""
+    from clinfo.cli.options import PipelineOptions, settings_overrides
+
+    samples = {str: "x", int: 1, Path: Path("x"), bool: True}
+    mapping = {}
+    for field in dataclasses.fields(PipelineOptions):
+        hint = typing.get_type_hints(PipelineOptions)[field.name]
+        kind = next(a for a in (*typing.get_args(hint), hint) if a is not type(None))
+        sample = ["x"] if typing.get_origin(kind) is list else samples[kind]
+        (setting,) = settings_overrides(**{field.name: sample})  # exactly one setting per option
+        mapping[field.name] = setting
+    return mapping
+
+
+def test_every_option_that_sets_a_setting_shows_its_description() -> None:
+    pipeline = _option_settings()
+    assert pipeline["prefilter_k"] == "prefilter_k" and pipeline["no_cache"] == "use_cache"
+    cases = [(("ask",), param, setting) for param, setting in pipeline.items()]
+    cases += [(("eval", "run"), param, setting) for param, setting in pipeline.items()]
+    cases += [(("ask",), "restriction_date", "restriction_date")]
+    cases += [(("search",), "source", "source"), (("search",), "mode", "search_mode")]
+    for path, param_name, setting in cases:
+        params = {p.name: p for p in _command(*path).params}
+        shown = " ".join((params[param_name].help or "").split())
+        description = " ".join(Settings.model_fields[setting].description.split())
+        where = f"clinfo {' '.join(path)} {params[param_name].opts[0]}"
+        assert shown.startswith(description[:1].upper() + description[1:]), f"{where}: {shown!r}"
+        assert f"{setting}" in shown.removeprefix(description[:1].upper() + description[1:]), where
+        for env in env_names(setting):
+            assert env in shown, f"{where} does not name {env}"
+
+
+def test_the_help_says_what_the_readme_table_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from clinfo.cli.root import app
+
+    monkeypatch.setenv("COLUMNS", "4000")  # one line per option
+    out = CliRunner().invoke(app, ["ask", "--help"]).output
+    line = next(row for row in out.splitlines() if "--prefilter-k" in row)
+    assert readme_rows()["prefilter_k"]["description"][1:] in line and "screened by the LLM" not in line

@@ -325,7 +325,7 @@ def sidebar(base: Settings) -> dict[str, Any]:
     source_choice = allowed.source(sb.selectbox("Literature source", source_labels, index=source_default, key="source"))
     llm, source = llm_choice.spec, source_choice.spec
     # the operator's URL for this model, else the environment's (what the CLI would use)
-    base_url = llm_choice.base_url or base.base_url or base.openai_base_url
+    base_url = llm_choice.base_url or base.base_url
     modes = list(SEARCH_MODE_LABELS)
     search_mode = sb.selectbox(
         "Search mode",
@@ -415,7 +415,7 @@ def run_settings(base: Settings, choices: dict[str, Any]) -> Settings:
     from clinfo.settings import Settings
 
     shown = shown_defaults(base)
-    start = {**{k: getattr(shown, k, None) for k in choices}, "base_url": shown.base_url or shown.openai_base_url}
+    start = {**{k: getattr(shown, k, None) for k in choices}, "base_url": shown.base_url}
     fields = {k: v for k, v in choices.items() if k != "followups" and v != start.get(k)}
     settings = Settings.resolve(base, **fields)
     # resolve skips None; here None means the user cleared what the environment set

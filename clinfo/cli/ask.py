@@ -7,7 +7,7 @@ import sys
 import typer
 
 from clinfo.cli.common import DEBUG_OPT, guarded
-from clinfo.cli.options import PipelineOptions, pipeline_options
+from clinfo.cli.options import PipelineOptions, pipeline_options, setting_help
 
 
 @pipeline_options
@@ -15,9 +15,7 @@ def ask(
     question: str = typer.Argument(..., help="The clinical question."),
     opts: PipelineOptions = PipelineOptions(),
     as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
-    restriction_date: str | None = typer.Option(
-        None, "--restriction-date", help="Only literature up to this date (YYYY-MM-DD)."
-    ),
+    restriction_date: str | None = typer.Option(None, "--restriction-date", help=setting_help("restriction_date")),
     ignore: list[str] = typer.Option([], "--ignore", help="PMID to exclude (repeatable)."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer only when complete."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),

@@ -5,6 +5,9 @@ query and screening sizes, prompts, cache, study designs and species). They are 
 :class:`PipelineOptions`; a command asks for them with a ``opts: PipelineOptions`` parameter
 and :func:`pipeline_options`, and :func:`settings_overrides` is the one place that maps option
 values to :class:`~clinfo.settings.Settings` fields.
+
+An option that sets a setting takes its help from that setting's description
+(:func:`setting_help`), the text the README's settings table shows too, so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -18,28 +21,32 @@ from typing import Any, TypeVar
 
 import typer
 
+from clinfo.settings import Settings, env_names
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-LLM_OPT = typer.Option(None, "--llm", help="LLM spec: openai:<model>, vllm:<model>, local[:file.gguf] (env CLINFO_LLM)")
-SOURCE_OPT = typer.Option(None, "--source", help="pubmed, demo or local:/path/corpus.db (env CLINFO_SOURCE)")
-SEARCH_MODE_OPT = typer.Option(
-    None,
-    "--search-mode",
-    help="Local corpora: auto (hybrid where vectors exist, else bm25) | bm25 | dense | hybrid (env CLINFO_SEARCH_MODE)",
-)
-BASE_URL_OPT = typer.Option(None, "--base-url", help="LLM server base URL (overrides OPENAI_BASE_URL)")
-NUM_QUERIES_OPT = typer.Option(None, "--num-queries", help="PubMed queries written per question.")
-RESULTS_PER_QUERY_OPT = typer.Option(None, "--results-per-query", help="Results kept per query.")
-PREFILTER_K_OPT = typer.Option(None, "--prefilter-k", help="Articles screened by the LLM per question.")
-PROMPT_DIR_OPT = typer.Option(None, "--prompt-dir", help="Directory of prompt overrides.")
-NO_CACHE_OPT = typer.Option(False, "--no-cache", help="Bypass the on-disk cache.")
-DESIGN_OPT = typer.Option(
-    None,
-    "--design",
-    help="Only evidence of this study design (repeatable): randomised-trial, systematic-review, meta-analysis,"
-    " cohort, ... or a group: trials-and-reviews, reviews, trials, observational (env CLINFO_DESIGNS)",
-)
-HUMANS_ONLY_OPT = typer.Option(False, "--humans-only", help="Only human studies (env CLINFO_HUMANS_ONLY).")
+
+def setting_help(name: str, *, sets: str = "", usage: str = "") -> str:
+    """The help of an option that sets the setting ``name``: the setting's own description, then
+    what the option sets it to when that is not the value given (``sets``), how the option is
+    given (``usage``, e.g. "repeatable") and the environment variables of the setting."""
+    text = " ".join((Settings.model_fields[name].description or "").split())
+    where = f"sets {name}={sets}" if sets else f"setting {name}"
+    envs = " or ".join(env_names(name))
+    return f"{text[:1].upper()}{text[1:]} ({', '.join(filter(None, (usage, where)))}; env {envs})."
+
+
+LLM_OPT = typer.Option(None, "--llm", help=setting_help("llm"))
+SOURCE_OPT = typer.Option(None, "--source", help=setting_help("source"))
+SEARCH_MODE_OPT = typer.Option(None, "--search-mode", help=setting_help("search_mode"))
+BASE_URL_OPT = typer.Option(None, "--base-url", help=setting_help("base_url"))
+NUM_QUERIES_OPT = typer.Option(None, "--num-queries", help=setting_help("num_queries"))
+RESULTS_PER_QUERY_OPT = typer.Option(None, "--results-per-query", help=setting_help("results_per_query"))
+PREFILTER_K_OPT = typer.Option(None, "--prefilter-k", help=setting_help("prefilter_k"))
+PROMPT_DIR_OPT = typer.Option(None, "--prompt-dir", help=setting_help("prompt_dir"))
+NO_CACHE_OPT = typer.Option(False, "--no-cache", help=setting_help("use_cache", sets="false"))
+DESIGN_OPT = typer.Option(None, "--design", help=setting_help("designs", usage="repeatable"))
+HUMANS_ONLY_OPT = typer.Option(False, "--humans-only", help=setting_help("humans_only", sets="true"))
 
 
 def settings_overrides(

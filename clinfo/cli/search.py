@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from clinfo.cli.common import DEBUG_OPT, fail, guarded
-from clinfo.cli.options import SOURCE_OPT, settings_overrides
+from clinfo.cli.options import SOURCE_OPT, setting_help, settings_overrides
 
 if TYPE_CHECKING:
     from clinfo.settings import Settings
@@ -26,9 +26,7 @@ def search(
     source: str | None = SOURCE_OPT,
     k: int = typer.Option(10, "-k", "--limit", min=1, max=10_000, help="Results to return."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per result: pmid, score, title."),
-    mode: str | None = typer.Option(
-        None, "--mode", help="auto | bm25 | dense | hybrid (local corpora; default: the search_mode setting, auto)."
-    ),
+    mode: str | None = typer.Option(None, "--mode", help=setting_help("search_mode")),
     stdin: bool = typer.Option(False, "--stdin", help="Read one query per line; print one JSON line per query."),
     debug: bool = DEBUG_OPT,
 ) -> None:

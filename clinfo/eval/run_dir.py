@@ -40,7 +40,7 @@ SESSIONS = "sessions.jsonl"
 RESUMABLE_SETTINGS = frozenset(
     {
         "base_url",
-        "openai_base_url",
+        "openai_base_url",  # the old name of base_url, in the configs of older runs
         "eutils_base_url",
         "ncbi_email",
         "ncbi_tool",
@@ -51,7 +51,9 @@ RESUMABLE_SETTINGS = frozenset(
         "cache_ttl_llm",
         "cache_max_mb",
         "database_url",
-        "http_timeout",
+        "eutils_timeout",
+        "eutils_retries",
+        "http_timeout",  # the old names of eutils_timeout and eutils_retries, in older runs' configs
         "http_retries",
         "llm_timeout",
         "llm_retries",

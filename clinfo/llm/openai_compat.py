@@ -444,7 +444,7 @@ def _key(settings: Settings) -> str | None:
 
 
 def create_openai(model: str, settings: Settings) -> OpenAICompatLLM:
-    base_url = settings.base_url or settings.openai_base_url
+    base_url = settings.base_url
     key = _key(settings)
     if not base_url and not key:
         raise ConfigError(

@@ -304,7 +304,7 @@ class PubMedSource:
             # Pooled connections belong to the loop that opened them; a new asyncio.run() needs
             # a new client (the old loop is gone, its client can only be dropped).
             self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.settings.http_timeout),
+                timeout=httpx.Timeout(self.settings.eutils_timeout),
                 headers={"User-Agent": f"{self.settings.ncbi_tool} (clinfo)"},
             )
             self._client_loop = loop
@@ -346,7 +346,7 @@ class PubMedSource:
         self, endpoint: str, params: Params, parse: Callable[[bytes], T], parse_in_thread: bool = False
     ) -> T:
         url = f"{self.base_url}{endpoint}.fcgi"
-        attempts = self.settings.http_retries + 1
+        attempts = self.settings.eutils_retries + 1
         retrying = AsyncRetrying(
             stop=stop_after_attempt(attempts),
             wait=self._wait,
@@ -363,7 +363,7 @@ class PubMedSource:
                         return await asyncio.to_thread(parse, body)
                     return parse(body)
         except _Transient as exc:
-            what = f"timed out (timeout {self.settings.http_timeout:g} s)" if exc.timeout else exc.reason
+            what = f"timed out (timeout {self.settings.eutils_timeout:g} s)" if exc.timeout else exc.reason
             raise SourceUnavailable(
                 f"PubMed {endpoint} unavailable after {attempts} attempt{'s' * (attempts > 1)}: {what}"
             ) from None

@@ -3,7 +3,7 @@
 Use it from a test::
 
     def test_something(eutils_server):
-        settings = Settings(eutils_base_url=eutils_server.base_url, http_retries=1)
+        settings = Settings(eutils_base_url=eutils_server.base_url, eutils_retries=1)
         term = eutils_server.sample_terms()[0]          # a realistic query with hits
         ...
         assert eutils_server.requests[0].params["term"] == term
