@@ -13,13 +13,17 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from clinfo.urls import url_secrets
+
 if TYPE_CHECKING:
     from clinfo.settings import Settings
 
 KEY_ENV = ("OPENAI_API_KEY", "NCBI_API_KEY")
 DATABASE_ENV = "CLINFO_DATABASE_URL"  # its password is a secret too
+# URLs whose credentials (user:password@, ?api_key=...) are secrets too (clinfo.urls.url_secrets)
+URL_ENV = (DATABASE_ENV, "CLINFO_BASE_URL", "OPENAI_BASE_URL", "CLINFO_EUTILS_BASE_URL")
 MASK = "[redacted]"
-_MIN_LEN = 6  # shorter "keys" would turn ordinary words into [redacted]
+MIN_SECRET_LEN = 6  # shorter "keys" would turn ordinary words into [redacted]
 
 
 def secret_values(settings: Settings | None = None) -> list[str]:
@@ -28,28 +32,17 @@ def secret_values(settings: Settings | None = None) -> list[str]:
         value = os.environ.get(name, "").strip()
         if value:
             values.add(value)
-    urls = [os.environ.get(DATABASE_ENV, "")]
+    urls = [os.environ.get(name, "") for name in URL_ENV]
     if settings is not None:
         for secret in (settings.openai_api_key, settings.ncbi_api_key):
             if secret is not None and secret.get_secret_value().strip():
                 values.add(secret.get_secret_value().strip())
         if settings.database_url is not None:
             urls.append(settings.database_url.get_secret_value())
-    values.update(_database_passwords(urls))
+        urls += [settings.base_url or "", settings.eutils_base_url]
+    values.update(secret for url in urls for secret in url_secrets(url.strip()))
     # longest first, so a key that contains another is masked whole
-    return sorted((v for v in values if len(v) >= _MIN_LEN), key=len, reverse=True)
-
-
-def _database_passwords(urls: Iterable[str]) -> set[str]:
-    from clinfo.store.url import parse_database_url
-
-    found: set[str] = set()
-    for url in urls:
-        try:
-            found.update(parse_database_url(url).secrets if url.strip() else ())
-        except ValueError:
-            continue
-    return found
+    return sorted((v for v in values if len(v) >= MIN_SECRET_LEN), key=len, reverse=True)
 
 
 # OpenAI-style keys the process was not given (a server may echo a key from its own config)

@@ -127,9 +127,7 @@ class Settings(BaseSettings):
         description="on-disk cache of E-utilities responses and LLM completions; the demo index",
     )
     use_cache: bool = Field(
-        True,
-        description="read and write the cache of E-utilities responses and LLM completions; false: every request"
-        " goes to its server",
+        True, description="read and write the E-utilities and LLM cache; false: every call goes out"
     )
     cache_ttl_search: float = Field(
         86400, ge=0, description="seconds a cached E-utilities search result is reused (new articles show after it)"

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from clinfo.errors import ClinfoError
 from clinfo.redact import redact
 from clinfo.store import Database, StoreError, Transaction, configured_url
+from clinfo.urls import scrub_url
 
 if TYPE_CHECKING:
     from clinfo.models import Answer, Article
@@ -132,15 +133,10 @@ def open_history(settings: Settings, secrets: Iterable[str] = ()) -> HistoryStor
 
 
 def public_config(values: dict[str, Any]) -> dict[str, Any]:
-    from urllib.parse import urlsplit, urlunsplit
-
     out = {k: values[k] for k in PUBLIC_CONFIG if values.get(k) is not None}
     if out.get("base_url"):
         # a base URL can carry credentials (http://user:token@host); keep host and path only
-        parts = urlsplit(str(out["base_url"]))
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        out["base_url"] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        out["base_url"] = scrub_url(str(out["base_url"]), query=False)
     return {k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v) for k, v in out.items()}
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from clinfo.errors import InvalidArgument
 from clinfo.settings import Settings
+from clinfo.urls import scrub_url
 
 if TYPE_CHECKING:
     from clinfo.eval.datasets import Dataset
@@ -71,15 +71,11 @@ class RunError(InvalidArgument):
 # ---------------------------------------------------------------- config
 
 
-def _scrub_url(value: Any) -> Any:
-    # user:password@ in a base URL is a credential too
-    return re.sub(r"//[^/@\s]+@", "//***@", value) if isinstance(value, str) else value
-
-
 def run_config(settings: Settings, dataset: Dataset, limit: int | None, seed: int, selected: int) -> dict[str, Any]:
     from clinfo import __version__
 
-    public = {k: _scrub_url(v) for k, v in settings.public_dict().items()}
+    # user:password@ and ?api_key=... in a base URL are credentials too
+    public = {k: scrub_url(v) if isinstance(v, str) else v for k, v in settings.public_dict().items()}
     return {
         "clinfo_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

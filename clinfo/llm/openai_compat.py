@@ -29,8 +29,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from clinfo.errors import ConfigError, LLMError, LLMUnavailable, one_line
 from clinfo.llm.base import Completion, LLMRequest, TokenCallback
 from clinfo.llm.pricing import cost_usd
-from clinfo.redact import redact
+from clinfo.redact import MIN_SECRET_LEN, redact
 from clinfo.settings import DEFAULT_VLLM_BASE_URL
+from clinfo.urls import scrub_url, url_secrets
 
 if TYPE_CHECKING:
     from clinfo.settings import Settings
@@ -125,9 +126,11 @@ class OpenAICompatLLM:
         self.model = model
         self.spec = f"{backend}:{model}"
         self.base_url = base_url.rstrip("/")
+        self.shown_url = scrub_url(self.base_url)  # for messages and reprs: no user:password@, no ?api_key=
         self._api_key = api_key or PLACEHOLDER_KEY
-        # masked in error text: a server message may echo the key it was sent
+        # masked in error text: a server message may echo the key it was sent, or its URL's
         self._secrets = [api_key] if api_key else []
+        self._secrets += [s for s in url_secrets(self.base_url) if len(s) >= MIN_SECRET_LEN]
         self._timeout = timeout
         self._retries = retries
         self._free = free
@@ -141,7 +144,7 @@ class OpenAICompatLLM:
         self._probe_lock: asyncio.Lock | None = None
 
     def __repr__(self) -> str:  # never shows the key
-        return f"OpenAICompatLLM(spec={self.spec!r}, base_url={self.base_url!r})"
+        return f"OpenAICompatLLM(spec={self.spec!r}, base_url={self.shown_url!r})"
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "base_url": self.base_url}
@@ -368,7 +371,7 @@ class OpenAICompatLLM:
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise LLMError(f"LLM server at {self.base_url} answered with something other than a JSON object")
+            raise LLMError(f"LLM server at {self.shown_url} answered with something other than a JSON object")
         return data
 
     @staticmethod
@@ -397,7 +400,7 @@ class OpenAICompatLLM:
         raise err from exc
 
     def _error(self, exc: Exception) -> LLMError:
-        url = self.base_url
+        url = self.shown_url
         if isinstance(exc, _ConnectionFailed):
             if exc.timeout:
                 return LLMUnavailable(f"cannot reach LLM server at {url}: no answer within {self._timeout:g}s")

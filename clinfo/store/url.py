@@ -4,7 +4,8 @@
 expanded) name one SQLite file; ``postgresql://user:password@host:5432/db?sslmode=require``
 (or ``postgres://``) a PostgreSQL database, handed to libpq as it is. The password, in the
 user info or as a ``password=`` parameter, is a credential: :attr:`DatabaseURL.safe` leaves it
-out, and :attr:`DatabaseURL.secrets` lists it for :func:`clinfo.redact.redact`.
+out, and :attr:`DatabaseURL.secrets` lists it for :func:`clinfo.redact.redact` (both from
+:mod:`clinfo.urls`, the scrubber of every URL).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from clinfo.urls import scrub_url, url_secrets
 
 __all__ = ["DatabaseURL", "parse_database_url", "safe_database_url"]
 
 SCHEMES = "sqlite:///path.db or postgresql://user@host/db"
-# libpq parameters whose values are credentials
-_SECRET_PARAMS = {"password", "sslpassword"}
 
 
 @dataclass(frozen=True)
@@ -44,17 +45,9 @@ def parse_database_url(url: str) -> DatabaseURL:
         return DatabaseURL("sqlite", text, path, f"sqlite:///{rest[1:].split('?', 1)[0]}", ())
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
         parts = urlsplit("postgresql://" + rest)
-        secrets: list[str] = []
-        if parts.password:
-            secrets.append(unquote(parts.password))
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        secrets += [v for k, v in query if k.lower() in _SECRET_PARAMS and v]
-        user = f"{parts.username}@" if parts.username else ""
-        host = parts.netloc.rpartition("@")[2]
-        shown = [(k, v) for k, v in query if k.lower() not in _SECRET_PARAMS]
-        safe = urlunsplit(("postgresql", user + host, parts.path, urlencode(shown, safe="/"), ""))
         driver_url = urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
-        return DatabaseURL("postgresql", driver_url, None, safe, tuple(secrets))
+        safe = scrub_url(urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, "")))
+        return DatabaseURL("postgresql", driver_url, None, safe, url_secrets(driver_url))
     raise ValueError(f"unknown database URL scheme {scheme[:20]!r}: use {SCHEMES}")
 
 
