@@ -29,16 +29,16 @@ sys.path.insert(0, str(REPO))
 
 
 def samples() -> list[bytes]:
-    from clinfo.corpus.build import _jsonl_article
-    from clinfo.corpus.store import _SEP, article_to_row
+    from clinfo.corpus.inputs import jsonl_article
+    from clinfo.corpus.store import article_to_row, record_frame
 
     out = []
     with gzip.open(REPO / "clinfo" / "data" / "demo_corpus.jsonl.gz") as fh:
         for line in fh:
-            article = _jsonl_article(json.loads(line))
+            article = jsonl_article(json.loads(line))
             row = article_to_row(article) if not isinstance(article, str) else article
             if not isinstance(row, str):
-                out.append(_SEP.join(row[3:9]).encode("utf-8"))
+                out.append(record_frame(row[3:9]))
     return out
 
 

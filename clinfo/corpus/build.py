@@ -1,5 +1,6 @@
-"""Building a corpus: PubMed XML or JSON Lines files into the record store (``clinfo.corpus.store``)
-and the lexical index beside it (``clinfo.corpus.lexical``).
+"""Building a corpus: PubMed XML or JSON Lines files (``clinfo.corpus.inputs``) into the record
+store (``clinfo.corpus.store``) and the lexical index beside it (``clinfo.corpus.lexical``), through
+the single writer (``clinfo.corpus.writer``).
 
 Every input file gets a sequence number in the order given (across runs, later runs are later).
 A record replaces the stored one only if it comes from a later file, and a deletion only removes a
@@ -8,229 +9,33 @@ in which parallel workers deliver their batches, and "the later file wins" still
 
 Speed: parsing is the bottleneck (lxml on long reference lists), so each file is parsed in its own
 worker process while this process is the single SQLite writer, committing one transaction per
-batch. ``synchronous=OFF`` with WAL is safe against a killed process (the WAL is replayed or
-discarded on the next open); only an OS crash could lose the last commits, and the ``files``
-table would then re-ingest them.
-
-The two stores never disagree after a finished build: each SQLite batch records the PMIDs it
-changed in ``lexical_pending``; the lexical index commits every ``_LEXICAL_COMMIT_EVERY`` changes
-and at the end, and only then is ``lexical_pending`` emptied. A killed build leaves the lexical
-index at its last commit (consistent in itself) and the PMIDs to redo; the next build replays them
-from the stored records before ingesting anything else.
+batch. A killed build resumes: the ``files`` table says how far each file was applied, and the
+lexical index changes it had not committed are replayed first (``clinfo.corpus.writer``).
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
-import shutil
 import sqlite3
 import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from clinfo.corpus.lexical import ANALYZER, LexicalWriter, lexical_dir
-from clinfo.corpus.store import (
-    _DDL,
-    CORRECTIONS_DDL,
-    SCHEMA_VERSION,
-    _check_schema,
-    article_to_row,
-    codec_for,
-    corpus_codec,
-    link_rows,
-    packaged_dict,
-)
+from clinfo.corpus.inputs import CountingReader, input_files, read_items
+from clinfo.corpus.lexical import LexicalWriter
+from clinfo.corpus.store import article_to_row, codec_for, link_rows
 from clinfo.corpus.writelock import writes_corpus
+from clinfo.corpus.writer import BuildProgress, BuildSummary, RecordWriter, open_for_write, open_lexical
 from clinfo.errors import CorpusError, MalformedResponse, one_line
-from clinfo.models import AbstractSection, Article, Correction
+from clinfo.models import Article
 
-__all__ = ["BuildSummary", "build_index", "input_files"]
-
-# ------------------------------------------------------------------------------------ JSON Lines
-
-
-def _json_sections(value: Any) -> list[AbstractSection] | None:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [AbstractSection(text=value)] if value.strip() else []
-    if isinstance(value, list):
-        out = []
-        for part in value:
-            if isinstance(part, str):
-                out.append(AbstractSection(text=part))
-            elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                out.append(AbstractSection(label=str(part.get("label") or ""), text=part["text"]))
-            else:
-                return None
-        return out
-    if isinstance(value, dict):  # {"BACKGROUND": "...", "METHODS": "..."}
-        if not all(isinstance(v, str) for v in value.values()):
-            return None
-        return [AbstractSection(label=str(k), text=v) for k, v in value.items()]
-    return None
-
-
-def _str_list(value: Any) -> list[str] | None:
-    if value is None:
-        return []
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    return None
-
-
-def _json_corrections(value: Any) -> list[Correction] | None:
-    """``[{"ref_type": "RetractionIn", "pmid": "34092875", "source": "..."}, ...]`` (NLM's
-    CommentsCorrections; ``pmid`` and ``source`` optional)."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        return None
-    out = []
-    for item in value:
-        if not isinstance(item, dict) or not isinstance(item.get("ref_type"), str) or not item["ref_type"].strip():
-            return None
-        pmid, source = item.get("pmid"), item.get("source") or ""
-        if isinstance(pmid, int) and not isinstance(pmid, bool):
-            pmid = str(pmid)
-        if not (pmid is None or (isinstance(pmid, str) and pmid.strip().isdigit())) or not isinstance(source, str):
-            return None
-        out.append(Correction(ref_type=item["ref_type"].strip(), pmid=pmid.strip() if pmid else None, source=source))
-    return out
-
-
-def _jsonl_article(obj: Any) -> Article | str:
-    if not isinstance(obj, dict):
-        return "not a JSON object"
-    pmid = obj.get("pmid")
-    if isinstance(pmid, bool) or not isinstance(pmid, (int, str)) or not str(pmid).strip().isdigit():
-        return "invalid PMID"
-    sections = _json_sections(obj.get("abstract"))
-    mesh, ptypes, authors = (
-        _str_list(obj.get("mesh")),
-        _str_list(obj.get("publication_types")),
-        _str_list(obj.get("authors")),
-    )
-    corrections = _json_corrections(obj.get("corrections"))
-    title, journal, year, doi = obj.get("title") or "", obj.get("journal") or "", obj.get("year"), obj.get("doi")
-    if isinstance(year, str) and year.strip().isdigit():
-        year = int(year)
-    if (
-        sections is None
-        or mesh is None
-        or ptypes is None
-        or authors is None
-        or corrections is None
-        or not isinstance(title, str)
-        or not isinstance(journal, str)
-        or not (year is None or (isinstance(year, int) and not isinstance(year, bool)))
-        or not (doi is None or isinstance(doi, str))
-    ):
-        return "bad field type"
-    return Article(
-        pmid=str(pmid).strip(),
-        title=title,
-        abstract_sections=sections,
-        journal=journal,
-        year=year,
-        doi=doi,
-        mesh=mesh,
-        publication_types=ptypes,
-        authors=authors,
-        corrections=corrections,
-    )
-
-
-def _iter_jsonl(stream: IO[bytes]) -> Iterator[Article | str]:
-    """Articles from JSON Lines, or the reason a line is unusable; blank lines are ignored."""
-    for raw in stream:
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            yield "invalid UTF-8"
-            continue
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            yield "not JSON"
-            continue
-        yield _jsonl_article(obj)
-
-
-# ------------------------------------------------------------------------------- input handling
-
-_XML_SUFFIXES = (".xml", ".xml.gz")
-_JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
-
-
-def input_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files to ingest, in order; a directory contributes its XML and JSONL files sorted by name."""
-    out: list[Path] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            found = sorted(
-                f for f in path.iterdir() if f.is_file() and f.name.lower().endswith(_XML_SUFFIXES + _JSONL_SUFFIXES)
-            )
-            if not found:
-                raise CorpusError(f"no .xml, .xml.gz or .jsonl files in directory {path}")
-            out.extend(found)
-        elif path.is_file():
-            out.append(path)
-        elif path.exists():
-            raise CorpusError(f"not a regular file: {path}")
-        else:
-            raise CorpusError(f"no such file: {path}")
-    return out
-
-
-class _CountingReader(io.RawIOBase):
-    """Counts the bytes read from the file, which drives the progress bar for gzip files too."""
-
-    def __init__(self, raw: IO[bytes], name: str) -> None:
-        self._raw = raw
-        self.count = 0
-        self.name = name  # the XML reader names the file in its error messages
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
-        self.count += n or 0
-        return n or 0
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-def _is_jsonl(path: Path, head: bytes) -> bool:
-    name = path.name.lower()
-    if name.endswith(_JSONL_SUFFIXES):
-        return True
-    if name.endswith(_XML_SUFFIXES):
-        return False
-    if head[:2] == b"\x1f\x8b":
-        try:
-            with gzip.open(path, "rb") as fh:
-                head = fh.read(512)
-        except (OSError, EOFError, zlib.error):
-            return False
-    return head.lstrip()[:1] in (b"{", b"[")
-
+__all__ = ["build_index"]
 
 # ------------------------------------------------------------------------------------ the worker
 
@@ -244,7 +49,7 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int, c
     texts the lexical index needs, so compression runs here, in parallel, and the single writer
     neither compresses nor decompresses. ``links`` has ``(pmid, [(ref_type, other_pmid, source)])``
     for every record read, abstract or not (the ``corrections`` table)."""
-    reader: _CountingReader | None = None
+    reader: CountingReader | None = None
     error: str | None = None
     rows: list[tuple[Any, ...]] = []
     deletes: list[int] = []
@@ -262,19 +67,8 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int, c
     try:
         codec = codec_for(codec_dict)
         p = Path(path)
-        reader = _CountingReader(open(p, "rb"), p.name)
-        buffered = io.BufferedReader(reader, buffer_size=1 << 16)
-        items: Iterator[Any]
-        if _is_jsonl(p, buffered.peek(512)[:512]):
-            stream: IO[bytes] = buffered
-            if buffered.peek(2)[:2] == b"\x1f\x8b":
-                stream = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
-            items = _iter_jsonl(stream)
-        else:
-            from clinfo.pubmed.xml import iter_pubmed_xml
-
-            items = iter_pubmed_xml(buffered, Article)
-        for item in items:
+        reader = CountingReader(open(p, "rb"), p.name)
+        for item in read_items(p, reader):
             item_no += 1
             if item_no <= skip:  # applied by an earlier, interrupted run
                 continue
@@ -309,348 +103,7 @@ def _parse_file(path: str, file_id: int, skip: int, out: Any, batch_size: int, c
             reader.close()
 
 
-# --------------------------------------------------------------------------------------- summary
-
-
-@dataclass
-class BuildSummary:
-    files: int = 0
-    files_ingested: int = 0
-    files_already_indexed: int = 0
-    files_failed: list[tuple[str, str]] = field(default_factory=list)
-    citations_read: int = 0
-    added: int = 0
-    replaced: int = 0
-    deleted: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    articles: int = 0  # in the index after the build
-    seconds: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        return self.citations_read / self.seconds if self.seconds > 0 else 0.0
-
-    def line(self) -> str:
-        """One line for humans and logs."""
-        parts = [
-            f"read {self.citations_read:,} citations from {self.files_ingested} file(s) in {self.seconds:.1f} s"
-            f" ({self.rate:,.0f}/s)",
-            f"added {self.added:,}, replaced {self.replaced:,}, deleted {self.deleted:,}",
-        ]
-        if self.skipped:
-            reasons = ", ".join(f"{reason} {n:,}" for reason, n in self.skipped.most_common())
-            parts.append(f"skipped {sum(self.skipped.values()):,} ({reasons})")
-        if self.files_already_indexed:
-            parts.append(f"{self.files_already_indexed} file(s) already indexed")
-        if self.files_failed:
-            parts.append("failed: " + "; ".join(reason for _, reason in self.files_failed))
-        parts.append(f"index holds {self.articles:,} articles")
-        return "; ".join(parts)
-
-
-def _create_or_open_for_write(out: Path) -> tuple[sqlite3.Connection, bool]:
-    """(connection, whether the corpus is new)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fresh = not out.exists() or out.stat().st_size == 0
-    try:
-        conn = sqlite3.connect(out, isolation_level=None, timeout=60)
-        if fresh:
-            conn.execute("PRAGMA page_size=8192")
-            conn.execute("BEGIN")
-            for ddl in _DDL:
-                conn.execute(ddl)
-            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            conn.execute("INSERT INTO meta VALUES ('generation', '0')")
-            conn.execute("INSERT INTO meta VALUES ('analyzer', ?)", (ANALYZER,))
-            # every file's CommentsCorrections links are kept (RecordStore.corrections_state)
-            conn.execute("INSERT INTO meta VALUES ('corrections', '1')")
-            conn.execute("INSERT INTO codec VALUES (1, 'zstd-dict', ?)", (packaged_dict(),))
-            conn.execute("COMMIT")
-        else:
-            _check_schema(conn, out)
-            _add_corrections_table(conn)
-    except sqlite3.DatabaseError as exc:
-        raise CorpusError(f"{out} exists and is not a clinfo corpus ({one_line(exc)})") from None
-    _tune_for_writing(conn)
-    return conn, fresh
-
-
-def _add_corrections_table(conn: sqlite3.Connection) -> None:
-    """A corpus built before clinfo kept NLM's links gets the table for the files still to come;
-    the files it ingested before keep none (meta has no 'corrections' key, readers say so)."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='corrections'").fetchone():
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    for ddl in CORRECTIONS_DDL:
-        conn.execute(ddl)
-    # a corpus with no file ingested yet misses nothing
-    if conn.execute("SELECT count(*) FROM files").fetchone()[0] == 0:
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('corrections', '1')")
-    conn.execute("COMMIT")
-
-
-def _tune_for_writing(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
-    # Safe against a killed process with WAL (see module docstring); speeds batch commits up.
-    conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache while writing
-    conn.execute("PRAGMA temp_store=MEMORY")
-
-
-def _open_lexical(conn: sqlite3.Connection, out: Path, fresh: bool) -> LexicalWriter:
-    """The lexical index writer; a missing index is created and every article queued for it."""
-    analyzer = conn.execute("SELECT value FROM meta WHERE key='analyzer'").fetchone()
-    analyzer = analyzer[0] if analyzer else ANALYZER
-    folder = lexical_dir(out)
-    create = fresh or not (folder / "meta.json").is_file()
-    if create:
-        if folder.exists():  # left by a corpus file deleted since, or by a crash before its first commit
-            shutil.rmtree(folder)
-        if not fresh:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT OR IGNORE INTO lexical_pending SELECT pmid FROM docs")
-            conn.execute("COMMIT")
-    try:
-        return LexicalWriter(out, analyzer, create=create)
-    except CorpusError as exc:
-        if "LockBusy" in str(exc) or "lock" in str(exc).lower():
-            raise CorpusError(f"another build is writing {out}; wait for it to finish") from None
-        raise
-
-
-# ---------------------------------------------------------------------------------------- writer
-
-# Commit the lexical index after this many changed articles: each commit writes a segment, so
-# fewer commits build faster; what a killed build loses is replayed from lexical_pending.
-_LEXICAL_COMMIT_EVERY = 200_000
-
-
-class _Writer:
-    def __init__(self, conn: sqlite3.Connection, lex: LexicalWriter, summary: BuildSummary) -> None:
-        self.conn = conn
-        self.lex = lex
-        self.summary = summary
-        self.codec = corpus_codec(conn)
-        self.tombstones: dict[int, int] = dict(conn.execute("SELECT pmid, seq FROM deleted").fetchall())
-        self.changed = False
-        self.uncommitted = 0  # lexical changes since its last commit
-
-    def apply(
-        self,
-        file_id: int,
-        upto: int,
-        rows: list[tuple[Any, ...]],
-        deletes: list[int],
-        skipped: dict[str, int],
-        seen: int,
-        links: list[tuple[int, list[tuple[str, int, str]]]] = (),  # type: ignore[assignment]
-    ) -> None:
-        conn, s = self.conn, self.summary
-        s.citations_read += seen
-        s.skipped.update(skipped)
-        removed: list[int] = []
-        added: list[tuple[Any, ...]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if rows:
-                added = self._rows(rows, removed)
-            if links:
-                self._links(file_id, links)
-            if deletes:
-                self._deletes(file_id, deletes, removed)
-            if removed or added:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO lexical_pending VALUES (?)",
-                    [(p,) for p in removed] + [(r[0],) for r in added],
-                )
-            conn.execute("UPDATE files SET done_upto=?, records=records+? WHERE id=?", (upto, seen, file_id))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        # After the SQLite commit: a failed transaction must not leave changes queued in the lexical writer.
-        if removed:
-            self.lex.delete(removed)
-        if added:
-            self.lex.add((r[0], r[2], r[4], r[5], r[6], r[7]) for r in added)
-        self.uncommitted += len(removed) + len(added)
-        if self.uncommitted >= _LEXICAL_COMMIT_EVERY:
-            self.sync()
-
-    def sync(self) -> None:
-        """Commit the lexical index, then forget the PMIDs it now reflects."""
-        self.lex.commit()
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.execute("DELETE FROM lexical_pending")
-        self.conn.execute("COMMIT")
-        self.uncommitted = 0
-
-    def replay(self, bar: _Progress | None = None) -> int:
-        """Bring the lexical index up to the record store for every pending PMID (after a kill)."""
-        total = self.conn.execute("SELECT count(*) FROM lexical_pending").fetchone()[0]
-        if not total:
-            return 0
-        last, done = 0, 0
-        while True:
-            chunk = [
-                r[0]
-                for r in self.conn.execute(
-                    "SELECT pmid FROM lexical_pending WHERE pmid > ? ORDER BY pmid LIMIT 5000", (last,)
-                )
-            ]
-            if not chunk:
-                break
-            last = chunk[-1]
-            self.lex.delete(chunk)
-            q = f"SELECT pmid, year, body FROM docs WHERE pmid IN ({','.join('?' * len(chunk))})"
-            unpack = self.codec.unpack
-            self.lex.add((pmid, year, *unpack(body)[:4]) for pmid, year, body in self.conn.execute(q, chunk).fetchall())
-            done += len(chunk)
-            if bar is not None:
-                bar.update(0, done, 0)
-        self.sync()
-        self.changed = True
-        return total
-
-    def _existing(self, pmids: list[int]) -> dict[int, int]:
-        """PMID -> seq of the stored version, for the PMIDs stored."""
-        found: dict[int, int] = {}
-        for i in range(0, len(pmids), 900):
-            chunk = pmids[i : i + 900]
-            q = f"SELECT pmid, seq FROM docs WHERE pmid IN ({','.join('?' * len(chunk))})"
-            found.update(self.conn.execute(q, chunk).fetchall())
-        return found
-
-    def _rows(self, rows: list[tuple[Any, ...]], removed: list[int]) -> list[tuple[Any, ...]]:
-        s = self.summary
-        existing = self._existing([r[0] for r in rows])
-        fresh: dict[int, tuple[Any, ...]] = {}
-        for row in rows:
-            pmid, seq = row[0], row[1]
-            tomb = self.tombstones.get(pmid)
-            if tomb is not None and tomb > seq:
-                s.skipped["deleted by a later file"] += 1
-                continue
-            if pmid in fresh:
-                # Update files can list a PMID twice; the later record is the newer revision.
-                s.skipped["duplicate PMID"] += 1
-                fresh[pmid] = row
-                continue
-            old_seq = existing.get(pmid)
-            if old_seq is not None:
-                if old_seq > seq:
-                    s.skipped["superseded by a later file"] += 1
-                    continue
-                removed.append(pmid)
-                if old_seq == seq:
-                    s.skipped["duplicate PMID"] += 1
-                else:
-                    s.replaced += 1
-            else:
-                s.added += 1
-            fresh[pmid] = row
-        if fresh:
-            # INSERT OR REPLACE: one statement whether or not the PMID was stored.
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO docs (pmid, seq, year, body) VALUES (?,?,?,?)", [r[:4] for r in fresh.values()]
-            )
-            self.changed = True
-        return list(fresh.values())
-
-    def _links(self, seq: int, links: list[tuple[int, list[tuple[str, int, str]]]]) -> None:
-        """Each record's links replace those of its earlier version (a later file's win, as in docs).
-
-        A version without links that replaces one with links leaves a marker row (``ref_type`` '')
-        so an earlier version arriving afterwards from a parallel worker is still refused; so is one
-        whose record a later file already stored in ``docs``. One case stays open: a version without
-        links and without an abstract applied *before* an earlier one with links leaves nothing to
-        compare with, so the earlier links are kept (a marker row for every such record would cost a
-        row per citation for that rare case)."""
-        stored: dict[int, int] = {}
-        pmids = list({p for p, _ in links})
-        for i in range(0, len(pmids), 900):
-            chunk = pmids[i : i + 900]
-            q = f"SELECT pmid, max(seq) FROM corrections WHERE pmid IN ({','.join('?' * len(chunk))}) GROUP BY pmid"
-            stored.update(self.conn.execute(q, chunk).fetchall())
-        docs = self._existing([p for p, items in links if items and p not in stored])
-        batch: dict[int, list[tuple[int, int, str, int, str]]] = {}
-        for pmid, items in links:
-            tomb = self.tombstones.get(pmid)
-            if tomb is not None and tomb > seq:
-                continue
-            old = stored.get(pmid)
-            if (old is not None and old > seq) or docs.get(pmid, seq) > seq:
-                continue
-            if old is not None and pmid not in batch:
-                self.conn.execute("DELETE FROM corrections WHERE pmid=?", (pmid,))
-            if items:
-                batch[pmid] = [(pmid, seq, t, other, src) for t, other, src in items]
-            elif old is not None:
-                batch[pmid] = [(pmid, seq, "", 0, "")]
-            else:
-                continue
-            stored[pmid] = seq
-        if batch:
-            self.conn.executemany(
-                "INSERT INTO corrections VALUES (?,?,?,?,?)", [r for rs in batch.values() for r in rs]
-            )
-
-    def _deletes(self, file_id: int, pmids: list[int], removed: list[int]) -> None:
-        self.conn.executemany("DELETE FROM corrections WHERE pmid=? AND seq<=?", [(p, file_id) for p in pmids])
-        existing = self._existing(pmids)
-        for pmid in pmids:
-            old_seq = existing.pop(pmid, None)
-            if old_seq is not None and old_seq <= file_id:
-                self.conn.execute("DELETE FROM docs WHERE pmid=?", (pmid,))
-                removed.append(pmid)
-                self.summary.deleted += 1
-                self.changed = True
-            if self.tombstones.get(pmid, -1) < file_id:
-                self.tombstones[pmid] = file_id
-                self.conn.execute("INSERT OR REPLACE INTO deleted VALUES (?, ?)", (pmid, file_id))
-
-
 # ----------------------------------------------------------------------------------------- build
-
-
-class _Progress:
-    """A byte-driven progress bar on stderr (rate, ETA, citations/s); silent when disabled."""
-
-    def __init__(self, enabled: bool, total_bytes: int, label: str = "indexing") -> None:
-        self.progress: Any = None
-        self.start = time.perf_counter()
-        self.done_bytes: dict[int, int] = {}
-        if enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn(label), BarColumn(), DownloadColumn(), TextColumn("{task.fields[citations]}"),
-                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                console=Console(stderr=True), refresh_per_second=4, transient=False,
-            )  # fmt: skip
-            self.task = self.progress.add_task(label, total=total_bytes, citations="0 citations")
-            self.progress.start()
-
-    def update(self, file_id: int, nbytes: int, citations: int) -> None:
-        if self.progress is None:
-            return
-        self.done_bytes[file_id] = nbytes
-        rate = citations / max(time.perf_counter() - self.start, 1e-6)
-        self.progress.update(
-            self.task, completed=sum(self.done_bytes.values()), citations=f"{citations:,} citations, {rate:,.0f}/s"
-        )
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
 
 def _mp_context() -> Any:
@@ -685,15 +138,15 @@ def build_index(
     files = input_files(paths)
     out_path = Path(out)
     summary = BuildSummary(files=len(files))
-    conn, fresh = _create_or_open_for_write(out_path)
+    conn, fresh = open_for_write(out_path)
     lex: LexicalWriter | None = None
     try:
-        lex = _open_lexical(conn, out_path, fresh)
-        writer = _Writer(conn, lex, summary)
+        lex = open_lexical(conn, out_path, fresh)
+        writer = RecordWriter(conn, lex, summary)
         writer.replay()
         jobs = _register_files(conn, files, summary)
         total_bytes = sum(size for _, _, _, size in jobs)
-        bar = _Progress(progress and bool(jobs), total_bytes)
+        bar = BuildProgress(progress and bool(jobs), total_bytes)
         try:
             if workers is None:
                 workers = min(len(jobs), os.cpu_count() or 1)
@@ -766,7 +219,7 @@ def _finish_file(conn: sqlite3.Connection, file_id: int, error: str | None, summ
         summary.files_failed.append((name, error))
 
 
-def _handle(msg: tuple[Any, ...], writer: _Writer, summary: BuildSummary, bar: _Progress) -> int | None:
+def _handle(msg: tuple[Any, ...], writer: RecordWriter, summary: BuildSummary, bar: BuildProgress) -> int | None:
     """Apply one worker message; returns the file id when that file is finished."""
     if msg[0] == "batch":
         _, file_id, upto, rows, deletes, skipped, seen, nbytes, links = msg
@@ -782,7 +235,7 @@ def _handle(msg: tuple[Any, ...], writer: _Writer, summary: BuildSummary, bar: _
 class _ListQueue:
     """The worker's ``out`` when parsing in this process: messages are applied at once."""
 
-    def __init__(self, writer: _Writer, summary: BuildSummary, bar: _Progress) -> None:
+    def __init__(self, writer: RecordWriter, summary: BuildSummary, bar: BuildProgress) -> None:
         self.args = (writer, summary, bar)
 
     def put(self, msg: tuple[Any, ...]) -> None:
@@ -790,7 +243,11 @@ class _ListQueue:
 
 
 def _run_inline(
-    jobs: list[tuple[int, str, int, int]], writer: _Writer, summary: BuildSummary, bar: _Progress, batch_size: int
+    jobs: list[tuple[int, str, int, int]],
+    writer: RecordWriter,
+    summary: BuildSummary,
+    bar: BuildProgress,
+    batch_size: int,
 ) -> None:
     q = _ListQueue(writer, summary, bar)
     for file_id, path, skip, _ in jobs:
@@ -799,9 +256,9 @@ def _run_inline(
 
 def _run_workers(
     jobs: list[tuple[int, str, int, int]],
-    writer: _Writer,
+    writer: RecordWriter,
     summary: BuildSummary,
-    bar: _Progress,
+    bar: BuildProgress,
     batch_size: int,
     workers: int,
 ) -> None:

@@ -57,10 +57,16 @@ __all__ = [
     "open_corpus",
     "row_to_article",
     "article_to_row",
+    "check_schema",
     "corpus_codec",
     "corpus_info",
+    "create_tables",
     "doc_texts",
+    "has_corrections_table",
     "link_rows",
+    "meta_items",
+    "meta_value",
+    "record_frame",
 ]
 
 SCHEMA_VERSION = 3
@@ -98,6 +104,27 @@ _DDL = [
 ]
 CORRECTIONS_DDL = _DDL[-3:]
 
+
+def create_tables(conn: sqlite3.Connection) -> None:
+    """The tables of a new corpus and its record codec (the packaged dictionary), in the caller's
+    transaction; ``meta`` is left for the caller to fill."""
+    for ddl in _DDL:
+        conn.execute(ddl)
+    conn.execute("INSERT INTO codec VALUES (1, 'zstd-dict', ?)", (packaged_dict(),))
+
+
+def meta_value(conn: sqlite3.Connection, key: str) -> str | None:
+    """One value of the key-value ``meta`` table that a corpus and a vector set's manifest both
+    keep (None when the key is absent); ``sqlite3.OperationalError`` when there is no such table."""
+    row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def meta_items(conn: sqlite3.Connection) -> dict[str, str]:
+    """The whole ``meta`` table, in stored order."""
+    return {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+
+
 # A link one record makes about another, and the link the other record gets from it: a retraction
 # notice says RetractionOf the article, which PubMed shows on the article as RetractionIn.
 REVERSE_LINKS = {
@@ -113,7 +140,6 @@ REVERSE_LINKS = {
 }
 REVERSE_LINKS.update({v: k for k, v in list(REVERSE_LINKS.items())})
 
-_DOC_COLS = "pmid, seq, year, body"
 # A plain row (what ``article_to_row`` returns; the docs row of schema v2):
 # (pmid, seq, year, title, abstract, mesh, pubtype, journal, extra).
 PLAIN_COLS = "pmid, seq, year, title, abstract, mesh, pubtype, journal, extra"
@@ -131,6 +157,12 @@ def packaged_dict() -> bytes:
     if not path.is_file():
         raise CorpusError(f"{RECORD_DICT} is missing from the clinfo installation")
     return path.read_bytes()
+
+
+def record_frame(texts: Sequence[str]) -> bytes:
+    """``(title, abstract, mesh, pubtype, journal, extra)`` as the bytes ``Codec.pack`` compresses
+    (what the dictionary is trained on: scripts/build_record_dict.py)."""
+    return _SEP.join(texts).encode("utf-8")
 
 
 class Codec:
@@ -163,7 +195,7 @@ class Codec:
 
     def pack(self, texts: Sequence[str]) -> bytes:
         """``(title, abstract, mesh, pubtype, journal, extra)`` -> body."""
-        return self._pair()[0].compress(_SEP.join(texts).encode("utf-8"))
+        return self._pair()[0].compress(record_frame(texts))
 
     def unpack(self, body: bytes) -> list[str]:
         """body -> ``[title, abstract, mesh, pubtype, journal, extra]``."""
@@ -307,41 +339,44 @@ def open_corpus(
             conn = sqlite3.connect(p.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=check_same_thread)
         else:
             conn = sqlite3.connect(p, isolation_level=None, check_same_thread=check_same_thread, timeout=30)
-        _check_schema(conn, p)
+        check_schema(conn, p)
     except sqlite3.DatabaseError as exc:
         raise CorpusError(f"{p} is not a readable clinfo corpus ({one_line(exc)})") from None
     return conn
 
 
-def _check_schema(conn: sqlite3.Connection, p: Path) -> None:
+def check_schema(conn: sqlite3.Connection, p: Path) -> None:
+    """``CorpusError`` (and ``conn`` closed) unless ``conn`` is a clinfo corpus of ``SCHEMA_VERSION``;
+    an older schema's error names ``clinfo index upgrade``."""
     try:
-        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = meta_value(conn, "schema_version")
     except sqlite3.OperationalError:
         conn.close()
         raise CorpusError(f"{p} is not a clinfo corpus (no meta table)") from None
-    if row is None:
+    if version is None:
         conn.close()
         raise CorpusError(f"{p} is not a clinfo corpus (no schema version)")
-    older = {"1": "schema v1, SQLite FTS5", "2": "schema v2, uncompressed records"}.get(str(row[0]))
+    older = {"1": "schema v1, SQLite FTS5", "2": "schema v2, uncompressed records"}.get(version)
     if older is not None:
         conn.close()
         raise CorpusError(
             f"{p} was built by an older clinfo ({older}); upgrade it in place with 'clinfo index upgrade {p}'"
         )
-    if str(row[0]) != str(SCHEMA_VERSION):
+    if version != str(SCHEMA_VERSION):
         conn.close()
         raise CorpusError(
-            f"{p} was built with corpus schema v{row[0]}; this clinfo reads v{SCHEMA_VERSION};"
+            f"{p} was built with corpus schema v{version}; this clinfo reads v{SCHEMA_VERSION};"
             " rebuild it with 'clinfo index build'"
         )
 
 
-def _has_corrections(conn: sqlite3.Connection) -> bool:
+def has_corrections_table(conn: sqlite3.Connection) -> bool:
+    """Whether the corpus has the ``corrections`` table (corpora built before it lack it)."""
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='corrections'").fetchone() is not None
 
 
 def _corrections_state(conn: sqlite3.Connection, flag: str | None) -> str:
-    if not _has_corrections(conn):
+    if not has_corrections_table(conn):
         return "missing"
     return "complete" if flag == "1" else "partial"
 
@@ -350,7 +385,7 @@ def corpus_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Counts and metadata of a corpus (articles, files, schema, generation)."""
     conn = open_corpus(path)
     try:
-        info: dict[str, Any] = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        info: dict[str, Any] = meta_items(conn)
         info["articles"] = conn.execute("SELECT count(*) FROM docs").fetchone()[0]
         info["lexical_pending"] = conn.execute("SELECT count(*) FROM lexical_pending").fetchone()[0]
         # NLM's CommentsCorrections links (retraction notices...): complete, partial or missing
@@ -372,7 +407,7 @@ class RecordStore:
         self.path = path
         self._n: int | None = None
         self.codec = corpus_codec(conn)
-        self._links = _has_corrections(conn)
+        self._links = has_corrections_table(conn)
 
     @property
     def corrections_state(self) -> str:
@@ -388,8 +423,7 @@ class RecordStore:
         self.conn.close()
 
     def meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        return meta_value(self.conn, key)
 
     def pending(self) -> int:
         """Changes the lexical index has not committed yet (an interrupted build)."""

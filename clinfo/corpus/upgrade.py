@@ -21,10 +21,10 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from clinfo.corpus.build import BuildSummary, _open_lexical, _Progress, _tune_for_writing, _Writer
 from clinfo.corpus.lexical import ANALYZER, lexical_dir
-from clinfo.corpus.store import _DDL, PLAIN_COLS, SCHEMA_VERSION, codec_for, packaged_dict
+from clinfo.corpus.store import PLAIN_COLS, SCHEMA_VERSION, codec_for, create_tables, meta_items, meta_value
 from clinfo.corpus.writelock import writes_corpus
+from clinfo.corpus.writer import BuildProgress, BuildSummary, RecordWriter, open_lexical, tune_for_writing
 from clinfo.errors import CorpusError, one_line
 
 __all__ = ["upgrade_corpus"]
@@ -38,14 +38,13 @@ def _version(p: Path) -> str:
     try:
         conn = sqlite3.connect(p, isolation_level=None, timeout=60)
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = meta_value(conn, "schema_version")
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise CorpusError(f"{p} is not a readable clinfo corpus ({one_line(exc)})") from None
-    if row is None:
+    if version is None:
         raise CorpusError(f"{p} is not a clinfo corpus (no schema version)")
-    version = str(row[0])
     if version not in ("1", "2", str(SCHEMA_VERSION)):
         raise CorpusError(f"{p} has corpus schema v{version}; this clinfo upgrades v1 and v2 to v{SCHEMA_VERSION}")
     return version
@@ -88,8 +87,8 @@ def _v1_to_v2(p: Path) -> None:
 
 def _identity(p: Path, src: sqlite3.Connection) -> str:
     st = p.stat()
-    generation = src.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
-    return f"{st.st_size}:{st.st_mtime_ns}:{generation[0] if generation else ''}"
+    generation = meta_value(src, "generation")
+    return f"{st.st_size}:{st.st_mtime_ns}:{generation if generation is not None else ''}"
 
 
 def _open_copy(tmp: Path, identity: str) -> sqlite3.Connection | None:
@@ -98,8 +97,7 @@ def _open_copy(tmp: Path, identity: str) -> sqlite3.Connection | None:
         return None
     try:
         conn = sqlite3.connect(tmp, isolation_level=None, timeout=60)
-        row = conn.execute("SELECT value FROM meta WHERE key='upgrading_from'").fetchone()
-        if row is not None and row[0] == identity:
+        if meta_value(conn, "upgrading_from") == identity:
             return conn
         conn.close()
     except sqlite3.DatabaseError:
@@ -126,14 +124,12 @@ def _v2_to_v3(p: Path, progress: bool) -> None:
                 f.unlink(missing_ok=True)
             dst = sqlite3.connect(tmp, isolation_level=None, timeout=60)
             dst.execute("PRAGMA page_size=8192")
-            _tune_for_writing(dst)
+            tune_for_writing(dst)
             # Everything but the records, in the first transaction: a copy holding any row also
             # holds the ledger, deletions and pending lexical changes of its source.
             dst.execute("BEGIN")
-            for ddl in _DDL:
-                dst.execute(ddl)
-            dst.execute("INSERT INTO codec VALUES (1, 'zstd-dict', ?)", (packaged_dict(),))
-            meta = [(k, v) for k, v in src.execute("SELECT key, value FROM meta") if k != "schema_version"]
+            create_tables(dst)
+            meta = [(k, v) for k, v in meta_items(src).items() if k != "schema_version"]
             dst.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
                 [*meta, ("schema_version", str(SCHEMA_VERSION)), ("upgrading_from", identity)],
@@ -146,11 +142,11 @@ def _v2_to_v3(p: Path, progress: bool) -> None:
             dst.executemany("INSERT INTO lexical_pending VALUES (?)", src.execute("SELECT pmid FROM lexical_pending"))
             dst.execute("COMMIT")
         else:
-            _tune_for_writing(dst)
+            tune_for_writing(dst)
         codec = codec_for(bytes(dst.execute("SELECT dict FROM codec WHERE id=1").fetchone()[0]))
         last = dst.execute("SELECT coalesce(max(pmid), 0) FROM docs").fetchone()[0]
         done = dst.execute("SELECT count(*) FROM docs").fetchone()[0]
-        bar = _Progress(progress and total > done, total, label="compressing records")
+        bar = BuildProgress(progress and total > done, total, label="compressing records")
         try:
             while True:
                 rows = src.execute(
@@ -187,11 +183,11 @@ def _replay_lexical(p: Path, progress: bool) -> int:
     """Build the lexical index where missing, replay pending changes; returns the articles it holds."""
     conn = sqlite3.connect(p, isolation_level=None, timeout=60)
     try:
-        _tune_for_writing(conn)
-        lex = _open_lexical(conn, p, fresh=False)
-        writer = _Writer(conn, lex, BuildSummary())
+        tune_for_writing(conn)
+        lex = open_lexical(conn, p, fresh=False)
+        writer = RecordWriter(conn, lex, BuildSummary())
         total = conn.execute("SELECT count(*) FROM lexical_pending").fetchone()[0]
-        bar = _Progress(progress and total > 0, total, label="indexing")
+        bar = BuildProgress(progress and total > 0, total, label="indexing")
         try:
             writer.replay(bar)
         finally:
