@@ -242,7 +242,8 @@ def _recall(corpus: str, n: str, seed: str) -> None:
     """Dense recall@10 of the built index against exact search over the same vectors."""
     import numpy as np
 
-    from clinfo.corpus.dense import DenseIndex, exact_top
+    from clinfo.corpus.dense import DenseIndex
+    from clinfo.corpus.faiss_index import exact_top
     from clinfo.pubmed.query import is_boolean, terms
 
     d = DenseIndex.open(corpus)
@@ -568,7 +569,7 @@ def report(res: Results) -> None:
 
 
 def _train_sample(nlist: int) -> int:
-    from clinfo.corpus.dense import default_train_size
+    from clinfo.corpus.faiss_index import default_train_size
 
     return default_train_size(nlist)  # build_dense_index's default
 
@@ -576,7 +577,7 @@ def _train_sample(nlist: int) -> int:
 def extrapolate(res: Results, sizes: list[str]) -> None:
     """37M from the largest measured corpus: per-citation costs linearly, IVF-PQ training by its
     k-means work (sample x nlist), search memory from the anonymous RSS plus the PQ codes."""
-    from clinfo.corpus.dense import default_m, default_nlist
+    from clinfo.corpus.faiss_index import default_m, default_nlist
     from clinfo.corpus.vectors import DEFAULT_DTYPE
 
     built = [(res.data[s]["build"]["articles"], res.data[s]) for s in sizes if res.data[s].get("build")]

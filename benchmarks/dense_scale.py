@@ -4,7 +4,7 @@ against exact search, query latency and resident memory, extrapolated to PubMed'
     python benchmarks/dense_scale.py --n 1000000 --n 3000000 [--dim 384] [--work DIR] [--queries 300]
 
 Per size N it writes N synthetic vectors as MedCPT-style chunks (1M-row float32 ``.npy`` + PMID
-JSON), imports them with ``clinfo.corpus.vectors.import_vectors`` into a skeleton corpus (a
+JSON), imports them with ``clinfo.corpus.vector_import.import_vectors`` into a skeleton corpus (a
 record store whose docs hold only PMIDs: the import checks every PMID against it), builds the
 dense index (exact up to ``EXACT_LIMIT``, else IVF-PQ with rescoring), and searches held-out
 queries in a fresh process, so its peak RSS is that of a searcher, not of the builder.
@@ -145,13 +145,11 @@ def skeleton_corpus(path: Path, pmids: np.ndarray) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     conn = sqlite3.connect(tmp)
-    for ddl in store._DDL:  # the real schema, so open_corpus and RecordStore accept it
-        conn.execute(ddl)
+    store.create_tables(conn)  # the real schema, so open_corpus and RecordStore accept it
     conn.executemany(
         "INSERT INTO meta VALUES (?, ?)", [("schema_version", str(store.SCHEMA_VERSION)), ("generation", "1")]
     )
     codec = store.codec_for(store.packaged_dict())
-    conn.execute("INSERT INTO codec VALUES (1, 'zstd-dict', ?)", (codec.dict_bytes,))
     body = codec.pack(["", "x", "", "", "", "{}"])
     conn.executemany("INSERT INTO docs VALUES (?, 0, 2020, ?)", ((int(p), body) for p in pmids))
     conn.commit()
@@ -164,7 +162,8 @@ def _probe(folder: str, queries: str, k: int, exact: bool, advise: bool = True, 
     ``cold`` first drops the vector file's pages from the page cache (posix_fadvise DONTNEED:
     this file only, the rest of the machine keeps its cache)."""
     from clinfo.corpus import vectors
-    from clinfo.corpus.dense import IndexInfo, VectorIndex
+    from clinfo.corpus.dense import VectorIndex
+    from clinfo.corpus.faiss_index import IndexInfo
     from clinfo.corpus.vectors import VectorStore
 
     if not advise:  # measure what MADV_RANDOM on the vector map saves
@@ -178,7 +177,7 @@ def _probe(folder: str, queries: str, k: int, exact: bool, advise: bool = True, 
     t0 = time.perf_counter()
     if exact:
         store = VectorStore.open(folder)
-        index = VectorIndex(store, IndexInfo("exact", store.rows, 0))
+        index = VectorIndex(store, IndexInfo(kind="exact", rows=store.rows, vectors=0))
     else:
         index = VectorIndex.open(folder)
     open_s = time.perf_counter() - t0
@@ -227,7 +226,8 @@ def sweep(
     lists at all (the ceiling any PQ code size and depth can reach at that nprobe)."""
     import faiss
 
-    from clinfo.corpus.dense import VectorIndex, _rescore
+    from clinfo.corpus.dense import VectorIndex
+    from clinfo.corpus.faiss_index import rescore_exact
 
     vi = VectorIndex.open(folder)
     index = vi.index
@@ -247,7 +247,7 @@ def sweep(
             for i in range(len(q)):
                 t = time.perf_counter()
                 _, cand = index.search(q[i : i + 1], depth, params=vi._params(nprobe))
-                rows, _ = _rescore(vi._matrix, q[i], cand[0], 10)
+                rows, _ = rescore_exact(vi._matrix, q[i], cand[0], 10)
                 times.append(time.perf_counter() - t)
                 hits += len(truth_sets[i] & set(rows.tolist()))
             out.append(
@@ -304,8 +304,9 @@ def measure(
     sweep_grid: tuple[list[int], list[int]] | None = None,
     advise_both: bool = False,
 ) -> dict[str, Any]:
-    from clinfo.corpus.dense import EXACT_LIMIT, build_dense_index, exact_top
-    from clinfo.corpus.vectors import VectorStore, import_vectors
+    from clinfo.corpus.faiss_index import EXACT_LIMIT, IndexOptions, build_dense_index, exact_top
+    from clinfo.corpus.vector_import import import_vectors
+    from clinfo.corpus.vectors import VectorStore
 
     gen: Any = Blend(dim) if generator == "blend" else Synthetic(dim, clusters=clusters, spread=spread)
     base = work / (f"n{n}_d{dim}_blend" if generator == "blend" else f"n{n}_d{dim}_c{clusters}_s{spread}")
@@ -336,12 +337,8 @@ def measure(
     opts = dict(build or {})
     info = build_dense_index(
         folder,
-        exact_limit=exact_limit or EXACT_LIMIT,
-        nlist=nlist,
-        train_size=train_size,
-        rebuild=True,
+        IndexOptions(exact_limit=exact_limit or EXACT_LIMIT, nlist=nlist, train_size=train_size, rebuild=True, **opts),
         progress=False,
-        **opts,
     )
     log(f"[{n:,} x {dim}] {info.line()}")
 
@@ -417,7 +414,7 @@ def extrapolate(r: dict[str, Any], target: int = PUBMED) -> dict[str, Any]:
     n, dim = r["n"], r["dim"]
     if idx["kind"] != "ivfpq":
         return {}
-    from clinfo.corpus.dense import default_m, default_nlist, default_rescore, default_train_size
+    from clinfo.corpus.faiss_index import default_m, default_nlist, default_rescore, default_train_size
 
     nlist, m = default_nlist(target), default_m(dim)
     codes = target * (m // 2 + 8)  # 4-bit PQ code + int64 id per vector in the inverted lists
@@ -444,7 +441,7 @@ def extrapolate(r: dict[str, Any], target: int = PUBMED) -> dict[str, Any]:
 def fp16_check(n: int, dim: int, work: Path, queries: int, k: int = 10) -> dict[str, Any]:
     """How storing rows as float16 changes exact search: the top ``k`` over float16 rows against
     the top ``k`` over the same rows in float32, for real PubMedQA questions (blend set)."""
-    from clinfo.corpus.dense import exact_top
+    from clinfo.corpus.faiss_index import exact_top
 
     gen = Blend(dim)
     base = work / f"n{n}_d{dim}_blend"

@@ -103,7 +103,8 @@ async def test_imported_vectors_search_like_embedded_ones(tiny_corpus: tuple[Pat
     import numpy as np
 
     from clinfo.corpus.dense import dense_dir, embed_index
-    from clinfo.corpus.vectors import VectorStore, import_vectors
+    from clinfo.corpus.vector_import import import_vectors
+    from clinfo.corpus.vectors import VectorStore
     from clinfo.sources.corpus import LocalSource
 
     db, items = tiny_corpus
@@ -118,7 +119,7 @@ async def test_imported_vectors_search_like_embedded_ones(tiny_corpus: tuple[Pat
         copy, [(tmp_path / "embeds_chunk_0.npy", tmp_path / "pmids_chunk_0.json")], model="all-MiniLM-L6-v2"
     )
     assert summary.imported == store.rows and summary.not_in_corpus == 0
-    from clinfo.corpus.dense import build_dense_index
+    from clinfo.corpus.faiss_index import build_dense_index
 
     assert build_dense_index(dense_dir(copy)).kind == "exact"
     original, imported = LocalSource(db, mode="dense"), LocalSource(copy, mode="dense")

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clinfo.corpus.dense import IndexInfo, VectorIndex, build_dense_index, exact_top
+from clinfo.corpus.dense import VectorIndex
+from clinfo.corpus.faiss_index import IndexInfo, IndexOptions, build_dense_index, exact_top
 from clinfo.corpus.vectors import VectorStore, VectorWriter
 from clinfo.errors import CorpusError
 
@@ -46,7 +47,7 @@ def test_ivfpq_with_rescoring_reaches_095_recall_of_exact_search(ivf_set: tuple[
 
     folder, pmids, vecs = ivf_set
     info = build_dense_index(
-        folder, exact_limit=1_000, nlist=128, m=16, rescore=500, target_recall=0.97, train_size=12_000
+        folder, IndexOptions(exact_limit=1_000, nlist=128, m=16, rescore=500, target_recall=0.97, train_size=12_000)
     )
     assert info.kind == "ivfpq" and info.vectors == 50_000 and info.nlist == 128
     assert info.recall_at_10 is not None and info.recall_at_10 >= 0.97 and 1 <= info.nprobe <= 128
@@ -81,7 +82,7 @@ def test_new_rows_are_stale_until_folded_in(ivf_set: tuple[Path, np.ndarray, np.
     src, pmids, vecs = ivf_set
     folder = tmp_path / "set"
     shutil.copytree(src, folder)
-    build_dense_index(folder, exact_limit=1_000, nlist=128, m=16, rescore=500, train_size=12_000)
+    build_dense_index(folder, IndexOptions(exact_limit=1_000, nlist=128, m=16, rescore=500, train_size=12_000))
     # A new article, and a new vector for an old one (its old vector must stop counting).
     extra = clustered(2, seed=99)
     write_set(folder, np.array([7, int(pmids[5])], dtype=np.int64), extra, name="update")
@@ -89,7 +90,7 @@ def test_new_rows_are_stale_until_folded_in(ivf_set: tuple[Path, np.ndarray, np.
     assert stale.stale_rows == 2
     assert 7 not in stale.search(extra[0], 5)[0]
 
-    info = build_dense_index(folder, exact_limit=1_000, nlist=128, m=16, rescore=500)
+    info = build_dense_index(folder, IndexOptions(exact_limit=1_000, nlist=128, m=16, rescore=500))
     assert info.kind == "ivfpq" and info.rows == 50_002 and info.vectors == 50_001
     fresh = VectorIndex.open(folder)
     assert fresh.stale_rows == 0
@@ -171,7 +172,7 @@ def test_one_writer_at_a_time_and_fixed_dimension(tmp_path: Path) -> None:
 
 def test_an_index_that_missed_its_recall_target_says_so() -> None:
     info = IndexInfo(
-        "ivfpq", rows=3_000_000, vectors=3_000_000, nlist=8192, m=64, nprobe=2048, rescore=200, recall_at_10=0.827
+        kind="ivfpq", rows=3_000_000, vectors=3_000_000, nlist=8192, m=64, nprobe=2048, rescore=200, recall_at_10=0.827
     )
     assert "recall@10 0.827" in info.line() and "WARNING: recall@10 stayed below the 0.97 target" in info.line()
 
@@ -186,7 +187,7 @@ def test_default_parameters_reach_the_recall_target_by_themselves(
     src, pmids, vecs = ivf_set
     folder = tmp_path / "set"
     shutil.copytree(src, folder)
-    info = build_dense_index(folder, exact_limit=1_000)
+    info = build_dense_index(folder, IndexOptions(exact_limit=1_000))
     assert info.kind == "ivfpq" and info.recall_at_10 is not None and info.recall_at_10 >= 0.97, info.line()
     index = VectorIndex.open(folder)
     rng = np.random.default_rng(11)
@@ -246,7 +247,7 @@ def test_a_float32_set_from_before_float16_still_opens_and_grows(tmp_path: Path)
     assert build_dense_index(folder).kind == "exact"
     ids, scores = VectorIndex.open(folder).search(vecs[3], 1)
     assert ids.tolist() == [4] and scores[0] == pytest.approx(1.0, abs=1e-5)
-    info = build_dense_index(folder, exact_limit=1_000, nlist=64, m=16, train_size=12_001)
+    info = build_dense_index(folder, IndexOptions(exact_limit=1_000, nlist=64, m=16, train_size=12_001))
     assert info.kind == "ivfpq" and info.recall_at_10 is not None and info.recall_at_10 >= 0.97
     ids, scores = VectorIndex.open(folder).search(vecs[3], 1)
     assert ids.tolist() == [4] and scores[0] == pytest.approx(1.0, abs=1e-5)  # rescored from float32 rows
@@ -276,13 +277,15 @@ def test_an_hnsw_quantiser_is_searched_exactly(
 
     import faiss
 
-    from clinfo.corpus import dense
+    from clinfo.corpus import faiss_index
 
     src, pmids, vecs = ivf_set
     folder = tmp_path / "set"
     shutil.copytree(src, folder)
-    monkeypatch.setattr(dense, "_HNSW_LISTS", 64)  # the HNSW path at a test's size
-    info = build_dense_index(folder, exact_limit=1_000, nlist=256, m=16, rescore=500, train_size=20_000, rebuild=True)
+    monkeypatch.setattr(faiss_index, "_HNSW_LISTS", 64)  # the HNSW path at a test's size
+    info = build_dense_index(
+        folder, IndexOptions(exact_limit=1_000, nlist=256, m=16, rescore=500, train_size=20_000, rebuild=True)
+    )
     assert info.recall_at_10 is not None and info.recall_at_10 >= 0.97, info.line()
     index = VectorIndex.open(folder)
     ivf = faiss.downcast_index(faiss.extract_index_ivf(index.index))

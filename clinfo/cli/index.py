@@ -121,9 +121,10 @@ def import_vectors_cmd(
     """
 
     def body() -> None:
-        from clinfo.corpus.dense import build_dense_index, dense_dir
+        from clinfo.corpus.dense import dense_dir
         from clinfo.corpus.encoders import canonical_name
-        from clinfo.corpus.vectors import import_vectors
+        from clinfo.corpus.faiss_index import build_dense_index
+        from clinfo.corpus.vector_import import import_vectors
         from clinfo.errors import InvalidArgument
 
         if len(vectors) != len(pmids):

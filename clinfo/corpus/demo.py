@@ -59,7 +59,7 @@ def demo_corpus_path(settings: Settings) -> Path:
             raise CorpusError(f"demo corpus build failed: {summary.line()}")
         if vectors:
             from clinfo.corpus.encoders import DEFAULT_MODEL
-            from clinfo.corpus.vectors import import_vectors
+            from clinfo.corpus.vector_import import import_vectors
 
             import_vectors(tmp / "corpus.db", [(vectors[0], vectors[1])], model=DEFAULT_MODEL)
         try:

@@ -1,4 +1,5 @@
-"""Dense vectors on disk beside a corpus, and importing precomputed ones.
+"""Dense vectors on disk beside a corpus: the vector set, read (``VectorStore``) and appended to
+(``VectorWriter``); precomputed vectors come in through ``clinfo.corpus.vector_import``.
 
 A vector set lives in ``corpus.db.dense/<model>/``:
 
@@ -20,45 +21,33 @@ then the count rises in one SQLite transaction together with the chunk's row. A 
 leaves bytes past the count, which readers never map and the next writer cuts off. Readers map
 exactly the committed rows, so an import running beside a search is invisible to it until done.
 A PMID may own several rows (re-embedded, imported twice under different chunks): the last wins.
-
-The chunk layout is that of MedCPT's published PubMed article embeddings: a float32 ``.npy``
-matrix plus a JSON list of the PMIDs of its rows. A chunk is recognised by a fingerprint of its
-PMID list, its size and the first and last MiB of its vectors, so importing it again is a no-op.
-Only numpy is needed here: importing vectors works without the ``[dense]`` extra.
+Only numpy is needed here: vector sets are read and written without the ``[dense]`` extra.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import hashlib
-import json
 import os
 import sqlite3
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clinfo.corpus.writelock import writes_corpus
+from clinfo.corpus.store import meta_items, meta_value
 from clinfo.errors import CorpusError, one_line
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["VectorStore", "VectorWriter", "ChunkFile", "ImportSummary", "read_chunk", "import_vectors", "slug"]
+__all__ = ["DEFAULT_DTYPE", "DTYPES", "VectorStore", "VectorWriter", "as_float32", "slug"]
 
 FORMAT = 1
 DTYPES = {"float16": "vectors.f16", "float32": "vectors.f32"}  # row dtype -> vector file
 DEFAULT_DTYPE = "float16"  # of new sets; a set without ``dtype`` in its manifest is float32 (the first layout)
-_BLOCK = 65_536  # rows copied per step: ~100-200 MB of float32 at 384-768 dims
-_FINGERPRINT_BYTES = 1 << 20
 # Rows this close to unit length are stored as given: float16 cannot express a finer correction
 # (a component keeps ~3 significant digits), and exported rows imported again keep their bytes.
 _UNIT_TOLERANCE = 1e-3
-# Dimensions of models whose names people pass: a mismatch means --model names the wrong model.
-_KNOWN_DIMS = {"all-MiniLM-L6-v2": 384, "ncbi/MedCPT-Article-Encoder": 768}
 
 
 def slug(model: str) -> str:
@@ -98,7 +87,7 @@ class VectorStore:
         try:
             conn = sqlite3.connect(f"{(folder / 'manifest.sqlite').resolve().as_uri()}?mode=ro", uri=True)
             try:
-                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+                meta = meta_items(conn)
             finally:
                 conn.close()
         except sqlite3.DatabaseError as exc:
@@ -261,7 +250,7 @@ class VectorWriter:
                 first_row INTEGER NOT NULL, rows INTEGER NOT NULL,
                 not_in_corpus INTEGER NOT NULL, invalid INTEGER NOT NULL, added TEXT NOT NULL)"""
         )
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        meta = meta_items(conn)
         if meta:
             if meta.get("model") != self.model:
                 raise CorpusError(f"{self.folder} holds vectors of {meta.get('model')}, not {self.model}")
@@ -298,7 +287,7 @@ class VectorWriter:
     @property
     def rows(self) -> int:
         assert self._conn is not None
-        return int(self._conn.execute("SELECT value FROM meta WHERE key='rows'").fetchone()[0])
+        return int(meta_value(self._conn, "rows") or 0)
 
     def has_chunk(self, fingerprint: str) -> bool:
         assert self._conn is not None
@@ -378,236 +367,3 @@ class VectorWriter:
     def set_generation(self, generation: str) -> None:
         assert self._conn is not None
         self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),))
-
-
-# ------------------------------------------------------------------------------------------ import
-
-
-@dataclass
-class ChunkFile:
-    """One validated ``.npy`` + PMID JSON pair, ready to copy."""
-
-    vectors_path: Path
-    pmids_path: Path
-    vectors: Any  # np.memmap (rows, dim)
-    pmids: Any  # np.ndarray int64
-    fingerprint: str
-
-    @property
-    def rows(self) -> int:
-        return int(self.vectors.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.vectors.shape[1])
-
-
-def read_chunk(vectors_path: str | os.PathLike[str], pmids_path: str | os.PathLike[str]) -> ChunkFile:
-    """Open and check one chunk without copying it; ``CorpusError`` (one line) when it is unusable."""
-    import numpy as np
-
-    vp, pp = Path(vectors_path), Path(pmids_path)
-    for p in (vp, pp):
-        if not p.is_file():
-            raise CorpusError(f"no such file: {p}")
-    try:
-        arr = np.load(vp, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        msg = one_line(exc)
-        if "mmap length is greater than file size" in msg:
-            raise CorpusError(
-                f"{vp}: truncated .npy file ({vp.stat().st_size:,} bytes, fewer than its header declares)"
-            ) from None
-        raise CorpusError(f"{vp}: not a readable .npy array ({msg})") from None
-    except (OSError, EOFError) as exc:
-        raise CorpusError(f"{vp}: not a readable .npy array ({one_line(exc)})") from None
-    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
-        raise CorpusError(f"{vp}: expected a 2-D matrix (rows x dimensions), got shape {getattr(arr, 'shape', '?')}")
-    if arr.dtype not in (np.float32, np.float16, np.float64):
-        raise CorpusError(f"{vp}: expected float vectors, got dtype {arr.dtype}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise CorpusError(f"{vp}: empty matrix {arr.shape}")
-    raw = pp.read_bytes()
-    pmids = _parse_pmids(pp, raw)
-    if len(pmids) != arr.shape[0]:
-        raise CorpusError(f"{pp} lists {len(pmids):,} PMIDs but {vp} has {arr.shape[0]:,} rows")
-    return ChunkFile(vp, pp, arr, pmids, _fingerprint(vp, arr, raw))
-
-
-def _parse_pmids(path: Path, raw: bytes) -> np.ndarray:
-    import numpy as np
-
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorpusError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, list) or not data:
-        raise CorpusError(f"{path}: expected a JSON list of PMIDs")
-    try:
-        # MedCPT's files list PMIDs as strings; integers are accepted too.
-        ids = np.array(
-            [int(x) if isinstance(x, int) and not isinstance(x, bool) else int(str(x), 10) for x in data],
-            dtype=np.int64,
-        )
-    except (ValueError, TypeError, OverflowError):
-        bad = next(x for x in data if not _is_pmid(x))
-        raise CorpusError(f"{path}: expected a JSON list of PMIDs, found {json.dumps(bad)[:40]}") from None
-    if (ids <= 0).any():
-        raise CorpusError(f"{path}: expected a JSON list of PMIDs, found {int(ids[ids <= 0][0])}")
-    return ids
-
-
-def _is_pmid(x: Any) -> bool:
-    if isinstance(x, bool):
-        return False
-    if isinstance(x, int):
-        return 0 < x < 2**63
-    return isinstance(x, str) and x.isdigit() and 0 < int(x) < 2**63
-
-
-def _fingerprint(vp: Path, arr: Any, pmid_bytes: bytes) -> str:
-    h = hashlib.sha256()
-    h.update(f"{arr.dtype.str}:{arr.shape}".encode())
-    h.update(hashlib.sha256(pmid_bytes).digest())
-    size = vp.stat().st_size
-    h.update(str(size).encode())
-    with open(vp, "rb") as fh:
-        h.update(fh.read(_FINGERPRINT_BYTES))
-        fh.seek(max(0, size - _FINGERPRINT_BYTES))
-        h.update(fh.read(_FINGERPRINT_BYTES))
-    return h.hexdigest()
-
-
-@dataclass
-class ImportSummary:
-    model: str
-    dim: int
-    chunks: int = 0
-    already: int = 0
-    imported: int = 0
-    not_in_corpus: int = 0
-    invalid: int = 0
-    total_rows: int = 0
-    seconds: float = 0.0
-    sources: list[str] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        return (self.imported + self.not_in_corpus + self.invalid) / self.seconds if self.seconds > 0 else 0.0
-
-    def line(self) -> str:
-        parts = [
-            f"{self.model}: imported {self.imported:,} vectors from {self.chunks} chunk{'s' * (self.chunks != 1)}"
-            f" in {self.seconds:.1f} s ({self.rate:,.0f} rows/s)"
-        ]
-        if self.already:
-            parts.append(f"{self.already} chunk{'s' * (self.already != 1)} already imported")
-        parts.append(f"skipped {self.not_in_corpus:,} PMIDs not in the corpus and {self.invalid:,} invalid vectors")
-        parts.append(f"the set holds {self.total_rows:,} rows of {self.dim} dimensions")
-        return "; ".join(parts)
-
-
-@writes_corpus("index import-vectors", "db_path")
-def import_vectors(
-    db_path: str | os.PathLike[str],
-    pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
-    *,
-    model: str,
-    query_model: str | None = None,
-    folder: str | os.PathLike[str] | None = None,
-) -> ImportSummary:
-    """Append ``(vectors.npy, pmids.json)`` chunks to the corpus's vector set for ``model``.
-
-    Every pair is checked before anything is written, so a bad file (wrong dimension, truncated,
-    not a PMID list, length mismatch) fails the whole call with one line and changes nothing.
-    """
-    from clinfo.corpus.store import RecordStore, open_corpus
-
-    if not pairs:
-        raise CorpusError("give at least one --vectors FILE.npy --pmids FILE.json pair")
-    started = time.perf_counter()
-    conn = open_corpus(db_path)  # a missing corpus fails before the files are read
-    try:
-        generation = conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
-    finally:
-        conn.close()
-    chunks = [read_chunk(v, p) for v, p in pairs]
-    dims = {c.dim for c in chunks}
-    if len(dims) > 1:
-        raise CorpusError(
-            "the chunks have different dimensions: " + ", ".join(f"{c.vectors_path.name} {c.dim}" for c in chunks)
-        )
-    target = Path(folder) if folder else Path(f"{db_path}.dense") / slug(model)
-    dim = dims.pop()
-    if _KNOWN_DIMS.get(model, dim) != dim:
-        raise CorpusError(
-            f"{chunks[0].vectors_path} has {dim} dimensions but {model} makes {_KNOWN_DIMS[model]}: name the model"
-            " that made these vectors with --model"
-        )
-    if VectorStore.exists(target):
-        have = VectorStore.open(target)
-        if have.dim != dim:
-            raise CorpusError(
-                f"{chunks[0].vectors_path} has {dim} dimensions, but {target} holds {have.dim}-dimensional vectors"
-                f" of {have.model}"
-            )
-    summary = ImportSummary(model=model, dim=dim)
-    store = RecordStore.open(db_path)
-    try:
-        with VectorWriter(target, model=model, dim=dim, query_model=query_model) as writer:
-            seen: set[str] = set()
-            for chunk in chunks:
-                if chunk.fingerprint in seen or writer.has_chunk(chunk.fingerprint):
-                    summary.already += 1
-                    continue
-                seen.add(chunk.fingerprint)
-                present = _in_corpus(store, chunk.pmids)
-                missing = int((~present).sum())
-                written, invalid = writer.append(
-                    _blocks(chunk, present),
-                    fingerprint=chunk.fingerprint,
-                    source=f"{chunk.vectors_path.name} + {chunk.pmids_path.name}",
-                    not_in_corpus=missing,
-                    generation=generation[0] if generation else None,
-                )
-                summary.chunks += 1
-                summary.imported += written
-                summary.invalid += invalid
-                summary.not_in_corpus += missing
-            summary.total_rows = writer.rows
-    finally:
-        store.close()
-    summary.seconds = time.perf_counter() - started
-    return summary
-
-
-def _in_corpus(store: Any, pmids: np.ndarray) -> np.ndarray:
-    """Which rows' PMIDs the corpus holds. A chunk usually covers a PMID range (MedCPT's do): then
-    one sequential scan of that range beats a lookup per PMID (measured 2.4 s vs 5.2 s for 1M)."""
-    import numpy as np
-
-    unique = np.unique(pmids)
-    lo, hi = int(unique[0]), int(unique[-1])
-    first, last = store.conn.execute("SELECT min(pmid), max(pmid) FROM docs").fetchone()
-    if first is None:
-        return np.zeros(len(pmids), dtype=bool)
-    density = store.size / max(1, last - first + 1)
-    if density * (min(hi, last) - max(lo, first) + 1) <= 3 * len(unique):
-        cur = store.conn.execute("SELECT pmid FROM docs WHERE pmid BETWEEN ? AND ?", (lo, hi))
-        have = np.fromiter((r[0] for r in cur), dtype=np.int64)
-    else:
-        found = store.has([int(p) for p in unique])
-        have = np.fromiter(found, dtype=np.int64, count=len(found))
-    return np.isin(pmids, have)
-
-
-def _blocks(chunk: ChunkFile, present: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    for i in range(0, chunk.rows, _BLOCK):
-        keep = present[i : i + _BLOCK]
-        if not keep.any():
-            continue
-        vecs = chunk.vectors[i : i + _BLOCK]
-        ids = chunk.pmids[i : i + _BLOCK]
-        if not keep.all():
-            vecs, ids = vecs[keep], ids[keep]
-        yield ids, vecs
