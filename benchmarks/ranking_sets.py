@@ -86,9 +86,9 @@ def _half(item_id: str) -> str:
 
 
 def _stopwords() -> frozenset[str]:
-    from clinfo.corpus.lexical_query import _NL_STOPWORDS
+    from clinfo.corpus.lexical_query import QUESTION_STOPWORDS
 
-    return _NL_STOPWORDS
+    return QUESTION_STOPWORDS
 
 
 def _stemmer():  # type: ignore[no-untyped-def]

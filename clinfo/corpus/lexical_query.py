@@ -39,6 +39,7 @@ from clinfo.terms import STOPWORDS
 
 __all__ = [
     "MAX_QUERY_CHARS",
+    "QUESTION_STOPWORDS",
     "TEXT_FIELDS",
     "And",
     "Natural",
@@ -72,8 +73,9 @@ _FIELDS: dict[str | None, tuple[str, ...]] = {
 _IGNORED = {"Language": "language", "Filter": "filters/subsets"}
 _MESH = {"MeSH Terms", "MeSH Major Topic"}
 
-# Words that carry no topic in a typed question, beyond the function words terms.STOPWORDS holds.
-_NL_STOPWORDS = STOPWORDS | frozenset(
+# Words that carry no topic in a typed question, beyond the function words terms.STOPWORDS holds:
+# natural-language queries drop them (benchmarks/ranking_sets.py drops them from its questions too).
+QUESTION_STOPWORDS = STOPWORDS | frozenset(
     """about after all also among any been before being between both but could did does doing during each
     into may might more most much must no nor not only other our out over same should so some such
     then them they through under until very we while would you your i me my is there versus vs""".split()
@@ -293,7 +295,7 @@ def _natural(query: str, warnings: list[str]) -> Translation:
             if len(toks) > 1:
                 phrases.append(toks)
         rest = _QUOTED.sub(lambda m: " " if len(words_of(m.group(1))) > 1 else m.group(1), query)
-    words = [w for w in dict.fromkeys(words_of(rest)) if w not in _NL_STOPWORDS]
+    words = [w for w in dict.fromkeys(words_of(rest)) if w not in QUESTION_STOPWORDS]
     prefixes = frozenset(m.lower() for m in re.findall(r"([^\W_]{4,})\*", rest))
     if len(words) > _MAX_NL_WORDS:
         out.warnings.append(f"query cut to its first {_MAX_NL_WORDS} content words")
