@@ -167,7 +167,7 @@ def _probe(folder: str, queries: str, k: int, exact: bool, advise: bool = True, 
     from clinfo.corpus.vectors import VectorStore
 
     if not advise:  # measure what MADV_RANDOM on the vector map saves
-        vectors._advise_random = lambda matrix: None
+        vectors.advise_random = lambda matrix: None
     q = np.load(queries)
     if cold:
         for f in Path(folder).glob("vectors.f*"):

@@ -145,15 +145,7 @@ def export_onnx(model_dir: str, work: Path) -> dict[str, Path]:
 def onnx_runner(file: Path, batch_size: int) -> Callable[[list[str]], Any]:
     from clinfo.corpus import encoders
 
-    model = encoders._OnnxModel.__new__(encoders._OnnxModel)  # same tokenising and pooling, other graph
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    model.name, model.dim, model.tokenizer = encoders.DEFAULT_MODEL, 384, encoders.minilm_tokenizer()
-    model.session = ort.InferenceSession(str(file), opts, providers=["CPUExecutionProvider"])
-    model.inputs = {i.name for i in model.session.get_inputs()}
+    model = encoders.OnnxModel(encoders.DEFAULT_MODEL, path=file)  # same tokenising and pooling, other graph
     return lambda t: model.encode(t, batch_size)
 
 

@@ -1,6 +1,6 @@
 """Recount clinfo/data/term_background.json.gz (document frequencies of stems) from the demo corpus.
 
-Run after the demo corpus or the stemmer changes; tests/test_evidence.py checks the shipped table
+Run after the demo corpus or the stemmer changes; tests/pipeline/test_relevance.py checks the shipped table
 still matches a fresh count.
 
     python scripts/build_term_background.py

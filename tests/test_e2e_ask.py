@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.test_cli_ask import clinfo
+from tests.support.cli import clinfo
 
 
 def test_clinfo_ask_json_on_real_servers(llama_server, eutils_server) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 from clinfo import ClinfoAI
 from clinfo.appraisal.design import LEVELS
-from tests.test_pipeline import QUESTION, make_llm, make_source
+from tests.pipeline.test_control_flow import QUESTION, make_llm, make_source
 
 
 def test_retriever_returns_documents_with_pmid_metadata() -> None:

@@ -206,3 +206,23 @@ def test_the_private_name_check_sees_imports_and_attributes(tmp_path):
         "from clinfo.a import _hidden",
         "clinfo.a._other",
     ]
+
+
+def test_benchmarks_and_scripts_use_only_public_names():
+    """They are clinfo's first users: what they need must be public. (Tests may still reach a
+    private name to inject a fault or pin a helper; that is what a test is for.)"""
+    modules = _modules()
+    root = PACKAGE.parent
+    clients = [root / "app.py", *sorted((root / "benchmarks").glob("*.py")), *sorted((root / "scripts").glob("*.py"))]
+    crossing = {p.name: uses for p in clients if (uses := _private_uses(p, "", modules))}
+    assert crossing == {}
+
+
+def test_tests_are_laid_out_by_package():
+    tests = PACKAGE.parent / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and (p / "__init__.py").is_file()} - {"support"}
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert folders and folders <= packages
+    # a package's tests live in its folder, not beside it
+    stray = [p.name for p in tests.glob("test_*.py") if any(p.stem.startswith(f"test_{name}") for name in packages)]
+    assert stray == []

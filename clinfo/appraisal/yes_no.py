@@ -9,7 +9,7 @@ HIV-infected adults common?") unless it offers alternatives ("Nifedipine or amlo
 hypertension in pregnancy?"). A search phrase without a question mark is not a question.
 
 Checked on every PubMedQA (all yes/no by construction) and PubMedRS-200 question in
-``tests/test_agreement.py``.
+``tests/appraisal/test_agreement.py``.
 """
 
 from __future__ import annotations

@@ -287,12 +287,13 @@ def minilm_tokenizer(max_tokens: int = MINILM_MAX_TOKENS) -> Any:
     return tok
 
 
-class _OnnxModel:
+class OnnxModel:
     """all-MiniLM-L6-v2 on onnxruntime: tokenise, run the transformer, mean-pool over real tokens."""
 
     backend = "onnx"
 
-    def __init__(self, name: str, max_tokens: int | None = None) -> None:
+    def __init__(self, name: str, max_tokens: int | None = None, path: Path | None = None) -> None:
+        """``path``: another ONNX export of the same model (a benchmark's variant); default the shipped one."""
         if name != DEFAULT_MODEL:
             raise ConfigError(
                 f"the onnx runtime runs {DEFAULT_MODEL} only; {name!r} needs the [dense] extra (sentence-transformers)"
@@ -301,7 +302,7 @@ class _OnnxModel:
             raise ConfigError(_ONNX_MISSING)
         import onnxruntime as ort
 
-        path = _minilm_onnx_path()
+        path = path or _minilm_onnx_path()
         self.name = name
         self.dim = MINILM_DIM
         self.tokenizer = minilm_tokenizer(max_tokens or MINILM_MAX_TOKENS)
@@ -430,7 +431,7 @@ def _model(name: str, backend: str, precision: Precision, max_tokens: int | None
     with _lock:
         if key not in _loaded:
             _loaded[key] = (
-                _TorchModel(name, precision, max_tokens) if backend == "torch" else _OnnxModel(name, max_tokens)
+                _TorchModel(name, precision, max_tokens) if backend == "torch" else OnnxModel(name, max_tokens)
             )
         return _loaded[key]
 

@@ -122,7 +122,7 @@ class VectorStore:
             else:
                 self._matrix = self._map(self.vector_file, self.dtype, (self.rows, self.dim))
                 if random_access:
-                    _advise_random(self._matrix)
+                    advise_random(self._matrix)
         return self._matrix
 
     def pmids(self) -> np.ndarray:
@@ -168,7 +168,8 @@ class VectorStore:
             conn.close()
 
 
-def _advise_random(matrix: Any) -> None:
+def advise_random(matrix: Any) -> None:
+    """Tell the kernel a memory-mapped matrix is read at random (no read-ahead); advice only."""
     import mmap
 
     m = getattr(matrix, "_mmap", None)  # numpy keeps the mmap.mmap object of a memmap here

@@ -1,4 +1,4 @@
-"""Requests the in-process backend tests send (tests/test_llm_llama_cpp.py, tests/test_llm_vllm_offline.py)."""
+"""Requests the in-process backend tests send (tests/llm/test_llama_cpp.py, tests/llm/test_vllm_offline.py)."""
 
 from __future__ import annotations
 

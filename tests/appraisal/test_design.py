@@ -17,9 +17,9 @@ from clinfo.appraisal.design_text import design_from_text
 from clinfo.models import AbstractSection, Answer, Article, ArticleSummary
 from clinfo.pubmed.xml import iter_pubmed_xml
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "pubmed-baseline"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "pubmed-baseline"
 FILES = (SHARED / "pubmed20n0014.xml.gz", SHARED / "pubmed21n1298.xml.gz")
-DEMO = Path(__file__).resolve().parents[1] / "clinfo" / "data" / "demo_corpus.jsonl.gz"
+DEMO = Path(__file__).resolve().parents[2] / "clinfo" / "data" / "demo_corpus.jsonl.gz"
 
 # PMID -> (kind, level, basis, human) as classify() must decide it
 EXPECTED: dict[str, tuple[str, int | None, str, bool | None]] = {

@@ -55,7 +55,7 @@ QUESTION = (
     " block for analgesia after laparoscopic cholecystectomy?"
 )
 RETRACTED_LINE = f"PMID {RETRACTED}: retracted (retraction notice PMID {NOTICE})"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

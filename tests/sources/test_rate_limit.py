@@ -6,7 +6,6 @@ arrives; the LLM is scripted (this is about the source's traffic, not about answ
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,41 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from clinfo import Answer, ClinfoAI
 from clinfo.sources.rate_limit import SpacedRate
 from tests.support.common import REPO
 from tests.support.eutils import EUtilsServer
-from tests.support.scripted import ScriptedLLM, screen_reply
-
-
-def busiest_second(times: list[float]) -> int:
-    """The most request arrivals in any window [t, t + 1 s)."""
-    times = sorted(times)
-    return max((sum(1 for u in times[i:] if u < t + 1.0) for i, t in enumerate(times)), default=0)
-
-
-def ask(base_url: str, term: str) -> Answer:
-    llm = ScriptedLLM(
-        {
-            "plan": json.dumps({"queries": [term]}),
-            "screen": screen_reply(lambda title: True),
-            "synthesize": "The retrieved study bears on it [1].",
-            "tldr": "Evidence is limited.",
-        }
-    )
-    clinfo = ClinfoAI(
-        llm=llm,
-        source="pubmed",
-        eutils_base_url=base_url,
-        use_cache=False,
-        num_queries=1,
-        prefilter_k=2,
-        eutils_retries=0,
-        # the server's clock runs in this process: the claim check's encoder (every core, on 8
-        # threads at once) would delay its threads in stamping arrivals, which is not what NCBI sees
-        claim_check="off",
-    )
-    return clinfo.forward(f"What is known about {term}?")
+from tests.support.rate import ask, busiest_second
 
 
 def test_eight_questions_from_eight_threads_share_3_requests_per_second(
@@ -91,7 +59,7 @@ def test_processes_on_one_host_share_the_budget(eutils_server: EUtilsServer, tmp
         """
         import sys
         from concurrent.futures import ThreadPoolExecutor
-        from tests.test_rate_budget import ask
+        from tests.support.rate import ask
         base_url, terms = sys.argv[1], sys.argv[2:]
         with ThreadPoolExecutor(len(terms)) as pool:
             answers = list(pool.map(lambda term: ask(base_url, term), terms))

@@ -21,7 +21,7 @@ from clinfo.corpus.hybrid import (
 from clinfo.errors import ConfigError
 from clinfo.rank_fusion import rrf
 
-PQA_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "pubmedqa" / "pqal_dev.json"
+PQA_DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "pubmedqa" / "pqal_dev.json"
 
 
 # ---------------------------------------------------------------- normalisation

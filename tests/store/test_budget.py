@@ -23,7 +23,7 @@ from clinfo.store.budget import SharedSlot, budget_name
 from tests.support.common import REPO
 from tests.support.eutils import EUtilsServer
 from tests.support.postgres import PG_PASSWORD
-from tests.test_rate_budget import busiest_second
+from tests.support.rate import busiest_second
 
 KEY = "ncbi-key-0123456789abcdef"
 
@@ -35,7 +35,7 @@ def test_hosts_sharing_a_database_share_one_keys_budget(
         """
         import sys
         from concurrent.futures import ThreadPoolExecutor
-        from tests.test_rate_budget import ask
+        from tests.support.rate import ask
         base_url, terms = sys.argv[1], sys.argv[2:]
         with ThreadPoolExecutor(len(terms)) as pool:
             answers = list(pool.map(lambda term: ask(base_url, term), terms))

@@ -17,7 +17,7 @@ import pytest
 from clinfo.errors import LLMError
 from clinfo.llm.llama_cpp import default_model_path
 from clinfo.llm.llama_probe import Verdict, _fingerprint, check, plain_kernels
-from tests.test_cli_ask import assert_one_line_error, clinfo
+from tests.support.cli import assert_one_line_error, clinfo
 
 # A child that counts its runs in a file, then dies on SIGILL unless told to run without
 # ggml's extra buffer types (when `spare_plain` is set).

@@ -22,7 +22,7 @@ from clinfo.cli import app
 from tests.support.eutils import EUtilsServer
 from tests.support.openai_server import OpenAIServer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ from clinfo.errors import CorpusError
 from clinfo.settings import Settings
 from clinfo.sources import create_source
 from clinfo.sources.corpus import LocalSource
+from tests.support.cli import assert_one_line_error, clinfo
 from tests.support.common import REPO
 from tests.support.corpus import XmlSlice, write_xml
-from tests.test_cli_ask import assert_one_line_error, clinfo
 
 QUERIES = ["cancer", "patients AND surgery", '"breast cancer"', "covid-19", "Humans[mh] AND 2021[dp]", "children"]
 

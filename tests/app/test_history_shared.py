@@ -12,9 +12,9 @@ from pathlib import Path
 from clinfo.app.history import HistoryStore, Viewer, open_history
 from clinfo.settings import Settings
 from clinfo.store import Database
+from tests.app.test_history import answer
 from tests.support.common import REPO
 from tests.support.postgres import PG_PASSWORD
-from tests.test_history import answer
 
 KEY = "sk-test-SECRET-0123456789"
 ANN = Viewer(session="tab-1", user="oidc:https://login.example.org|ann-0001")

@@ -1,4 +1,6 @@
-"""Renamed settings: the old names are still read, with a DeprecationWarning naming the new one.
+"""Settings: presets and their resolution, and renamed settings.
+
+Renamed settings: the old names are still read, with a DeprecationWarning naming the new one.
 
 ``http_timeout``/``http_retries`` became ``eutils_timeout``/``eutils_retries`` (only E-utilities
 used them) and ``openai_base_url`` became ``base_url`` (two fields for one job); keyword
@@ -14,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from clinfo import ClinfoAI
+from clinfo.errors import ConfigError, InvalidArgument
 from clinfo.eval.run_dir import config_differences
 from clinfo.llm import create_llm
 from clinfo.settings import Settings, load_settings
+from tests.support.scripted import MemorySource, ScriptedLLM
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -107,3 +112,45 @@ def test_an_old_runs_config_resumes_under_the_new_names(tmp_path: Path) -> None:
         old["settings"].pop(key)
     old["settings"].update(http_timeout=30.0, http_retries=4, openai_base_url="http://was-here/v1")
     assert config_differences(old, new) == []  # where a run goes, not what it answers
+
+
+# Presets and resolution (moved from the pipeline's control-flow tests)
+
+
+def test_small_preset_for_the_embedded_llama_cpp_backend_keeps_explicit_choices(monkeypatch) -> None:
+    small = ClinfoAI(llm="local", source="demo").settings
+    assert (small.planner, small.synthesis_mode, small.prefilter_k, small.num_queries) == (
+        "keywords",
+        "extractive",
+        5,
+        1,
+    )
+    assert ClinfoAI(llm="local", source="demo", prefilter_k=8).settings.prefilter_k == 8
+    monkeypatch.setenv("CLINFO_SYNTHESIS_MODE", "llm")
+    assert ClinfoAI(llm="local", source="demo").settings.synthesis_mode == "llm"
+    assert ClinfoAI(llm="local", source="demo", preset="default").settings.planner == "llm"
+    assert ClinfoAI(llm=ScriptedLLM({}), source=MemorySource({}, [])).settings.planner == "llm"
+
+
+def test_presets_see_through_copied_settings() -> None:
+    from clinfo.settings import load_settings
+
+    copied = load_settings().with_overrides(llm="local", source="demo", results_per_query=30)
+    settings = ClinfoAI(settings=copied).settings
+    assert settings.synthesis_mode == "extractive" and settings.results_per_query == 30
+
+
+def test_settings_resolve_once_for_every_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinfo.settings import Settings
+
+    monkeypatch.setenv("CLINFO_PREFILTER_K", "9")  # set in the environment: the preset leaves it
+    resolved = Settings.resolve(llm="local", source="demo", num_queries=2)
+    assert (resolved.planner, resolved.synthesis_mode, resolved.screening) == ("keywords", "extractive", "retrieval")
+    assert resolved.num_queries == 2 and resolved.prefilter_k == 9  # what someone set beats the preset
+    assert Settings.resolve(resolved) == resolved  # resolving resolved settings changes nothing
+    assert ClinfoAI(llm="local", source="demo", num_queries=2).settings == resolved
+    assert Settings.resolve(llm="openai:gpt-4o-mini").planner == "llm"
+    with pytest.raises(InvalidArgument, match=r"unknown setting\(s\): prefilter, sorce"):
+        Settings.resolve(prefilter=3, sorce="demo")
+    with pytest.raises(ConfigError, match="restriction_date"):
+        Settings.resolve(restriction_date="last year")

@@ -317,21 +317,6 @@ def test_two_zero_hit_queries_do_not_search_the_same_fallback_twice() -> None:
     assert sorted(q.query for q in answer.queries) == sorted(["melatonin[tiab]", "zinc[tiab]", words])
 
 
-def test_small_preset_for_the_embedded_llama_cpp_backend_keeps_explicit_choices(monkeypatch) -> None:
-    small = ClinfoAI(llm="local", source="demo").settings
-    assert (small.planner, small.synthesis_mode, small.prefilter_k, small.num_queries) == (
-        "keywords",
-        "extractive",
-        5,
-        1,
-    )
-    assert ClinfoAI(llm="local", source="demo", prefilter_k=8).settings.prefilter_k == 8
-    monkeypatch.setenv("CLINFO_SYNTHESIS_MODE", "llm")
-    assert ClinfoAI(llm="local", source="demo").settings.synthesis_mode == "llm"
-    assert ClinfoAI(llm="local", source="demo", preset="default").settings.planner == "llm"
-    assert ClinfoAI(llm=make_llm(), source=make_source()).settings.planner == "llm"
-
-
 def test_extractive_synthesis_quotes_conclusions_without_llm_writing() -> None:
     from clinfo.models import AbstractSection
 
@@ -382,30 +367,6 @@ def test_llm_screening_records_which_summary_fields_it_asked_for() -> None:
     s = answer.article_summaries[0]
     assert s.relevance_source == "llm"
     assert s.fields_requested == ["summary", "design", "sample_size", "population", "risk_of_bias"]
-
-
-def test_presets_see_through_copied_settings() -> None:
-    from clinfo.settings import load_settings
-
-    copied = load_settings().with_overrides(llm="local", source="demo", results_per_query=30)
-    settings = ClinfoAI(settings=copied).settings
-    assert settings.synthesis_mode == "extractive" and settings.results_per_query == 30
-
-
-def test_settings_resolve_once_for_every_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
-    from clinfo.settings import Settings
-
-    monkeypatch.setenv("CLINFO_PREFILTER_K", "9")  # set in the environment: the preset leaves it
-    resolved = Settings.resolve(llm="local", source="demo", num_queries=2)
-    assert (resolved.planner, resolved.synthesis_mode, resolved.screening) == ("keywords", "extractive", "retrieval")
-    assert resolved.num_queries == 2 and resolved.prefilter_k == 9  # what someone set beats the preset
-    assert Settings.resolve(resolved) == resolved  # resolving resolved settings changes nothing
-    assert ClinfoAI(llm="local", source="demo", num_queries=2).settings == resolved
-    assert Settings.resolve(llm="openai:gpt-4o-mini").planner == "llm"
-    with pytest.raises(InvalidArgument, match=r"unknown setting\(s\): prefilter, sorce"):
-        Settings.resolve(prefilter=3, sorce="demo")
-    with pytest.raises(ConfigError, match="restriction_date"):
-        Settings.resolve(restriction_date="last year")
 
 
 def test_copied_placeholders_in_screening_replies_become_empty() -> None:

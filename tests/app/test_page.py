@@ -27,7 +27,7 @@ from clinfo.sources import register as register_source  # noqa: E402
 from tests.support.openai_server import OpenAIServer  # noqa: E402
 from tests.support.scripted import MemorySource, ScriptedLLM, make_article, screen_reply  # noqa: E402
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 QUESTION = "Does magnesium improve sleep in older adults?"
 FOLLOW_UP = "What doses of magnesium were used?"
 Q1 = "magnesium[tiab] AND sleep[tiab]"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("clinfo")  # installed by pip into the venv's bin/
 ENTRY_POINTS = {
     "python -m clinfo": [sys.executable, "-m", "clinfo"],
