@@ -506,7 +506,7 @@ def parse(query: str) -> Node:
     return node
 
 
-MAX_DEPTH = 50  # far beyond real queries; within what SQLite's FTS5 expression parser accepts
+MAX_DEPTH = 50  # far beyond real queries; keeps the recursive walks of a hostile query (and the lexical plan) shallow
 
 
 def _depth(node: Node) -> int:
