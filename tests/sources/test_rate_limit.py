@@ -6,10 +6,6 @@ arrives; the LLM is scripted (this is about the source's traffic, not about answ
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from clinfo.sources.rate_limit import SpacedRate
-from tests.support.common import REPO
 from tests.support.eutils import EUtilsServer
-from tests.support.rate import ask, busiest_second
+from tests.support.rate import ask, busiest_second, start_asking
 
 
 def test_eight_questions_from_eight_threads_share_3_requests_per_second(
@@ -55,30 +50,9 @@ def test_eight_questions_from_eight_threads_share_3_requests_per_second(
 
 def test_processes_on_one_host_share_the_budget(eutils_server: EUtilsServer, tmp_path: Path) -> None:
     # Two processes (say the app and an eval run) with the same cache directory.
-    script = textwrap.dedent(
-        """
-        import sys
-        from concurrent.futures import ThreadPoolExecutor
-        from tests.support.rate import ask
-        base_url, terms = sys.argv[1], sys.argv[2:]
-        with ThreadPoolExecutor(len(terms)) as pool:
-            answers = list(pool.map(lambda term: ask(base_url, term), terms))
-        print(sum(bool(a.references) for a in answers))
-        """
-    )
     terms = eutils_server.sample_terms(6)
-    env = {**os.environ, "CLINFO_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, eutils_server.base_url, *part],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for part in (terms[:3], terms[3:])
-    ]
+    env = {"CLINFO_CACHE_DIR": str(tmp_path / "cache")}
+    procs = [start_asking(eutils_server.base_url, part, env) for part in (terms[:3], terms[3:])]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
     assert [out.strip() for out, _ in outputs] == ["3", "3"]

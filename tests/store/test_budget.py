@@ -7,10 +7,6 @@ one ``CLINFO_DATABASE_URL``; the loopback E-utilities server records when each r
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,10 +16,9 @@ from clinfo.sources.pubmed import _database_slot
 from clinfo.sources.rate_limit import SpacedRate
 from clinfo.store import Database
 from clinfo.store.budget import SharedSlot, budget_name
-from tests.support.common import REPO
 from tests.support.eutils import EUtilsServer
 from tests.support.postgres import PG_PASSWORD
-from tests.support.rate import busiest_second
+from tests.support.rate import busiest_second, start_asking
 
 KEY = "ncbi-key-0123456789abcdef"
 
@@ -31,37 +26,15 @@ KEY = "ncbi-key-0123456789abcdef"
 def test_hosts_sharing_a_database_share_one_keys_budget(
     eutils_server: EUtilsServer, postgres_url: str, tmp_path: Path
 ) -> None:
-    script = textwrap.dedent(
-        """
-        import sys
-        from concurrent.futures import ThreadPoolExecutor
-        from tests.support.rate import ask
-        base_url, terms = sys.argv[1], sys.argv[2:]
-        with ThreadPoolExecutor(len(terms)) as pool:
-            answers = list(pool.map(lambda term: ask(base_url, term), terms))
-        print(sum(bool(a.references) for a in answers))
-        """
-    )
     terms = eutils_server.sample_terms(8)
     procs = []
     for host, part in (("a", terms[:4]), ("b", terms[4:])):
         env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
             "CLINFO_CACHE_DIR": str(tmp_path / f"host-{host}"),  # nothing on disk in common
             "CLINFO_DATABASE_URL": postgres_url,
             "NCBI_API_KEY": KEY,  # 10 requests/s for the key, wherever it is used
         }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", script, eutils_server.base_url, *part],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+        procs.append(start_asking(eutils_server.base_url, part, env))
     outputs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
     assert [out.strip() for out, _ in outputs] == ["4", "4"]
