@@ -11,15 +11,15 @@ from pydantic import BaseModel, Field, computed_field
 
 from clinfo.appraisal.agreement import Agreement, Stance
 from clinfo.appraisal.design import Design
-from clinfo.pubmed.record import PUBMED_URL, AbstractSection, Citation, Correction
+from clinfo.pubmed.record import PUBMED_URL, AbstractSection, Correction, PubmedRecord
 
-# AbstractSection, Citation and Correction are PubMed's (clinfo.pubmed.record), named here too for readers of the answer
+# AbstractSection, PubmedRecord and Correction are PubMed's (clinfo.pubmed.record), named here too
 __all__ = [
     "AbstractSection",
     "Answer",
     "Article",
     "ArticleSummary",
-    "Citation",
+    "PubmedRecord",
     "ClaimCheck",
     "Correction",
     "PUBMED_URL",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-class Article(Citation):
+class Article(PubmedRecord):
     """A citation with what clinfo decides about it from the record alone."""
 
     @computed_field  # type: ignore[prop-decorator]

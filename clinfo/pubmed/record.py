@@ -1,6 +1,6 @@
-"""A PubMed citation as NLM records it: the fields both readers of PubMed XML fill.
+"""A PubMed record as NLM keeps it: the fields both readers of PubMed XML fill.
 
-:class:`clinfo.models.Article` extends :class:`Citation` with what clinfo decides about it (its
+:class:`clinfo.models.Article` extends :class:`PubmedRecord` with what clinfo decides about it (its
 design); the XML readers take the class to build, so this layer never imports the one above.
 """
 
@@ -27,8 +27,8 @@ class Correction(BaseModel):
     source: str = ""
 
 
-class Citation(BaseModel):
-    """One PubMed citation as NLM records it (MEDLINE fields only; nothing judged)."""
+class PubmedRecord(BaseModel):
+    """One PubMed record as NLM keeps it (its citation fields only; nothing judged)."""
 
     pmid: str
     title: str = ""

@@ -1,4 +1,4 @@
-"""PubMed XML → :class:`~clinfo.pubmed.record.Citation` (or a subclass the caller names, such as
+"""PubMed XML → :class:`~clinfo.pubmed.record.PubmedRecord` (or a subclass the caller names, such as
 :class:`clinfo.models.Article`).
 
 Two readers that must agree field for field:
@@ -28,9 +28,9 @@ from xml.sax.saxutils import unescape
 from lxml import etree
 
 from clinfo.errors import MalformedResponse, one_line
-from clinfo.pubmed.record import AbstractSection, Citation, Correction
+from clinfo.pubmed.record import AbstractSection, Correction, PubmedRecord
 
-R = TypeVar("R", bound=Citation)
+R = TypeVar("R", bound=PubmedRecord)
 
 __all__ = ["DeletedCitations", "parse_efetch", "iter_pubmed_xml"]
 
@@ -118,7 +118,7 @@ def _valid_utf8(data: bytes) -> bytes:
         return data.decode("utf-8", "replace").encode("utf-8")
 
 
-def parse_efetch(data: bytes, record: type[R] = Citation) -> list[R]:  # type: ignore[assignment]
+def parse_efetch(data: bytes, record: type[R] = PubmedRecord) -> list[R]:  # type: ignore[assignment]
     """Records (of class ``record``) from an efetch ``PubmedArticleSet`` response, in document order."""
     from Bio import Entrez
     from Bio.Entrez.Parser import ValidationError
@@ -540,11 +540,11 @@ def _open_bytes(stream_or_path: str | os.PathLike[str] | IO[bytes]) -> tuple[IO[
 
 def iter_pubmed_xml(
     stream_or_path: str | os.PathLike[str] | IO[bytes],
-    record: type[R] = Citation,  # type: ignore[assignment]
+    record: type[R] = PubmedRecord,  # type: ignore[assignment]
 ) -> Iterator[R | DeletedCitations]:
     """Stream a PubMed baseline/update file (``.xml`` or ``.xml.gz``, path or binary stream).
 
-    Yields one ``record`` (:class:`Citation` unless named) per ``PubmedArticle``/``PubmedBookArticle`` and one
+    Yields one ``record`` (:class:`PubmedRecord` unless named) per ``PubmedArticle``/``PubmedBookArticle`` and one
     :class:`DeletedCitations` per ``DeleteCitation`` block, in file order, holding only one
     record in memory. Invalid UTF-8 is replaced (U+FFFD) rather than fatal. A truncated or
     corrupt file yields every complete record before the fault, then raises
