@@ -19,6 +19,7 @@ from clinfo.pipeline.citations import check_citations
 from clinfo.pipeline.run import QuestionRun
 from clinfo.pipeline.schemas import RECHECK_SCHEMA
 from clinfo.pipeline.synthesis import Synthesis
+from clinfo.prompts import as_data
 
 
 async def check_claims(
@@ -71,7 +72,7 @@ def _alternatives(claims: list[ClaimCheck], articles: Mapping[int, Article]) -> 
 
 def _quote(n: int, s: Support, note: str = "") -> str:
     where = f" ({s.label.title()})" if s.label and s.label != "TITLE" else ""
-    return f'    [{n}]{note} closest sentence{where}: "{s.sentence}"'
+    return f'    [{n}]{note} closest sentence{where}: "{as_data(s.sentence)}"'
 
 
 async def _recheck(run: QuestionRun, text: str, claims: list[ClaimCheck], articles: Mapping[int, Article]) -> str:
@@ -81,7 +82,7 @@ async def _recheck(run: QuestionRun, text: str, claims: list[ClaimCheck], articl
     better = await asyncio.to_thread(_alternatives, unsupported, articles)
     blocks = []
     for i, (c, alternatives) in enumerate(zip(unsupported, better), start=1):
-        lines = [f'({i}) "{c.text}"']
+        lines = [f'({i}) "{as_data(c.text)}"']
         lines += [_quote(n, s) for n, s in zip(c.citations, c.supports)]
         lines += [_quote(n, s, " (not cited here)") for n, s in alternatives]
         blocks.append("\n".join(lines))
